@@ -1,0 +1,12 @@
+"""Agency identifier codes (mã định danh): parse, format, level, parent, group meaning.
+
+Examples
+--------
+>>> from docaxis.identifiers import AgencyCode
+>>> str(AgencyCode.parse("012.05.11.H53").parent)
+'000.05.11.H53'
+"""
+
+from docaxis.identifiers._agency_code import GROUP_LETTERS, AgencyCode, InvalidAgencyCode
+
+__all__ = ["GROUP_LETTERS", "AgencyCode", "InvalidAgencyCode"]
