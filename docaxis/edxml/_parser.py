@@ -44,6 +44,7 @@ from docaxis.edxml._namespaces import (
     SOAP_NS,
     q,
 )
+from docaxis.edxml._readers import AGENCY_OK, READERS
 from docaxis.edxml._spec import (
     ATTACHMENT,
     DOCUMENT_HEADER,
@@ -52,7 +53,6 @@ from docaxis.edxml._spec import (
     TRACE_HEADER_LIST,
     Field,
     NodeSpec,
-    spec_of,
 )
 from docaxis.identifiers import AgencyCode, InvalidAgencyCode
 
@@ -98,17 +98,39 @@ class SignatureInfo:
     is_last_in_header: bool = True
 
 
+@dataclass(slots=True)
+class Locations:
+    """Elements the validator's package-level rules point at (found during the parse)."""
+
+    message_header: etree._Element | None = None
+    trace_header_list: etree._Element | None = None
+    references: list[etree._Element] = field(default_factory=list)
+    attachments: list[etree._Element] = field(default_factory=list)
+
+
 @dataclass(frozen=True, slots=True)
 class ParsedPackage:
-    """A parsed package: exact bytes, tree, typed model and field-level findings."""
+    """A parsed package: exact bytes, tree, typed model and field-level findings.
+
+    ``root`` is the tree the bytes parsed into; the signature layer verifies and reads
+    from this same tree (parse once, no parser differential).
+    """
 
     source: bytes = field(repr=False)
-    sha256: str
     root: etree._Element = field(repr=False, compare=False)
     kind: m.PackageKind
     package: m.Package
     signature: SignatureInfo | None
     findings: tuple[Finding, ...] = ()
+    locations: Locations | None = field(default=None, repr=False, compare=False)
+    _digest: list[str] = field(default_factory=list, repr=False, compare=False)
+
+    @property
+    def sha256(self) -> str:
+        """Hex SHA-256 of :attr:`source` (computed on first use)."""
+        if not self._digest:
+            self._digest.append(hashlib.sha256(self.source).hexdigest())
+        return self._digest[0]
 
     @property
     def header_element(self) -> etree._Element:
@@ -256,6 +278,29 @@ def _parse_tree(data: bytes, limits: ParseLimits) -> etree._Element:
 
 # ----------------------------------------------------------------------- extraction
 
+_agency_problems: dict[str, str | None] = {}
+
+
+def _agency_problem(text: str) -> str | None:
+    """Why ``text`` is not an agency code, or ``None``; memoised (codes repeat a lot)."""
+    try:
+        return _agency_problems[text]
+    except KeyError:
+        pass
+    try:
+        AgencyCode.parse(text)
+        problem = None
+    except InvalidAgencyCode as exc:
+        problem = exc.message
+    if len(_agency_problems) > 50_000:
+        _agency_problems.clear()
+        AGENCY_OK.clear()
+    _agency_problems[text] = problem
+    if problem is None:
+        AGENCY_OK[text] = True
+    return problem
+
+
 _BOOLEANS: Final = {"true": True, "false": False, "1": True, "0": False}
 
 
@@ -282,15 +327,13 @@ class _Reader:
         kind = f.kind
         if kind == "text":
             if f.max_length is not None and len(text) > f.max_length:
-                self.add("EDX-LENGTH", Severity.WARNING,
-                         f"{f.tag} has {len(text)} characters, the limit is {f.max_length}", el)
+                self.too_long(f, el, text)
             return text
         if kind == "agency":
-            try:
-                AgencyCode.parse(text)
-            except InvalidAgencyCode as exc:
+            problem = _agency_problem(text)
+            if problem is not None:
                 self.add("EDX-ID-FORMAT", Severity.ERROR,
-                         f"{_tag_of(el.getparent())}/{f.tag}: {exc.message}", el)
+                         f"{_tag_of(el.getparent())}/{f.tag}: {problem}", el)
             return text
         if kind == "int":
             return self._int(f, el, text)
@@ -375,52 +418,25 @@ class _Reader:
         return dt.datetime.combine(date, clock.replace(microsecond=0, tzinfo=None))
 
     # nodes ----------------------------------------------------------------------
-    def value(self, f: Field, el: etree._Element) -> object:
-        if f.is_leaf:
-            return self.leaf(f, el)
-        return self.node(spec_of(f.kind), el)  # type: ignore[arg-type]
-
     def node(self, spec: NodeSpec, el: etree._Element) -> Any:
-        values: dict[str, Any] = {}
-        seen: dict[str, etree._Element] = {}
-        by_tag = spec.by_tag
-        for child in el:
-            f = by_tag.get(child.tag)
-            if f is None:
-                continue  # comments, PIs, unknown elements (the XSD reports those)
-            attr = f.attr
-            if f.item is not None:
-                item_tag = q(f.item)
-                items = [self.value(f, item) for item in child if item.tag == item_tag]
-                found = [item for item in items if item is not None]
-                if found:
-                    values[attr] = values.get(attr, ()) + tuple(found)
-                seen.setdefault(attr, child)
-            elif f.many:
-                value = self.value(f, child)
-                if value is not None:
-                    values[attr] = (*values.get(attr, ()), value)
-                seen.setdefault(attr, child)
-            elif attr in seen:
-                self.add("EDX-DUPLICATE", Severity.ERROR,
-                         f"{f.tag} occurs more than once in {spec.cls.__name__}", child)
-            else:
-                seen[attr] = child
-                value = self.value(f, child)
-                if value is not None:
-                    values[attr] = value
-        if not values:
-            return None
-        for f in spec.fields:
-            if f.required and f.attr not in values:
-                where = seen.get(f.attr)
-                if where is None:
-                    self.add("EDX-REQUIRED", Severity.ERROR,
-                             f"{f.tag} is required in {_tag_of(el)}", el)
-                else:
-                    self.add("EDX-REQUIRED-EMPTY", Severity.ERROR,
-                             f"{f.tag} is required but empty", where)
-        return spec.cls(**values)
+        """Read one node with its compiled reader (see :mod:`._readers`)."""
+        return READERS[spec.cls](self, el)
+
+    def too_long(self, f: Field, el: etree._Element, text: str) -> None:
+        self.add("EDX-LENGTH", Severity.WARNING,
+                 f"{f.tag} has {len(text)} characters, the limit is {f.max_length}", el)
+
+    def duplicate(self, f: Field, parent: etree._Element, child: etree._Element) -> None:
+        self.add("EDX-DUPLICATE", Severity.ERROR,
+                 f"{f.tag} occurs more than once in {_tag_of(parent)}", child)
+
+    def required(self, f: Field, parent: etree._Element, found: etree._Element | None) -> None:
+        if found is None:
+            self.add("EDX-REQUIRED", Severity.ERROR,
+                     f"{f.tag} is required in {_tag_of(parent)}", parent)
+        else:
+            self.add("EDX-REQUIRED-EMPTY", Severity.ERROR, f"{f.tag} is required but empty",
+                     found)
 
 
 def _tag_of(el: etree._Element) -> str:
@@ -459,18 +475,22 @@ def _check_root(root: etree._Element) -> None:
                          line=root.sourceline, column=None)
 
 
-def _signature_info(header: etree._Element) -> SignatureInfo | None:
-    signatures = [c for c in header.iter(_DS_SIGNATURE, _LEGACY_SIGNATURE)]
+def _signature_info(root: etree._Element, header: etree._Element) -> SignatureInfo | None:
+    signatures = list(root.iter(_DS_SIGNATURE, _LEGACY_SIGNATURE))
     if not signatures:
         return None
     xmldsig = [s for s in signatures if s.tag == _DS_SIGNATURE]
     chosen = xmldsig[0] if xmldsig else signatures[0]
-    elements = [c for c in header if isinstance(c.tag, str)]
+    last = None
+    for child in reversed(header):
+        if isinstance(child.tag, str):
+            last = child
+            break
     return SignatureInfo(
         form="xmldsig" if xmldsig else "legacy",
         element=chosen,
         count=len(xmldsig) if xmldsig else len(signatures),
-        is_last_in_header=bool(elements) and elements[-1] is chosen,
+        is_last_in_header=last is chosen,
     )
 
 
@@ -520,44 +540,58 @@ def parse(
     limits = limits or ParseLimits()
     root = _parse_tree(data, limits)
     _check_root(root)
-    envelope = root.find(_ENVELOPE)
-    header = envelope.find(_HEADER) if envelope is not None else None
+    envelope = attachments_el = None
+    for child in root:
+        if child.tag == _ENVELOPE and envelope is None:
+            envelope = child
+        elif child.tag == _ATTACHMENTS and attachments_el is None:
+            attachments_el = child
+    header = body = None
+    for child in envelope if envelope is not None else ():
+        if child.tag == _HEADER and header is None:
+            header = child
+        elif child.tag == _BODY and body is None:
+            body = child
     if header is None:
         raise NotAPackage("edXML/edXMLEnvelope/edXMLHeader is missing",
                           line=(envelope if envelope is not None else root).sourceline)
-    message_header = header.find(_MESSAGE_HEADER)
-    if message_header is None:
-        message_header = header.find(_STATUS)
+    message_header = trace_el = None
+    for child in header:
+        tag = child.tag
+        if (tag in (_MESSAGE_HEADER, _STATUS)) and message_header is None:
+            message_header = child
+        elif tag == _TRACE_LIST and trace_el is None:
+            trace_el = child
     if message_header is None:
         raise NotAPackage("edXMLHeader has no MessageHeader (or Status)",
                           line=header.sourceline)
     is_status = message_header.tag == _STATUS or message_header.find(_STATUS_CODE) is not None
     reader = _Reader(today or _today())
-    trace_el = header.find(_TRACE_LIST)
     trace = reader.node(TRACE_HEADER_LIST, trace_el) if trace_el is not None else None
     package: m.Package
+    locations = Locations(message_header=message_header, trace_header_list=trace_el)
     if is_status:
         status_header = reader.node(STATUS_HEADER, message_header) or m.StatusHeader()
         package = m.StatusPackage(header=status_header, trace=trace)
     else:
         doc_header = reader.node(DOCUMENT_HEADER, message_header) or m.DocumentHeader()
-        body = envelope.find(_BODY)  # type: ignore[union-attr]
         manifest_el = body.find(_MANIFEST) if body is not None else None
-        references = _read_many(reader, MANIFEST_REFERENCE, _children(manifest_el, _REFERENCE))
-        attachments = _read_many(
-            reader, ATTACHMENT, _children(root.find(_ATTACHMENTS), _ATTACHMENT)
-        )
+        locations.references = _children(manifest_el, _REFERENCE)
+        locations.attachments = _children(attachments_el, _ATTACHMENT)
         package = m.DocumentPackage(
-            header=doc_header, trace=trace, manifest=references, attachments=attachments
+            header=doc_header,
+            trace=trace,
+            manifest=_read_many(reader, MANIFEST_REFERENCE, locations.references),
+            attachments=_read_many(reader, ATTACHMENT, locations.attachments),
         )
     return ParsedPackage(
         source=data,
-        sha256=hashlib.sha256(data).hexdigest(),
         root=root,
         kind="status" if is_status else "document",
         package=package,
-        signature=_signature_info(header),
+        signature=_signature_info(root, header),
         findings=tuple(reader.findings),
+        locations=locations,
     )
 
 

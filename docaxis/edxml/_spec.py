@@ -67,6 +67,9 @@ class Field:
         return self.many or self.item is not None
 
 
+MODE_TEXT, MODE_LEAF, MODE_NODE, MODE_MANY, MODE_WRAPPED = range(5)
+
+
 @dataclass(frozen=True, slots=True)
 class NodeSpec:
     """The element table of one model class."""
@@ -74,11 +77,28 @@ class NodeSpec:
     cls: type
     fields: tuple[Field, ...]
     by_tag: dict[str, Field] = field(default_factory=dict, compare=False)
+    required: tuple[Field, ...] = field(default=(), compare=False)
+    #: Clark tag → (attr, mode, field, item Clark tag); mode is one of the ``MODE_*``.
+    plan: dict[str, tuple[str, int, Field, str | None]] = field(
+        default_factory=dict, compare=False
+    )
 
     def __post_init__(self) -> None:
         for f in self.fields:
+            if f.item is not None:
+                mode = MODE_WRAPPED
+            elif f.many:
+                mode = MODE_MANY
+            elif f.kind == "text":
+                mode = MODE_TEXT
+            elif f.is_leaf:
+                mode = MODE_LEAF
+            else:
+                mode = MODE_NODE
             for name in (f.tag, *f.aliases):
                 self.by_tag[q(name)] = f
+                self.plan[q(name)] = (f.attr, mode, f, q(f.item) if f.item else None)
+        object.__setattr__(self, "required", tuple(f for f in self.fields if f.required))
 
 
 def _f(attr: str, tag: str, kind: str | type = "text", **options: object) -> Field:

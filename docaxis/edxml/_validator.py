@@ -26,7 +26,7 @@ from docaxis.edxml._findings import (
     severity_for,
 )
 from docaxis.edxml._namespaces import DSIG_NS, EDXML_NS, EDXML_PREFIX, q
-from docaxis.edxml._parser import ParsedPackage, ParseLimits, parse
+from docaxis.edxml._parser import Locations, ParsedPackage, ParseLimits, parse
 from docaxis.edxml._schemagen import SCHEMA_FILES, generate_schema
 
 
@@ -106,78 +106,78 @@ def _strip_cid(content_id: str | None) -> str:
 
 def _document_rules(parsed: ParsedPackage, package: m.DocumentPackage) -> list[Finding]:
     findings: list[Finding] = []
-    root = parsed.root
-    header_el = root.find(f"{q('edXMLEnvelope')}/{q('edXMLHeader')}/{q('MessageHeader')}")
+    where = parsed.locations or Locations()
     header = package.header
 
-    # duplicate To
-    seen: set[str] = set()
-    to_elements = header_el.findall(q("To")) if header_el is not None else []
-    for org, element in zip(header.to, to_elements, strict=False):
-        if org.organ_id is None:
-            continue
-        if org.organ_id in seen:
-            findings.append(finding_at("EDX-TO-DUPLICATE", Severity.ERROR,
-                                       f"To/OrganId {org.organ_id} is listed more than once",
-                                       element))
-        seen.add(org.organ_id)
+    recipients = [org.organ_id for org in header.to if org.organ_id is not None]
+    if len(set(recipients)) != len(recipients):
+        seen: set[str] = set()
+        to_elements = where.message_header.findall(q("To")) if where.message_header else []
+        for org, element in zip(header.to, to_elements, strict=False):
+            if org.organ_id in seen:
+                findings.append(finding_at(
+                    "EDX-TO-DUPLICATE", Severity.ERROR,
+                    f"To/OrganId {org.organ_id} is listed more than once", element))
+            if org.organ_id is not None:
+                seen.add(org.organ_id)
 
-    if header.content is None and header_el is not None:
+    if header.content is None:
         findings.append(finding_at("EDX-CONTENT-MISSING", Severity.WARNING,
                                    "Content is absent (one national validator requires it)",
-                                   header_el))
+                                   where.message_header))
 
-    # manifest <-> attachments
-    references = root.findall(
-        f"{q('edXMLEnvelope')}/{q('edXMLBody')}/{q('edXMLManifest')}/{q('Reference')}"
-    )
-    attachment_els = root.findall(f"{q('AttachmentEncoded')}/{q('Attachment')}")
+    # manifest <-> attachments, compared after stripping "cid:"
     announced = {_strip_cid(r.content_id) for r in package.manifest}
     carried = {_strip_cid(a.content_id) for a in package.attachments}
-    for reference, element in zip(package.manifest, references, strict=False):
-        if _strip_cid(reference.content_id) not in carried:
-            findings.append(finding_at(
-                "EDX-MANIFEST-MISMATCH", Severity.ERROR,
-                f"manifest announces {reference.content_id!r} but no attachment carries it",
-                element))
-    for attachment, element in zip(package.attachments, attachment_els, strict=False):
-        if _strip_cid(attachment.content_id) not in announced:
-            findings.append(finding_at(
-                "EDX-MANIFEST-MISMATCH", Severity.ERROR,
-                f"attachment {attachment.content_id!r} is not announced in the manifest",
-                element))
+    if announced != carried:
+        for reference, element in zip(package.manifest, where.references, strict=False):
+            if _strip_cid(reference.content_id) not in carried:
+                findings.append(finding_at(
+                    "EDX-MANIFEST-MISMATCH", Severity.ERROR,
+                    f"manifest announces {reference.content_id!r} but no attachment carries it",
+                    element))
+        for attachment, element in zip(package.attachments, where.attachments, strict=False):
+            if _strip_cid(attachment.content_id) not in announced:
+                findings.append(finding_at(
+                    "EDX-MANIFEST-MISMATCH", Severity.ERROR,
+                    f"attachment {attachment.content_id!r} is not announced in the manifest",
+                    element))
 
-    # business block consistency
     business = package.business
     if business is not None:
-        business_el = root.find(
-            f"{q('edXMLEnvelope')}/{q('edXMLHeader')}/{q('TraceHeaderList')}/{q('Bussiness')}"
-        )
-        if business_el is None:
-            business_el = root.find(
-                f"{q('edXMLEnvelope')}/{q('edXMLHeader')}/{q('TraceHeaderList')}/{q('Business')}"
-            )
-        kind = business.business_doc_type
-        if kind in (1, 2) and business.document_id is None:
-            findings.append(finding_at(
-                "EDX-BUSINESS", Severity.WARNING,
-                f"BussinessDocType {kind} ({'recall' if kind == 1 else 'update'}) does not "
-                "name the document it acts on (Bussiness/DocumentId); the package's own "
-                "DocumentId is taken", business_el))
-        if kind == 2 and business.business_document_info is None:
-            findings.append(finding_at(
-                "EDX-BUSINESS", Severity.WARNING,
-                "update (BussinessDocType 2) without BussinessDocumentInfo", business_el))
-        if kind == 3 and not business.replacements:
-            findings.append(finding_at(
-                "EDX-BUSINESS", Severity.ERROR,
-                "replace (BussinessDocType 3) without ReplacementInfoList/ReplacementInfo",
-                business_el))
-        if kind in (0, 1) and (business.replacements or business.business_document_info):
-            findings.append(finding_at(
-                "EDX-BUSINESS", Severity.WARNING,
-                f"BussinessDocType {kind} carries update/replace details that will be ignored",
-                business_el))
+        findings += _business_rules(business, where)
+    return findings
+
+
+def _business_rules(business: m.Business, where: Locations) -> list[Finding]:
+    """Consistency of the Bussiness block with its BussinessDocType."""
+    findings: list[Finding] = []
+    kind = business.business_doc_type
+    problems: list[tuple[Severity, str]] = []
+    if kind in (1, 2) and business.document_id is None:
+        problems.append((Severity.WARNING,
+                         f"BussinessDocType {kind} ({'recall' if kind == 1 else 'update'}) does "
+                         "not name the document it acts on (Bussiness/DocumentId); the "
+                         "package's own DocumentId is taken"))
+    if kind == 2 and business.business_document_info is None:
+        problems.append((Severity.WARNING,
+                         "update (BussinessDocType 2) without BussinessDocumentInfo"))
+    if kind == 3 and not business.replacements:
+        problems.append((Severity.ERROR,
+                         "replace (BussinessDocType 3) without ReplacementInfoList/"
+                         "ReplacementInfo"))
+    if kind in (0, 1) and (business.replacements or business.business_document_info):
+        problems.append((Severity.WARNING,
+                         f"BussinessDocType {kind} carries update/replace details that will "
+                         "be ignored"))
+    if problems:
+        element = None
+        if where.trace_header_list is not None:
+            element = where.trace_header_list.find(q("Bussiness"))
+            if element is None:
+                element = where.trace_header_list.find(q("Business"))
+        for severity, message in problems:
+            findings.append(finding_at("EDX-BUSINESS", severity, message, element))
     return findings
 
 
