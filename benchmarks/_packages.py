@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import random
 
-from docaxis.edxml import DocumentBuilder, OtherInfo, Organization, write
+from docaxis.edxml import DocumentBuilder, Organization, OtherInfo, write
 
 
 def document_of_size(target_bytes: int, *, seed: int = 7) -> bytes:

@@ -80,7 +80,8 @@ def _source(spec: NodeSpec) -> tuple[str, dict[str, Any]]:
                      "    if t.isdigit() and t.isascii():", f"        v{i} = int(t)"]
             if f.values is not None:
                 consts[f"VALUES{i}"] = f.values
-                body += [f"        if v{i} not in VALUES{i}:", f"            v{i} = reader.leaf(F{i}, child)"]
+                body += [f"        if v{i} not in VALUES{i}:",
+                         f"            v{i} = reader.leaf(F{i}, child)"]
             body += ["    elif t:", f"        v{i} = reader.leaf(F{i}, child)"]
         elif mode == MODE_LEAF and f.kind == "agency":
             # agency codes repeat across traffic: the memo answers most of them

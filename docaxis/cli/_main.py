@@ -1,0 +1,75 @@
+"""Root command group and shared helpers."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from docaxis import __version__
+
+#: Exit codes shared by every command.
+EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
+
+stdout = Console(highlight=False, soft_wrap=True)
+stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class InputError(click.ClickException):
+    """A file could not be read or written (exit code 2, like a usage error)."""
+
+    exit_code = EXIT_USAGE
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(f"cannot use {name!r}: {reason}")
+
+
+def read_input(name: str, max_bytes: int | None = None) -> bytes:
+    """Bytes of a file, or of standard input for ``-``.
+
+    Raises
+    ------
+    InputError
+        When the file cannot be read (exit code 2).
+    """
+    try:
+        if name == "-":
+            return sys.stdin.buffer.read(max_bytes + 1 if max_bytes else -1)
+        path = Path(name)
+        if max_bytes is not None and path.stat().st_size > max_bytes:
+            return path.open("rb").read(max_bytes + 1)
+        return path.read_bytes()
+    except OSError as exc:
+        raise InputError(name, exc.strerror or str(exc)) from None
+
+
+def expand_inputs(names: tuple[str, ...]) -> list[str]:
+    """Files as given; a directory stands for its ``*.edxml`` and ``*.xml`` files."""
+    files: list[str] = []
+    for name in names:
+        path = Path(name)
+        if name != "-" and path.is_dir():
+            found = sorted(p for p in path.iterdir()
+                           if p.is_file() and p.suffix.lower() in (".edxml", ".xml"))
+            files += [str(p) for p in found]
+        else:
+            files.append(name)
+    return files
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="docaxis")
+def cli() -> None:
+    """docaxis — the inter-agency electronic document exchange axis (edXML, QCVN 102:2016).
+
+    Validate, inspect and build edXML packages.
+    """
+
+
+def main() -> None:
+    """Console-script entry point."""
+    from docaxis.cli import _edxml  # noqa: F401  (registers commands)
+
+    cli(prog_name="docaxis")
