@@ -27,7 +27,9 @@ class ParseError(EdxmlError):
     def __init__(
         self, message: str, *, line: int | None = None, column: int | None = None
     ) -> None:
-        where = f" (line {line}, column {column})" if line is not None else ""
+        where = ""
+        if line is not None:
+            where = f" (line {line}, column {column})" if column is not None else f" (line {line})"
         super().__init__(message + where)
         self.line = line
         self.column = column

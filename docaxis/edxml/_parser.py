@@ -168,26 +168,26 @@ def _scan_prolog(data: bytes) -> None:
         if data.startswith(b"<?", pos):
             end = data.find(b"?>", pos)
             if end < 0:
-                raise MalformedXML("unterminated processing instruction", *_lc(data, pos))
+                raise MalformedXML("unterminated processing instruction", **_lc(data, pos))
             if data.startswith(b"<?xml", pos) and data[pos + 5 : pos + 6] in b" \t\r\n":
                 match = _XML_DECL_ENCODING.search(data, pos, end)
                 if match and match.group(1).lower() not in _UTF8_NAMES:
                     raise BadEncoding(
                         f"declared encoding {match.group(1).decode()!r} is not UTF-8",
-                        *_lc(data, match.start(1)),
+                        **_lc(data, match.start(1)),
                     )
             pos = end + 2
             continue
         if data.startswith(b"<!--", pos):
             end = data.find(b"-->", pos + 4)
             if end < 0:
-                raise MalformedXML("unterminated comment", *_lc(data, pos))
+                raise MalformedXML("unterminated comment", **_lc(data, pos))
             pos = end + 3
             continue
         if data[pos : pos + 9].upper() == b"<!DOCTYPE":
             raise ForbiddenDoctype(
                 "DOCTYPE declarations are not accepted (no DTDs, no entities)",
-                *_lc(data, pos),
+                **_lc(data, pos),
             )
         return
 
@@ -251,7 +251,7 @@ def _parse_tree(data: bytes, limits: ParseLimits) -> etree._Element:
         bad = _first_invalid_utf8(data)
         if bad is not None:
             raise BadEncoding(
-                f"input is not valid UTF-8 (byte 0x{data[bad]:02X})", *_lc(data, bad)
+                f"input is not valid UTF-8 (byte 0x{data[bad]:02X})", **_lc(data, bad)
             ) from None
         line, column = exc.position
         message = exc.msg or "not well-formed"

@@ -112,7 +112,8 @@ def _document_rules(parsed: ParsedPackage, package: m.DocumentPackage) -> list[F
     recipients = [org.organ_id for org in header.to if org.organ_id is not None]
     if len(set(recipients)) != len(recipients):
         seen: set[str] = set()
-        to_elements = where.message_header.findall(q("To")) if where.message_header else []
+        header_el = where.message_header
+        to_elements = header_el.findall(q("To")) if header_el is not None else []
         for org, element in zip(header.to, to_elements, strict=False):
             if org.organ_id in seen:
                 findings.append(finding_at(

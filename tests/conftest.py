@@ -1,0 +1,43 @@
+"""Shared fixtures: the interop corpus (skipped cleanly when absent) and sample packages."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from docaxis.edxml import DocumentBuilder, DocumentPackage, Organization, write
+
+INTEROP = Path(__file__).resolve().parents[2] / "shared" / "interop"
+VPCP = INTEROP / "vpcp-samples"
+
+
+@pytest.fixture(scope="session")
+def vpcp() -> Path:
+    """The VPCP field samples folder; tests using it skip when it is not there."""
+    if not VPCP.is_dir():
+        pytest.skip(f"interop corpus not present at {VPCP}")
+    return VPCP
+
+
+def sample_document(**overrides: object) -> DocumentPackage:
+    """A small valid document package (unsigned)."""
+    builder = (
+        DocumentBuilder()
+        .sender(Organization(organ_id="000.00.00.G22", organ_name="Văn phòng Chính phủ"))
+        .recipient(Organization(organ_id="000.00.00.H41", organ_name="UBND tỉnh Nghệ An"))
+        .code("7816", "VPCP-TTĐT")
+        .promulgation(dt.date(2024, 5, 2), place="Hà Nội")
+        .document_type(1, "Công văn")
+        .subject("V/v kết nối, liên thông phần mềm quản lý văn bản")
+        .trace_time(dt.datetime(2024, 5, 2, 9, 0, 0))
+        .attach("letter.pdf", b"%PDF-1.7 test", content_type="application/pdf",
+                content_id="cid:1")
+    )
+    return builder.build()
+
+
+@pytest.fixture
+def document_bytes() -> bytes:
+    return write(sample_document())
