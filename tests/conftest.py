@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 from pathlib import Path
 
 import pytest
 
 from docaxis.edxml import DocumentBuilder, DocumentPackage, Organization, write
 
-INTEROP = Path(__file__).resolve().parents[2] / "shared" / "interop"
+#: The shared interop corpus; ``DOCAXIS_INTEROP`` overrides where it is looked for.
+INTEROP = Path(os.environ.get("DOCAXIS_INTEROP",
+                              Path(__file__).resolve().parents[2] / "shared" / "interop"))
 VPCP = INTEROP / "vpcp-samples"
 
 
