@@ -69,8 +69,10 @@ def node(spec: NodeSpec) -> st.SearchStrategy[Any]:
     fields: dict[str, st.SearchStrategy[Any]] = {}
     for f in spec.fields:
         if f.repeated:
+            # recipients are unique (the standard's rule, enforced by xs:unique)
+            unique = (lambda org: org.organ_id) if f.tag == "To" else None
             fields[f.attr] = st.lists(_value(f), min_size=1 if f.required else 0,
-                                      max_size=3).map(tuple)
+                                      max_size=3, unique_by=unique).map(tuple)
         elif f.required:
             fields[f.attr] = _value(f)
         else:

@@ -35,7 +35,6 @@ from docaxis.edxml._errors import (
     PackageTooLarge,
     WrongNamespace,
 )
-from docaxis.edxml._findings import Finding, Severity, finding_at
 from docaxis.edxml._namespaces import (
     DSIG_NS,
     EDXML_NS,
@@ -44,17 +43,7 @@ from docaxis.edxml._namespaces import (
     SOAP_NS,
     q,
 )
-from docaxis.edxml._readers import AGENCY_OK, READERS
-from docaxis.edxml._spec import (
-    ATTACHMENT,
-    DOCUMENT_HEADER,
-    MANIFEST_REFERENCE,
-    STATUS_HEADER,
-    TRACE_HEADER_LIST,
-    Field,
-    NodeSpec,
-)
-from docaxis.identifiers import AgencyCode, InvalidAgencyCode
+from docaxis.edxml._readers import READERS
 
 #: libxml2 refuses text nodes larger than this unless ``huge_tree`` is set.
 LIBXML2_TEXT_LIMIT: Final = 10_000_000
@@ -84,6 +73,9 @@ class ParseLimits:
         return self.max_bytes > LIBXML2_TEXT_LIMIT
 
 
+_DEFAULT_LIMITS = ParseLimits()
+
+
 @dataclass(frozen=True, slots=True)
 class SignatureInfo:
     """Where a package carries a signature and in which form.
@@ -100,42 +92,52 @@ class SignatureInfo:
 
 @dataclass(slots=True)
 class Locations:
-    """Elements the validator's package-level rules point at (found during the parse)."""
+    """The skeleton elements of a package, found once while parsing."""
 
-    message_header: etree._Element | None = None
+    envelope: etree._Element
+    header: etree._Element
+    message_header: etree._Element
     trace_header_list: etree._Element | None = None
-    references: list[etree._Element] = field(default_factory=list)
-    attachments: list[etree._Element] = field(default_factory=list)
+    body: etree._Element | None = None
+    attachment_encoded: etree._Element | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class ParsedPackage:
-    """A parsed package: exact bytes, tree, typed model and field-level findings.
+    """A parsed package: the exact bytes, the tree, and the typed model on demand.
 
     ``root`` is the tree the bytes parsed into; the signature layer verifies and reads
-    from this same tree (parse once, no parser differential).
+    from this same tree (parse once, no parser differential). :attr:`package` is built
+    from the tree on first use; :attr:`sha256` likewise.
     """
 
     source: bytes = field(repr=False)
     root: etree._Element = field(repr=False, compare=False)
     kind: m.PackageKind
-    package: m.Package
     signature: SignatureInfo | None
-    findings: tuple[Finding, ...] = ()
-    locations: Locations | None = field(default=None, repr=False, compare=False)
-    _digest: list[str] = field(default_factory=list, repr=False, compare=False)
+    locations: Locations = field(repr=False, compare=False)
+    _cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def sha256(self) -> str:
-        """Hex SHA-256 of :attr:`source` (computed on first use)."""
-        if not self._digest:
-            self._digest.append(hashlib.sha256(self.source).hexdigest())
-        return self._digest[0]
+        """Hex SHA-256 of :attr:`source`."""
+        digest = self._cache.get("sha256")
+        if digest is None:
+            digest = self._cache["sha256"] = hashlib.sha256(self.source).hexdigest()
+        return digest  # type: ignore[no-any-return]
+
+    @property
+    def package(self) -> m.Package:
+        """The typed model (built once, on first use)."""
+        package = self._cache.get("package")
+        if package is None:
+            package = self._cache["package"] = _build_model(self.kind, self.locations)
+        return package  # type: ignore[no-any-return]
 
     @property
     def header_element(self) -> etree._Element:
         """The ``edXMLHeader`` element."""
-        return self.root.find(f"{q('edXMLEnvelope')}/{q('edXMLHeader')}")
+        return self.locations.header
 
 
 # --------------------------------------------------------------------------- prolog
@@ -169,7 +171,8 @@ def _scan_prolog(data: bytes) -> None:
             end = data.find(b"?>", pos)
             if end < 0:
                 raise MalformedXML("unterminated processing instruction", **_lc(data, pos))
-            if data.startswith(b"<?xml", pos) and data[pos + 5 : pos + 6] in b" \t\r\n":
+            if (data.startswith(b"<?xml", pos) and data[pos + 5 : pos + 6] in b" \t\r\n"
+                    and data.find(b"encoding", pos, end) >= 0):
                 match = _XML_DECL_ENCODING.search(data, pos, end)
                 if match and match.group(1).lower() not in _UTF8_NAMES:
                     raise BadEncoding(
@@ -190,6 +193,8 @@ def _scan_prolog(data: bytes) -> None:
                 **_lc(data, pos),
             )
         return
+    raise MalformedXML("no root element (the input is empty or only a prolog)",
+                       **_lc(data, size))
 
 
 def _lc(data: bytes, offset: int) -> dict[str, int]:
@@ -242,8 +247,6 @@ def _parse_tree(data: bytes, limits: ParseLimits) -> etree._Element:
         raise PackageTooLarge(
             f"package is {len(data)} bytes, the limit is {limits.max_bytes} bytes"
         )
-    if not data.strip():
-        raise MalformedXML("input is empty", line=1, column=1)
     _scan_prolog(data)
     try:
         root = etree.fromstring(data, _xml_parser(limits.huge_tree))
@@ -276,168 +279,7 @@ def _parse_tree(data: bytes, limits: ParseLimits) -> etree._Element:
     return root
 
 
-# ----------------------------------------------------------------------- extraction
-
-_agency_problems: dict[str, str | None] = {}
-
-
-def _agency_problem(text: str) -> str | None:
-    """Why ``text`` is not an agency code, or ``None``; memoised (codes repeat a lot)."""
-    try:
-        return _agency_problems[text]
-    except KeyError:
-        pass
-    try:
-        AgencyCode.parse(text)
-        problem = None
-    except InvalidAgencyCode as exc:
-        problem = exc.message
-    if len(_agency_problems) > 50_000:
-        _agency_problems.clear()
-        AGENCY_OK.clear()
-    _agency_problems[text] = problem
-    if problem is None:
-        AGENCY_OK[text] = True
-    return problem
-
-
-_BOOLEANS: Final = {"true": True, "false": False, "1": True, "0": False}
-
-
-class _Reader:
-    """Reads model objects from elements per the spec tables, collecting findings."""
-
-    __slots__ = ("findings", "today")
-
-    def __init__(self, today: dt.date) -> None:
-        self.findings: list[Finding] = []
-        self.today = today
-
-    def add(self, code: str, severity: Severity, message: str, element: Any) -> None:
-        self.findings.append(finding_at(code, severity, message, element))
-
-    # leaves ---------------------------------------------------------------------
-    def leaf(self, f: Field, el: etree._Element) -> object:
-        text = el.text
-        if f.kind == "base64":  # an empty element is an empty file, not an absent one
-            return m.AttachmentContent.from_base64(text or "")
-        if text is None:
-            return None
-        text = text.strip()
-        if not text:
-            return None
-        kind = f.kind
-        if kind == "text":
-            if f.max_length is not None and len(text) > f.max_length:
-                self.too_long(f, el, text)
-            return text
-        if kind == "agency":
-            problem = _agency_problem(text)
-            if problem is not None:
-                self.add("EDX-ID-FORMAT", Severity.ERROR,
-                         f"{_tag_of(el.getparent())}/{f.tag}: {problem}", el)
-            return text
-        if kind == "int":
-            return self._int(f, el, text)
-        if kind == "date":
-            return self._date(f, el, text)
-        if kind == "datetime":
-            return self._datetime(f, el, text)
-        if kind == "status":
-            if f.values is not None and text not in f.values:
-                known = ", ".join(sorted(f.values))  # type: ignore[arg-type]
-                self.add("EDX-STATUS-CODE", Severity.ERROR,
-                         f"status code {text!r} is not one of {known}", el)
-            return text
-        if kind == "bool":
-            value = _BOOLEANS.get(text.lower())
-            if value is None:
-                self.add("EDX-VALUE", Severity.ERROR,
-                         f"{f.tag} must be true/false/1/0, found {text!r}", el)
-            return value
-        raise AssertionError(kind)  # pragma: no cover - the spec only uses known kinds
-
-    def _int(self, f: Field, el: etree._Element, text: str) -> int | None:
-        body = text[1:] if text[:1] in "+-" else text
-        if not (body.isascii() and body.isdigit()):
-            self.add("EDX-VALUE", Severity.ERROR, f"{f.tag} must be an integer, found {text!r}",
-                     el)
-            return None
-        value = int(text)
-        if f.values is not None and value not in f.values:
-            allowed = ", ".join(str(v) for v in sorted(f.values))  # type: ignore[type-var]
-            self.add("EDX-CODE-UNKNOWN", Severity.ERROR,
-                     f"{f.tag} {value} is not one of {allowed}", el)
-        elif f.min_value is not None and value < f.min_value:
-            self.add("EDX-VALUE", Severity.ERROR,
-                     f"{f.tag} must be at least {f.min_value}, found {value}", el)
-        return value
-
-    def _date(self, f: Field, el: etree._Element, text: str) -> dt.date | None:
-        value: dt.date | None = None
-        legacy = False
-        if len(text) == 10 and text[2] == "/" and text[5] == "/":
-            legacy = True
-            year, month, day = text[6:], text[3:5], text[:2]
-        elif len(text) == 10 and text[4] == "/" and text[7] == "/":
-            year, month, day = text[:4], text[5:7], text[8:]
-        else:
-            self.add("EDX-DATE-FORMAT", Severity.ERROR,
-                     f"{f.tag} {text!r} is not a date in the form yyyy/MM/dd", el)
-            return None
-        try:
-            value = dt.date(int(year), int(month), int(day))
-        except ValueError:
-            self.add("EDX-DATE-FORMAT", Severity.ERROR, f"{f.tag} {text!r} is not a real date",
-                     el)
-            return None
-        if legacy:
-            self.add("EDX-DATE-FORMAT-LEGACY", Severity.WARNING,
-                     f"{f.tag} {text!r} uses dd/MM/yyyy; the standard form is "
-                     f"{value:%Y/%m/%d}", el)
-        if f.tag == "PromulgationDate" and value > self.today:
-            self.add("EDX-DATE-FUTURE", Severity.ERROR,
-                     f"{f.tag} {value:%Y/%m/%d} is in the future", el)
-        return value
-
-    def _datetime(self, f: Field, el: etree._Element, text: str) -> dt.datetime | None:
-        date_part, _, time_part = text.partition(" ")
-        date = self._date(Field(f.attr, f.tag, "date"), el, date_part) if time_part else None
-        if date is None:
-            if time_part:
-                return None
-            self.add("EDX-DATE-FORMAT", Severity.ERROR,
-                     f"{f.tag} {text!r} is not a timestamp yyyy/MM/dd HH:mm:ss", el)
-            return None
-        try:
-            clock = dt.time.fromisoformat(time_part.strip())
-        except ValueError:
-            self.add("EDX-DATE-FORMAT", Severity.ERROR,
-                     f"{f.tag} {text!r} is not a timestamp yyyy/MM/dd HH:mm:ss", el)
-            return None
-        return dt.datetime.combine(date, clock.replace(microsecond=0, tzinfo=None))
-
-    # nodes ----------------------------------------------------------------------
-    def node(self, spec: NodeSpec, el: etree._Element) -> Any:
-        """Read one node with its compiled reader (see :mod:`._readers`)."""
-        return READERS[spec.cls](self, el)
-
-    def too_long(self, f: Field, el: etree._Element, text: str) -> None:
-        self.add("EDX-LENGTH", Severity.WARNING,
-                 f"{f.tag} has {len(text)} characters, the limit is {f.max_length}", el)
-
-    def duplicate(self, f: Field, parent: etree._Element, child: etree._Element) -> None:
-        self.add("EDX-DUPLICATE", Severity.ERROR,
-                 f"{f.tag} occurs more than once in {_tag_of(parent)}", child)
-
-    def required(self, f: Field, parent: etree._Element, found: etree._Element | None) -> None:
-        if found is None:
-            self.add("EDX-REQUIRED", Severity.ERROR,
-                     f"{f.tag} is required in {_tag_of(parent)}", parent)
-        else:
-            self.add("EDX-REQUIRED-EMPTY", Severity.ERROR, f"{f.tag} is required but empty",
-                     found)
-
+# ------------------------------------------------------------------------ structure
 
 def _tag_of(el: etree._Element) -> str:
     tag = el.tag
@@ -494,15 +336,10 @@ def _signature_info(root: etree._Element, header: etree._Element) -> SignatureIn
     )
 
 
-def _today() -> dt.date:
-    return dt.datetime.now(VN_TZ).date()
-
-
 def parse(
     data: bytes,
     *,
     limits: ParseLimits | None = None,
-    today: dt.date | None = None,
 ) -> ParsedPackage:
     """Parse an edXML package (document or status) with the hardened settings.
 
@@ -512,14 +349,12 @@ def parse(
         The package bytes exactly as received; they are kept unchanged in the result.
     limits:
         Size and depth caps (:class:`ParseLimits` defaults when omitted).
-    today:
-        The date "in the future" is judged against (default: today in Vietnam, UTC+7).
 
     Returns
     -------
     ParsedPackage
-        With the typed model and the field-level findings (agency codes, dates, lengths,
-        required elements, ...). Use :func:`docaxis.edxml.validate` for a full report.
+        The bytes, the tree and (on first use of ``.package``) the typed model. Parsing
+        does not judge content: use :func:`docaxis.edxml.validate` for findings.
 
     Raises
     ------
@@ -537,8 +372,7 @@ def parse(
     if not isinstance(data, bytes | bytearray | memoryview):
         raise TypeError("parse() takes the package bytes")
     data = bytes(data)
-    limits = limits or ParseLimits()
-    root = _parse_tree(data, limits)
+    root = _parse_tree(data, limits or _DEFAULT_LIMITS)
     _check_root(root)
     envelope = attachments_el = None
     for child in root:
@@ -552,50 +386,46 @@ def parse(
             header = child
         elif child.tag == _BODY and body is None:
             body = child
-    if header is None:
+    if envelope is None or header is None:
         raise NotAPackage("edXML/edXMLEnvelope/edXMLHeader is missing",
                           line=(envelope if envelope is not None else root).sourceline)
     message_header = trace_el = None
     for child in header:
         tag = child.tag
-        if (tag in (_MESSAGE_HEADER, _STATUS)) and message_header is None:
+        if tag in (_MESSAGE_HEADER, _STATUS) and message_header is None:
             message_header = child
         elif tag == _TRACE_LIST and trace_el is None:
             trace_el = child
     if message_header is None:
         raise NotAPackage("edXMLHeader has no MessageHeader (or Status)",
                           line=header.sourceline)
-    is_status = message_header.tag == _STATUS or message_header.find(_STATUS_CODE) is not None
-    reader = _Reader(today or _today())
-    trace = reader.node(TRACE_HEADER_LIST, trace_el) if trace_el is not None else None
-    package: m.Package
-    locations = Locations(message_header=message_header, trace_header_list=trace_el)
-    if is_status:
-        status_header = reader.node(STATUS_HEADER, message_header) or m.StatusHeader()
-        package = m.StatusPackage(header=status_header, trace=trace)
-    else:
-        doc_header = reader.node(DOCUMENT_HEADER, message_header) or m.DocumentHeader()
-        manifest_el = body.find(_MANIFEST) if body is not None else None
-        locations.references = _children(manifest_el, _REFERENCE)
-        locations.attachments = _children(attachments_el, _ATTACHMENT)
-        package = m.DocumentPackage(
-            header=doc_header,
-            trace=trace,
-            manifest=_read_many(reader, MANIFEST_REFERENCE, locations.references),
-            attachments=_read_many(reader, ATTACHMENT, locations.attachments),
-        )
+    is_status = (message_header.tag == _STATUS
+                 or next(message_header.iterchildren(_STATUS_CODE), None) is not None)
     return ParsedPackage(
         source=data,
         root=root,
         kind="status" if is_status else "document",
-        package=package,
         signature=_signature_info(root, header),
-        findings=tuple(reader.findings),
-        locations=locations,
+        locations=Locations(envelope, header, message_header, trace_el, body, attachments_el),
     )
 
 
-def _read_many(reader: _Reader, spec: NodeSpec, elements: list[etree._Element]) -> tuple:
-    items = (reader.node(spec, el) for el in elements)
-    return tuple(item for item in items if item is not None)
+def _build_model(kind: m.PackageKind, where: Locations) -> m.Package:
+    trace = (READERS[m.TraceHeaderList](where.trace_header_list)
+             if where.trace_header_list is not None else None)
+    if kind == "status":
+        header = READERS[m.StatusHeader](where.message_header) or m.StatusHeader()
+        return m.StatusPackage(header=header, trace=trace)
+    manifest = where.body.find(_MANIFEST) if where.body is not None else None
+    return m.DocumentPackage(
+        header=READERS[m.DocumentHeader](where.message_header) or m.DocumentHeader(),
+        trace=trace,
+        manifest=_read_many(m.ManifestReference, _children(manifest, _REFERENCE)),
+        attachments=_read_many(m.Attachment, _children(where.attachment_encoded, _ATTACHMENT)),
+    )
 
+
+def _read_many(cls: type, elements: list[etree._Element]) -> tuple[Any, ...]:
+    read = READERS[cls]
+    items = (read(el) for el in elements)
+    return tuple(item for item in items if item is not None)

@@ -1,21 +1,22 @@
 """Compiled element readers: one specialised Python function per :class:`NodeSpec`.
 
-Reading the model is the parser's hot path (every element of every package a node
-receives). A generic loop over the spec tables spends most of its time on table lookups;
-so at import time each table is turned into a small function with the lookups unrolled —
-the technique ``attrs`` and ``cattrs`` use for ``__init__`` and structuring functions.
-The generated code is plain and can be printed for review::
+Building the model walks every element of a package, so at import time each spec table
+is turned into a small function with its lookups unrolled — the technique ``attrs`` and
+``cattrs`` use for ``__init__`` and structuring functions. The generated code is plain
+and can be printed for review::
 
     python -m docaxis.edxml._readers Organization
 
-Semantics per child element (identical for every node):
+Readers only *read*; they never judge (the validator does, with the same
+:func:`~docaxis.edxml._values.convert`). Per child element:
 
-* plain text leaves are stripped; empty means absent; over-long text → ``EDX-LENGTH``;
-* other leaves go through ``reader.leaf`` (typed conversion + field findings);
-* a second occurrence of a non-repeating element → ``EDX-DUPLICATE``;
+* text is stripped and an empty element is absent (``None``), except attachment data,
+  where an empty element is an empty file;
+* typed leaves go through :func:`convert`; a value that cannot be read is ``None``;
+* of a non-repeating element that occurs twice, the first is kept;
 * repeated elements collect into tuples; wrapped lists read their item children;
-* a node with no non-empty content is ``None`` (absent); otherwise each missing required
-  child → ``EDX-REQUIRED`` and each empty one → ``EDX-REQUIRED-EMPTY``.
+* a node with no non-empty content is ``None`` (treated as absent, as real traffic
+  writes empty ``ResponseFor`` blocks for "none").
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from docaxis.edxml import _model as m
 from docaxis.edxml._namespaces import q
 from docaxis.edxml._spec import (
     MODE_LEAF,
@@ -35,28 +37,40 @@ from docaxis.edxml._spec import (
     SPECS,
     NodeSpec,
 )
+from docaxis.edxml._values import convert
 
-Reader = Callable[[Any, Any], Any]
+Reader = Callable[[Any], Any]
 
-#: Agency codes already seen to be valid (filled by the parser's leaf reader).
-AGENCY_OK: dict[str, bool] = {}
+
+def _leaf_lines(i: int, kind: str, target: str, source: str) -> list[str]:
+    """Lines that read leaf field ``i`` from element ``source`` into ``target``."""
+    if kind == "base64":
+        return [f"{target} = ATTACHMENT({source}.text or '')"]
+    lines = [f"t = {source}.text", "if t is not None:", "    t = t.strip()"]
+    if kind in ("text", "agency", "status"):
+        return [*lines, "    if t:", f"        {target} = t"]
+    if kind == "int":  # fast path for plain non-negative integers
+        return [*lines, "    if t.isdigit() and t.isascii():", f"        {target} = int(t)",
+                "    elif t:", f"        {target} = CONVERT(F{i}, t)[0]"]
+    return [*lines, "    if t:", f"        {target} = CONVERT(F{i}, t)[0]"]
 
 
 def _source(spec: NodeSpec) -> tuple[str, dict[str, Any]]:
     """Python source of the reader for ``spec`` and the constants it refers to."""
-    consts: dict[str, Any] = {
-        "CLS": spec.cls, "READERS": READERS, "NEW": object.__new__, "AGENCY_OK": AGENCY_OK,
-    }
     model_fields = {f.name for f in dataclasses.fields(spec.cls)}
     if model_fields != {f.attr for f in spec.fields}:
         raise TypeError(f"spec of {spec.cls.__name__} does not cover exactly its fields")
+    consts: dict[str, Any] = {
+        "CLS": spec.cls, "READERS": READERS, "NEW": object.__new__, "CONVERT": convert,
+        "ATTACHMENT": m.AttachmentContent.from_base64,
+    }
     index: dict[str, int] = {}
-    lines = ["def read(reader, el):"]
+    lines = ["def read(el):"]
     for i, f in enumerate(spec.fields):
         consts[f"F{i}"] = f
         for name in (f.tag, *f.aliases):
             index[q(name)] = i
-        lines.append(f"    v{i} = None; e{i} = None" + (f"; l{i} = []" if f.repeated else ""))
+        lines.append(f"    v{i} = None" + (f"; l{i} = []" if f.repeated else ""))
     consts["INDEX"] = index
     lines += ["    index_get = INDEX.get", "    for child in el:",
               "        i = index_get(child.tag)", "        if i is None:",
@@ -65,58 +79,32 @@ def _source(spec: NodeSpec) -> tuple[str, dict[str, Any]]:
         mode = spec.plan[q(f.tag)][1]
         lines.append(f"        {'if' if i == 0 else 'elif'} i == {i}:")
         body: list[str] = []
-        if mode in (MODE_TEXT, MODE_LEAF, MODE_NODE):
-            body += [f"if e{i} is not None:", f"    reader.duplicate(F{i}, el, child)",
-                     "    continue", f"e{i} = child"]
-        if mode == MODE_TEXT:
-            body += ["t = child.text", "if t is not None:", "    t = t.strip()", "    if t:"]
-            if f.max_length is not None:
-                body += [f"        if len(t) > {f.max_length}:",
-                         f"            reader.too_long(F{i}, child, t)"]
-            body += [f"        v{i} = t"]
-        elif mode == MODE_LEAF and f.kind == "int":
-            # fast path for plain non-negative integers; anything else goes to reader.leaf
-            body += ["t = child.text", "if t is not None:", "    t = t.strip()",
-                     "    if t.isdigit() and t.isascii():", f"        v{i} = int(t)"]
-            if f.values is not None:
-                consts[f"VALUES{i}"] = f.values
-                body += [f"        if v{i} not in VALUES{i}:",
-                         f"            v{i} = reader.leaf(F{i}, child)"]
-            body += ["    elif t:", f"        v{i} = reader.leaf(F{i}, child)"]
-        elif mode == MODE_LEAF and f.kind == "agency":
-            # agency codes repeat across traffic: the memo answers most of them
-            body += ["t = child.text", "if t is not None:", "    t = t.strip()", "    if t:",
-                     f"        v{i} = t", "        if AGENCY_OK.get(t) is not True:",
-                     f"            reader.leaf(F{i}, child)"]
-        elif mode == MODE_LEAF:
-            body += [f"v{i} = reader.leaf(F{i}, child)"]
+        if mode in (MODE_TEXT, MODE_LEAF):
+            body += [f"if v{i} is None:"]
+            body += ["    " + line for line in _leaf_lines(i, f.kind, f"v{i}", "child")]  # type: ignore[arg-type]
         elif mode == MODE_NODE:
-            body += [f"v{i} = READERS[F{i}.kind](reader, child)"]
+            body += [f"if v{i} is None:", f"    v{i} = READERS[F{i}.kind](child)"]
         else:
-            read_one = (f"reader.leaf(F{i}, {{0}})" if f.is_leaf
-                        else f"READERS[F{i}.kind](reader, {{0}})")
+            if f.is_leaf:
+                read = ["x = None", *_leaf_lines(i, f.kind, "x", "{0}")]  # type: ignore[arg-type]
+            else:
+                read = [f"x = READERS[F{i}.kind]({{0}})"]
+            read += ["if x is not None:", f"    l{i}.append(x)"]
             if mode == MODE_MANY:
-                body += [f"if e{i} is None:", f"    e{i} = child",
-                         f"x = {read_one.format('child')}", "if x is not None:",
-                         f"    l{i}.append(x)"]
+                body += [line.format("child") for line in read]
             else:
                 assert mode == MODE_WRAPPED
                 consts[f"ITEM{i}"] = q(f.item or "")
-                body += [f"if e{i} is None:", f"    e{i} = child", "for item in child:",
-                         f"    if item.tag == ITEM{i}:",
-                         f"        x = {read_one.format('item')}",
-                         "        if x is not None:", f"            l{i}.append(x)"]
+                body += ["for item in child:", f"    if item.tag == ITEM{i}:"]
+                body += ["        " + line.format("item") for line in read]
         lines += ["            " + line for line in body]
     for i, f in enumerate(spec.fields):
         if f.repeated:
             lines.append(f"    v{i} = tuple(l{i}) if l{i} else None")
     present = " and ".join(f"v{i} is None" for i in range(len(spec.fields)))
     lines += [f"    if {present}:", "        return None"]
-    for i, f in enumerate(spec.fields):
-        if f.required:
-            lines += [f"    if v{i} is None:", f"        reader.required(F{i}, el, e{i})"]
     # Instantiate without the frozen dataclass __init__ (which sets each field through
-    # object.__setattr__): write the slots directly; same result, a third of the cost.
+    # object.__setattr__): write the slots directly; same object, a third of the cost.
     lines.append("    obj = NEW(CLS)")
     for i, f in enumerate(spec.fields):
         consts[f"SET{i}"] = getattr(spec.cls, f.attr).__set__
@@ -128,12 +116,11 @@ def _source(spec: NodeSpec) -> tuple[str, dict[str, Any]]:
 def _compile(spec: NodeSpec) -> Reader:
     source, consts = _source(spec)
     namespace: dict[str, Any] = dict(consts)
-    code = compile(source, f"<edxml reader {spec.cls.__name__}>", "exec")
-    exec(code, namespace)
+    exec(compile(source, f"<edxml reader {spec.cls.__name__}>", "exec"), namespace)
     return namespace["read"]  # type: ignore[no-any-return]
 
 
-#: Model class → compiled reader ``read(reader, element) -> instance | None``.
+#: Model class → compiled reader ``read(element) -> instance | None``.
 READERS: dict[type, Reader] = {}
 for _spec in SPECS.values():
     READERS[_spec.cls] = _compile(_spec)

@@ -3,6 +3,14 @@
 :func:`validate` never raises for a bad package: it returns a
 :class:`~docaxis.edxml.ValidationReport` whose findings each carry a stable code, a
 severity, the element path and the line. Codes are listed in ``standards/README.md``.
+
+How it stays fast (validation runs on every package at every hop): it does not build the
+model. libxml2 does the structural work in C (the profile's XSD: element names,
+cardinality, base64); Python then looks only at the leaves that carry a rule — found
+with one C-filtered ``iter`` over their tag names — and judges each with the same
+:func:`~docaxis.edxml._values.convert` the model readers use, so reading and validating
+never disagree. Package-level rules (duplicate recipients, manifest ↔ attachments,
+business block) work from facts collected during that one pass.
 """
 
 from __future__ import annotations
@@ -10,6 +18,8 @@ from __future__ import annotations
 import datetime as dt
 import re
 import threading
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 from lxml import etree
@@ -25,9 +35,22 @@ from docaxis.edxml._findings import (
     finding_at,
     severity_for,
 )
-from docaxis.edxml._namespaces import DSIG_NS, EDXML_NS, EDXML_PREFIX, q
-from docaxis.edxml._parser import Locations, ParsedPackage, ParseLimits, parse
+from docaxis.edxml._namespaces import DSIG_NS, EDXML_NS, EDXML_PREFIX, local_name, q
+from docaxis.edxml._parser import VN_TZ, ParsedPackage, ParseLimits, parse
 from docaxis.edxml._schemagen import SCHEMA_FILES, generate_schema
+from docaxis.edxml._spec import (
+    ATTACHMENT,
+    BUSINESS,
+    DOCUMENT_HEADER,
+    MANIFEST_REFERENCE,
+    SPECS,
+    STATUS_HEADER,
+    TRACE_HEADER_LIST,
+    Field,
+    NodeSpec,
+    spec_of,
+)
+from docaxis.edxml._values import convert
 
 
 def standards_dir() -> Path | None:
@@ -66,120 +89,338 @@ def schema_for(kind: m.PackageKind, profile: Profile) -> etree.XMLSchema:
     return schema
 
 
+
 _ELEMENT_IN_MESSAGE = re.compile(r"Element '(\{[^}]*\}[^']+|[^']+)'")
+_BLANK = etree.XPath("not(normalize-space(.))")
 
 
-def _schema_findings(parsed: ParsedPackage, profile: Profile) -> list[Finding]:
-    schema = schema_for(parsed.kind, profile)
-    if schema.validate(parsed.root):
-        return []
-    findings: list[Finding] = []
-    for entry in schema.error_log:
-        message = entry.message
-        match = _ELEMENT_IN_MESSAGE.search(message)
-        element = None
-        if match:
-            tag = match.group(1)
-            for candidate in parsed.root.iter(tag):
-                if candidate.sourceline == entry.line:
-                    element = candidate
-                    break
-        code = "EDX-SCHEMA"
-        if "ContentTransferEncoded" in message and "base64Binary" in message:
-            code = "EDX-ATTACHMENT-BASE64"
-        elif "is not expected" in message:
-            code = "EDX-SCHEMA-UNEXPECTED"
-        elif "Missing child element" in message:
-            code = "EDX-SCHEMA-MISSING"
-        text = message.replace(f"{{{EDXML_NS}}}", "").replace(f"{{{DSIG_NS}}}", "ds:")
-        found = finding_at(code, Severity.ERROR, text, element)
-        if element is None:
-            found = Finding(code, Severity.ERROR, text, None, entry.line or None)
-        findings.append(found)
-    return findings
+def _today() -> dt.date:
+    return dt.datetime.now(VN_TZ).date()
 
 
-def _strip_cid(content_id: str | None) -> str:
-    value = (content_id or "").strip()
-    return value[4:] if value.lower().startswith("cid:") else value
+def _blank(element: etree._Element) -> bool:
+    """No non-whitespace text anywhere inside (such a node counts as absent)."""
+    return bool(_BLANK(element))
 
 
-def _document_rules(parsed: ParsedPackage, package: m.DocumentPackage) -> list[Finding]:
-    findings: list[Finding] = []
-    where = parsed.locations or Locations()
-    header = package.header
+# ---------------------------------------------------------------- per-kind rule tables
 
-    recipients = [org.organ_id for org in header.to if org.organ_id is not None]
-    if len(set(recipients)) != len(recipients):
-        seen: set[str] = set()
-        header_el = where.message_header
-        to_elements = header_el.findall(q("To")) if header_el is not None else []
-        for org, element in zip(header.to, to_elements, strict=False):
-            if org.organ_id in seen:
-                findings.append(finding_at(
-                    "EDX-TO-DUPLICATE", Severity.ERROR,
-                    f"To/OrganId {org.organ_id} is listed more than once", element))
-            if org.organ_id is not None:
-                seen.add(org.organ_id)
-
-    if header.content is None:
-        findings.append(finding_at("EDX-CONTENT-MISSING", Severity.WARNING,
-                                   "Content is absent (one national validator requires it)",
-                                   where.message_header))
-
-    # manifest <-> attachments, compared after stripping "cid:"
-    announced = {_strip_cid(r.content_id) for r in package.manifest}
-    carried = {_strip_cid(a.content_id) for a in package.attachments}
-    if announced != carried:
-        for reference, element in zip(package.manifest, where.references, strict=False):
-            if _strip_cid(reference.content_id) not in carried:
-                findings.append(finding_at(
-                    "EDX-MANIFEST-MISMATCH", Severity.ERROR,
-                    f"manifest announces {reference.content_id!r} but no attachment carries it",
-                    element))
-        for attachment, element in zip(package.attachments, where.attachments, strict=False):
-            if _strip_cid(attachment.content_id) not in announced:
-                findings.append(finding_at(
-                    "EDX-MANIFEST-MISMATCH", Severity.ERROR,
-                    f"attachment {attachment.content_id!r} is not announced in the manifest",
-                    element))
-
-    business = package.business
-    if business is not None:
-        findings += _business_rules(business, where)
-    return findings
+_PROMULGATION = (q("PromulgationInfo"), q("PromulgationDate"))
+_DATE_TAGS = (q("PromulgationDate"), q("DueDate"), q("Timestamp"))
+_CONTENT_ID, _REFERENCE, _ATTACHMENT = q("ContentId"), q("Reference"), q("Attachment")
+_DUPLICATE_KEY = "Duplicate key-sequence"
+_BUSINESS_TYPE_TAGS = frozenset({q("BussinessDocType"), q("BusinessDocType")})
+_BUSINESS_INFO_TAGS = frozenset({q("BussinessDocumentInfo"), q("BusinessDocumentInfo")})
+_DOCUMENT_ID, _REPLACEMENT_LIST = q("DocumentId"), q("ReplacementInfoList")
+_REPLACEMENT = q("ReplacementInfo")
+_BUSSINESS, _BUSINESS_ALIAS, _CONTENT = q("Bussiness"), q("Business"), q("Content")
 
 
-def _business_rules(business: m.Business, where: Locations) -> list[Finding]:
-    """Consistency of the Bussiness block with its BussinessDocType."""
-    findings: list[Finding] = []
-    kind = business.business_doc_type
-    problems: list[tuple[Severity, str]] = []
-    if kind in (1, 2) and business.document_id is None:
-        problems.append((Severity.WARNING,
-                         f"BussinessDocType {kind} ({'recall' if kind == 1 else 'update'}) does "
-                         "not name the document it acts on (Bussiness/DocumentId); the "
-                         "package's own DocumentId is taken"))
-    if kind == 2 and business.business_document_info is None:
-        problems.append((Severity.WARNING,
-                         "update (BussinessDocType 2) without BussinessDocumentInfo"))
-    if kind == 3 and not business.replacements:
-        problems.append((Severity.ERROR,
-                         "replace (BussinessDocType 3) without ReplacementInfoList/"
-                         "ReplacementInfo"))
-    if kind in (0, 1) and (business.replacements or business.business_document_info):
-        problems.append((Severity.WARNING,
-                         f"BussinessDocType {kind} carries update/replace details that will "
-                         "be ignored"))
-    if problems:
-        element = None
-        if where.trace_header_list is not None:
-            element = where.trace_header_list.find(q("Bussiness"))
+def _bounds(spec: NodeSpec) -> tuple[frozenset[str], tuple[frozenset[str], ...],
+                                       tuple[frozenset[str], ...]]:
+    """Cardinality of a node's children: (tags that may repeat, groups of which one is
+    required, alias groups that together may occur once)."""
+    def names(f: Field) -> frozenset[str]:
+        return frozenset(q(name) for name in (f.tag, *f.aliases))
+
+    many = frozenset(tag for f in spec.fields if f.many for tag in names(f))
+    required = tuple(names(f) for f in spec.fields if f.required)
+    aliased = tuple(names(f) for f in spec.fields if f.aliases and not f.many)
+    return many, required, aliased
+
+
+_BOUNDS = {spec.cls: _bounds(spec) for spec in SPECS.values()}
+
+
+@dataclass(frozen=True, slots=True)
+class _Rules:
+    """Where each field sits, for one package kind: (parent, child) Clark names → field."""
+
+    fields: dict[tuple[str, str], Field]
+    choice_nodes: dict[str, NodeSpec]
+
+
+def _rules_for(kind: m.PackageKind) -> _Rules:
+    fields: dict[tuple[str, str], Field] = {}
+    choice_nodes: dict[str, NodeSpec] = {}
+
+    def visit(parents: tuple[str, ...], spec: NodeSpec) -> None:
+        # nodes whose interop XSD cannot check cardinality: an unbounded choice (``To+``),
+        # or a required child with alias spellings (``BussinessDocType``/``BusinessDocType``)
+        if any(f.many or (f.required and f.aliases) for f in spec.fields):
+            for parent in parents:
+                choice_nodes[q(parent)] = spec
+        for f in spec.fields:
+            for name in (f.tag, *f.aliases):
+                for parent in parents:
+                    fields[(q(parent), q(name))] = f
+                if f.item is not None:
+                    if f.is_leaf:
+                        fields[(q(name), q(f.item))] = f
+                    else:
+                        visit((f.item,), spec_of(f.kind))  # type: ignore[arg-type]
+                elif not f.is_leaf:
+                    visit((name,), spec_of(f.kind))  # type: ignore[arg-type]
+
+    if kind == "document":
+        visit(("MessageHeader",), DOCUMENT_HEADER)
+        visit(("Reference",), MANIFEST_REFERENCE)
+        visit(("Attachment",), ATTACHMENT)
+    else:
+        visit(("MessageHeader", "Status"), STATUS_HEADER)
+    visit(("TraceHeaderList",), TRACE_HEADER_LIST)
+    return _Rules(fields, choice_nodes)
+
+
+_RULES: dict[str, _Rules] = {kind: _rules_for(kind) for kind in ("document", "status")}
+
+
+# ------------------------------------------------------------------------------ passes
+
+class _Pass:
+    """One validation run over one parsed package."""
+
+    __slots__ = ("empty_reported", "findings", "rules")
+
+    def __init__(self, rules: _Rules) -> None:
+        self.rules = rules
+        self.findings: list[Finding] = []
+        self.empty_reported: set[etree._Element] = set()
+
+    def add(self, code: str, severity: Severity, message: str,
+            element: etree._Element | None) -> None:
+        self.findings.append(finding_at(code, severity, message, element))
+
+    def judge_leaf(self, element: etree._Element, today: dt.date) -> bool:
+        """Judge one leaf with its Python rule; ``False`` when it is not a known leaf."""
+        parent = element.getparent()
+        if parent is None:
+            return False
+        key = (parent.tag, element.tag)
+        f = self.rules.fields.get(key)
+        if f is None or not f.is_leaf:
+            return False
+        text = (element.text or "").strip()
+        if not text:
+            if f.required and f.item is None:
+                self.required_empty(element, parent)
+            return True
+        value, problems = convert(f, text)
+        for problem in problems:
+            message = problem.message
+            if problem.code == "EDX-ID-FORMAT":
+                message = f"{local_name(parent.tag)}/{f.tag}: {message}"
+            self.add(problem.code, problem.severity, message, element)
+        if key == _PROMULGATION and isinstance(value, dt.date) and value > today:
+            self.add("EDX-DATE-FUTURE", Severity.ERROR,
+                     f"PromulgationDate {value:%Y/%m/%d} is in the future", element)
+        return True
+
+    def dates(self, parsed: ParsedPackage, today: dt.date) -> None:
+        """What no XSD pattern says about dates: PromulgationDate not in the future, and
+        (the pattern allows 02/29 every year) no 29 February outside leap years."""
+        root = parsed.root
+        for element in root.iter(_PROMULGATION[1]):
+            self.judge_leaf(element, today)
+        if b"/02/29" in parsed.source:
+            for element in root.iter(*_DATE_TAGS[1:]):
+                self.judge_leaf(element, today)
+
+    def required_empty(self, element: etree._Element, parent: etree._Element) -> None:
+        """A required element is empty: report it, or its parent when all of it is."""
+        if _blank(parent):
+            # the parent node counts as absent: only a problem where the parent is required
+            grandparent = parent.getparent()
+            outer = (self.rules.fields.get((grandparent.tag, parent.tag))
+                     if grandparent is not None else None)
+            if outer is None or not outer.required:
+                return
+            element = parent
+        if element in self.empty_reported:
+            return
+        self.empty_reported.add(element)
+        self.add("EDX-REQUIRED-EMPTY", Severity.ERROR,
+                 f"{local_name(element.tag)} is required but empty", element)
+
+    def cardinality(self, spec: NodeSpec, node: etree._Element) -> dict[str, etree._Element]:
+        """Required and at-most-once children of a node; returns the first child per tag.
+
+        The common case (nothing wrong) costs one pass over the child tags; the detailed
+        pass that names the offending element runs only when the counts are off.
+        """
+        children = list(node)
+        tags = [child.tag for child in children]
+        first = dict(zip(reversed(tags), reversed(children), strict=True))
+        many, required, aliased = _BOUNDS[spec.cls]
+        fine = all(not group.isdisjoint(first) for group in required)
+        if fine and len(first) != len(tags):  # some tag repeats: is it one that may?
+            fine = not any(n > 1 and tag not in many for tag, n in Counter(tags).items())
+        if fine and aliased:
+            fine = all(len(group.intersection(first)) <= 1 for group in aliased)
+        if not fine:
+            self.cardinality_details(spec, node, children)
+        return first
+
+    def cardinality_details(self, spec: NodeSpec, node: etree._Element,
+                            children: list[etree._Element]) -> None:
+        seen: dict[str, etree._Element] = {}
+        for child in children:
+            f = spec.by_tag.get(child.tag)
+            if f is None:
+                continue
+            if f.attr in seen and not f.many:
+                self.add("EDX-DUPLICATE", Severity.ERROR,
+                         f"{f.tag} occurs more than once in {local_name(node.tag)}", child)
+            seen.setdefault(f.attr, child)
+        for f in spec.required:
+            if f.attr not in seen:
+                self.add("EDX-REQUIRED", Severity.ERROR,
+                         f"{f.tag} is required in {local_name(node.tag)}", node)
+        # (a required child node that is present but blank is reported through its own
+        # required leaves, which the XSD flags: see required_empty)
+
+    def schema(self, parsed: ParsedPackage, profile: Profile, today: dt.date) -> list[Finding]:
+        """XSD findings mapped to stable codes; leaf errors are judged by the leaf's rule."""
+        schema = schema_for(parsed.kind, profile)
+        if schema.validate(parsed.root):
+            return []
+        findings: list[Finding] = []
+        judged: set[etree._Element] = set()
+        for entry in schema.error_log:
+            message = entry.message
+            element = _element_of(parsed.root, entry)
+            code = "EDX-SCHEMA"
+            if "ContentTransferEncoded" in message and "base64Binary" in message:
+                code = "EDX-ATTACHMENT-BASE64"
+            elif element is not None and len(element) == 0 and (
+                    "is not a valid value" in message or "is not accepted" in message
+                    or "facet" in message):
+                if element not in judged:
+                    judged.add(element)
+                    if self.judge_leaf(element, today):
+                        continue  # the rule decided (possibly: nothing wrong)
+            elif _DUPLICATE_KEY in message:
+                code = "EDX-TO-DUPLICATE"
+                organ_id = ""
+                if element is not None:
+                    organ_id = (element.findtext(q("OrganId")) or "").strip()
+                message = f"To/OrganId {organ_id} is listed more than once"
+            elif "Missing child element" in message:
+                if element is not None and _blank(element):
+                    parent = element.getparent()
+                    if parent is not None:
+                        self.required_empty(element, parent)
+                    continue
+                code = "EDX-REQUIRED" if profile == "interop" else "EDX-SCHEMA-MISSING"
+            elif "is not expected" in message:
+                code = "EDX-SCHEMA-UNEXPECTED"
+                parent = element.getparent() if element is not None else None
+                if (profile == "interop" and parent is not None
+                        and (parent.tag, element.tag) in self.rules.fields):
+                    code = "EDX-DUPLICATE"
+            text = message.replace(f"{{{EDXML_NS}}}", "").replace(f"{{{DSIG_NS}}}", "ds:")
             if element is None:
-                element = where.trace_header_list.find(q("Business"))
-        for severity, message in problems:
-            findings.append(finding_at("EDX-BUSINESS", severity, message, element))
-    return findings
+                findings.append(Finding(code, Severity.ERROR, text, None, entry.line or None))
+            else:
+                findings.append(finding_at(code, Severity.ERROR, text, element))
+        return findings
+
+    def structure(self, parsed: ParsedPackage) -> None:
+        """Cardinality of the nodes the interop XSD leaves open, and package rules."""
+        where = parsed.locations
+        choice = self.rules.choice_nodes
+        header = where.message_header
+        spec = choice.get(header.tag)
+        first = self.cardinality(spec, header) if spec is not None else {}
+        business = None
+        if where.trace_header_list is not None:
+            trace = self.cardinality(TRACE_HEADER_LIST, where.trace_header_list)
+            business = trace.get(_BUSSINESS)
+            if business is None:
+                business = trace.get(_BUSINESS_ALIAS)
+            if business is not None:
+                self.cardinality(BUSINESS, business)
+        if parsed.kind != "document":
+            return
+        content = first.get(_CONTENT)
+        if content is None or not (content.text or "").strip():
+            self.add("EDX-CONTENT-MISSING", Severity.WARNING,
+                     "Content is absent (one national validator requires it)", header)
+        self.manifest(parsed.root)
+        if business is not None:
+            self.business(business)
+
+    def manifest(self, root: etree._Element) -> None:
+        """Manifest references and attachments match, compared after stripping ``cid:``."""
+        references: list[tuple[str, etree._Element]] = []
+        attachments: list[tuple[str, etree._Element]] = []
+        for content_id in root.iter(_CONTENT_ID):
+            parent = content_id.getparent()
+            value = _strip_cid(content_id.text)
+            if parent.tag == _REFERENCE:
+                references.append((value, parent))
+            elif parent.tag == _ATTACHMENT:
+                attachments.append((value, parent))
+        announced = {value for value, _ in references}
+        carried = {value for value, _ in attachments}
+        if announced == carried:
+            return
+        for value, element in references:
+            if value not in carried:
+                self.add("EDX-MANIFEST-MISMATCH", Severity.ERROR,
+                         f"manifest announces {value!r} but no attachment carries it", element)
+        for value, element in attachments:
+            if value not in announced:
+                self.add("EDX-MANIFEST-MISMATCH", Severity.ERROR,
+                         f"attachment {value!r} is not announced in the manifest", element)
+
+    def business(self, business: etree._Element) -> None:
+        """Consistency of the Bussiness block with its BussinessDocType."""
+        kind: int | None = None
+        has_target = has_info = has_replacements = False
+        for child in business:
+            tag = child.tag
+            if tag in _BUSINESS_TYPE_TAGS:
+                text = (child.text or "").strip()
+                kind = int(text) if text.isdigit() else None
+            elif tag == _DOCUMENT_ID:
+                has_target = bool((child.text or "").strip())
+            elif tag in _BUSINESS_INFO_TAGS:
+                has_info = not _blank(child)
+            elif tag == _REPLACEMENT_LIST:
+                has_replacements = any(c.tag == _REPLACEMENT and not _blank(c) for c in child)
+        if kind in (1, 2) and not has_target:
+            self.add("EDX-BUSINESS", Severity.WARNING,
+                     f"BussinessDocType {kind} ({'recall' if kind == 1 else 'update'}) does "
+                     "not name the document it acts on (Bussiness/DocumentId); the "
+                     "package's own DocumentId is taken", business)
+        if kind == 2 and not has_info:
+            self.add("EDX-BUSINESS", Severity.WARNING,
+                     "update (BussinessDocType 2) without BussinessDocumentInfo", business)
+        if kind == 3 and not has_replacements:
+            self.add("EDX-BUSINESS", Severity.ERROR,
+                     "replace (BussinessDocType 3) without ReplacementInfoList/ReplacementInfo",
+                     business)
+        if kind in (0, 1) and (has_info or has_replacements):
+            self.add("EDX-BUSINESS", Severity.WARNING,
+                     f"BussinessDocType {kind} carries update/replace details that will be "
+                     "ignored", business)
+
+
+def _element_of(root: etree._Element, entry: etree._LogEntry) -> etree._Element | None:
+    """The element an XSD error is about (named in the message, on the entry's line)."""
+    match = _ELEMENT_IN_MESSAGE.search(entry.message)
+    if not match:
+        return None
+    for candidate in root.iter(match.group(1)):
+        if candidate.sourceline == entry.line:
+            return candidate
+    return None
+
+
+def _strip_cid(content_id: object) -> str:
+    value = str(content_id or "").strip()
+    return value[4:] if value.lower().startswith("cid:") else value
 
 
 def _signature_findings(parsed: ParsedPackage) -> list[Finding]:
@@ -241,8 +482,10 @@ def validate(
     profile:
         ``"interop"`` (what a node accepts: any order/prefix, lengths as warnings) or
         ``"strict"`` (what docaxis writes: canonical order, prefixes, limits as errors).
-    limits, today:
+    limits:
         Passed to :func:`docaxis.edxml.parse`.
+    today:
+        The date "in the future" is judged against (default: today in Vietnam, UTC+7).
     source:
         A label (file name) carried into the report.
 
@@ -258,20 +501,27 @@ def validate(
         parsed = data
     else:
         try:
-            parsed = parse(data, limits=limits, today=today)
+            parsed = parse(data, limits=limits)
         except ParseError as exc:
             finding = Finding(exc.code, Severity.ERROR, exc.message, None, exc.line, exc.column)
             return ValidationReport(profile, (finding,), None, source)
-    rule_findings = list(parsed.findings)
-    if isinstance(parsed.package, m.DocumentPackage):
-        rule_findings += _document_rules(parsed, parsed.package)
-    rule_findings += _signature_findings(parsed)
+    today = today or _today()
+    run = _Pass(_RULES[parsed.kind])
+    schema = run.schema(parsed, profile, today)
+    run.dates(parsed, today)
+    run.structure(parsed)
+    run.findings += _signature_findings(parsed)
     if profile == "strict":
-        rule_findings += _prefix_findings(parsed)
-    located = {f.line for f in rule_findings if f.line is not None}
-    schema = [f for f in _schema_findings(parsed, profile) if f.line not in located]
-    findings = []
-    for finding in sorted(schema + rule_findings, key=lambda f: (f.line or 0, f.code)):
+        run.findings += _prefix_findings(parsed)
+    located = {f.line for f in run.findings if f.line is not None}
+    combined = [f for f in schema if f.line not in located] + run.findings
+    findings: list[Finding] = []
+    unique: set[tuple[str, str | None, int | None, str]] = set()
+    for finding in sorted(combined, key=lambda f: (f.line or 0, f.code)):
+        key = (finding.code, finding.path, finding.line, finding.message)
+        if key in unique:
+            continue
+        unique.add(key)
         severity = severity_for(finding.code, finding.severity, profile)
         if profile == "strict" and finding.code in _SEVERITY_OVERRIDES_STRICT:
             severity = Severity.ERROR

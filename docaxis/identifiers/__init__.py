@@ -7,6 +7,11 @@ Examples
 '000.05.11.H53'
 """
 
-from docaxis.identifiers._agency_code import GROUP_LETTERS, AgencyCode, InvalidAgencyCode
+from docaxis.identifiers._agency_code import (
+    GROUP_LETTERS,
+    XSD_PATTERN,
+    AgencyCode,
+    InvalidAgencyCode,
+)
 
-__all__ = ["GROUP_LETTERS", "AgencyCode", "InvalidAgencyCode"]
+__all__ = ["GROUP_LETTERS", "XSD_PATTERN", "AgencyCode", "InvalidAgencyCode"]

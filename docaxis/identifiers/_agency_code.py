@@ -33,6 +33,18 @@ _PART_LENGTHS: Final = (3, 2, 2, 3)
 _PART_NAMES: Final = ("LLL (level 4)", "KK (level 3)", "JJ (level 2)", "XNN (level 1)")
 
 
+_NN = "(0[1-9]|[1-9][0-9])"
+#: The same rule as :meth:`AgencyCode.parse`, as an XSD/regex pattern (whole string).
+#: ``tests/test_identifiers.py`` checks that the two agree on generated inputs.
+XSD_PATTERN: Final = (
+    "(000\\.00\\.00"
+    f"|000\\.00\\.{_NN}"
+    f"|000\\.{_NN}\\.{_NN}"
+    f"|(00[1-9]|0[1-9][0-9]|[1-9][0-9]{{2}})\\.{_NN}\\.{_NN})"
+    f"\\.([A-GIJ]{_NN}|[HK](0[1-9]|[1-5][0-9]|6[0-3]))"
+)
+
+
 class InvalidAgencyCode(DocaxisError, ValueError):
     """A string is not a well-formed agency identifier code.
 
