@@ -1,8 +1,12 @@
 from __future__ import annotations
 
-import pytest
+import re
 
-from docaxis.identifiers import AgencyCode, InvalidAgencyCode
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from docaxis.identifiers import XSD_PATTERN, AgencyCode, InvalidAgencyCode
 
 
 @pytest.mark.parametrize(
@@ -65,3 +69,14 @@ def test_malformed_codes_get_a_precise_reason(value: str, reason: str) -> None:
 def test_invalid_code_is_a_value_error_for_plain_callers() -> None:
     with pytest.raises(ValueError):
         AgencyCode.parse("28.22.H17")
+
+
+_NEAR_CODES = st.text(alphabet="0123456789.ABCGHKLWh", min_size=9, max_size=14) | st.from_regex(
+    r"[0-9]{3}\.[0-9]{2}\.[0-9]{2}\.[A-Z][0-9]{2}", fullmatch=True)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(_NEAR_CODES)
+def test_the_xsd_pattern_and_the_parser_agree(value: str) -> None:
+    """The one format rule, two forms: AgencyCode.parse and the XSD pattern."""
+    assert (re.fullmatch(XSD_PATTERN, value) is not None) == AgencyCode.is_valid(value)
