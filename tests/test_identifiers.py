@@ -75,7 +75,7 @@ _NEAR_CODES = st.text(alphabet="0123456789.ABCGHKLWh", min_size=9, max_size=14) 
     r"[0-9]{3}\.[0-9]{2}\.[0-9]{2}\.[A-Z][0-9]{2}", fullmatch=True)
 
 
-@settings(max_examples=3000, deadline=None)
+@settings(max_examples=1000, deadline=None)
 @given(_NEAR_CODES)
 def test_the_xsd_pattern_and_the_parser_agree(value: str) -> None:
     """The one format rule, two forms: AgencyCode.parse and the XSD pattern."""
