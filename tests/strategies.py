@@ -84,13 +84,21 @@ def node(spec: NodeSpec) -> st.SearchStrategy[Any]:
     return strategy
 
 
-def document_packages() -> st.SearchStrategy[DocumentPackage]:
-    return st.builds(
-        DocumentPackage,
-        header=node(spec_of(m.DocumentHeader)),
-        trace=st.none() | node(spec_of(m.TraceHeaderList)),
-        manifest=st.lists(node(spec_of(m.ManifestReference)), max_size=2).map(tuple),
-        attachments=st.lists(node(spec_of(m.Attachment)), max_size=2).map(tuple),
+@st.composite
+def document_packages(draw: st.DrawFn) -> DocumentPackage:
+    """Document packages whose manifest announces exactly the attachments carried."""
+    attachments = draw(st.lists(node(spec_of(m.Attachment)), max_size=2,
+                                unique_by=lambda a: a.content_id))
+    references = [
+        m.ManifestReference(a.content_id, draw(st.none() | text(40)), draw(st.none() | text(40)),
+                            draw(st.none() | text(40)))
+        for a in attachments
+    ]
+    return DocumentPackage(
+        header=draw(node(spec_of(m.DocumentHeader))),
+        trace=draw(st.none() | node(spec_of(m.TraceHeaderList))),
+        manifest=tuple(references),
+        attachments=tuple(attachments),
     )
 
 

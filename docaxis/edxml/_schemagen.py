@@ -47,6 +47,9 @@ SCHEMA_FILES: dict[tuple[str, str], str] = {
     ("status", "interop"): "edxml-status.interop.xsd",
 }
 CODELISTS_FILE = "codelists.json"
+#: Names of the identity constraints that tie the manifest to the attachments.
+MANIFEST_KEYS = ("AttachmentIds", "ManifestNamesAttachment", "ManifestIds",
+                 "AttachmentAnnounced")
 
 _DATE = r"[0-9]{4}/(0[1-9]|1[0-2])/(0[1-9]|[12][0-9]|3[01])"
 _NOT_BLANK = r"[\s\S]*\S[\s\S]*"
@@ -285,9 +288,24 @@ def generate_schema(kind: Kind, profile: SchemaProfile) -> str:
         f'<xs:element name="edXMLHeader"><xs:complexType>{header}{any_attr}</xs:complexType>'
         f"</xs:element>{body}</xs:sequence>{any_attr}</xs:complexType></xs:element>"
     )
+    # manifest <-> attachments: an exact match is proved here in C; anything else sends
+    # the validator to compare the ids itself (it forgives a "cid:" on one side only)
+    references = ("edXML:edXMLEnvelope/edXML:edXMLBody/edXML:edXMLManifest/edXML:Reference")
+    attached = "edXML:AttachmentEncoded/edXML:Attachment"
+    manifest_keys = (
+        f'<xs:key name="{MANIFEST_KEYS[0]}"><xs:selector xpath="{attached}"/>'
+        '<xs:field xpath="edXML:ContentId"/></xs:key>'
+        f'<xs:keyref name="{MANIFEST_KEYS[1]}" refer="edXML:{MANIFEST_KEYS[0]}">'
+        f'<xs:selector xpath="{references}"/><xs:field xpath="edXML:ContentId"/></xs:keyref>'
+        f'<xs:key name="{MANIFEST_KEYS[2]}"><xs:selector xpath="{references}"/>'
+        '<xs:field xpath="edXML:ContentId"/></xs:key>'
+        f'<xs:keyref name="{MANIFEST_KEYS[3]}" refer="edXML:{MANIFEST_KEYS[2]}">'
+        f'<xs:selector xpath="{attached}"/><xs:field xpath="edXML:ContentId"/></xs:keyref>'
+    ) if kind == "document" else ""
     root = (
         '<xs:element name="edXML"><xs:complexType><xs:sequence>'
-        f"{envelope}{attachments}</xs:sequence>{any_attr}</xs:complexType></xs:element>"
+        f"{envelope}{attachments}</xs:sequence>{any_attr}</xs:complexType>"
+        f"{manifest_keys}</xs:element>"
     )
     title = f"edXML (QCVN 102:2016) {kind} package, {profile} profile"
     lines = [

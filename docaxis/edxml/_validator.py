@@ -37,7 +37,7 @@ from docaxis.edxml._findings import (
 )
 from docaxis.edxml._namespaces import DSIG_NS, EDXML_NS, EDXML_PREFIX, local_name, q
 from docaxis.edxml._parser import VN_TZ, ParsedPackage, ParseLimits, parse
-from docaxis.edxml._schemagen import SCHEMA_FILES, generate_schema
+from docaxis.edxml._schemagen import MANIFEST_KEYS, SCHEMA_FILES, generate_schema
 from docaxis.edxml._spec import (
     ATTACHMENT,
     BUSINESS,
@@ -180,12 +180,13 @@ _RULES: dict[str, _Rules] = {kind: _rules_for(kind) for kind in ("document", "st
 class _Pass:
     """One validation run over one parsed package."""
 
-    __slots__ = ("empty_reported", "findings", "rules")
+    __slots__ = ("empty_reported", "findings", "manifest_suspect", "rules")
 
     def __init__(self, rules: _Rules) -> None:
         self.rules = rules
         self.findings: list[Finding] = []
         self.empty_reported: set[etree._Element] = set()
+        self.manifest_suspect = False
 
     def add(self, code: str, severity: Severity, message: str,
             element: etree._Element | None) -> None:
@@ -216,14 +217,10 @@ class _Pass:
                      f"PromulgationDate {value:%Y/%m/%d} is in the future", element)
         return True
 
-    def dates(self, parsed: ParsedPackage, today: dt.date) -> None:
-        """What no XSD pattern says about dates: PromulgationDate not in the future, and
-        (the pattern allows 02/29 every year) no 29 February outside leap years."""
-        root = parsed.root
-        for element in root.iter(_PROMULGATION[1]):
-            self.judge_leaf(element, today)
+    def leap_days(self, parsed: ParsedPackage, today: dt.date) -> None:
+        """The XSD date pattern allows 02/29 in every year: judge those dates here."""
         if b"/02/29" in parsed.source:
-            for element in root.iter(*_DATE_TAGS[1:]):
+            for element in parsed.root.iter(*_DATE_TAGS):
                 self.judge_leaf(element, today)
 
     def required_empty(self, element: etree._Element, parent: etree._Element) -> None:
@@ -299,6 +296,9 @@ class _Pass:
                     judged.add(element)
                     if self.judge_leaf(element, today):
                         continue  # the rule decided (possibly: nothing wrong)
+            elif any(f"}}{name}'" in message for name in MANIFEST_KEYS):
+                self.manifest_suspect = True  # judged by manifest() below
+                continue
             elif _DUPLICATE_KEY in message:
                 code = "EDX-TO-DUPLICATE"
                 organ_id = ""
@@ -325,7 +325,7 @@ class _Pass:
                 findings.append(finding_at(code, Severity.ERROR, text, element))
         return findings
 
-    def structure(self, parsed: ParsedPackage) -> None:
+    def structure(self, parsed: ParsedPackage, today: dt.date) -> None:
         """Cardinality of the nodes the interop XSD leaves open, and package rules."""
         where = parsed.locations
         choice = self.rules.choice_nodes
@@ -346,7 +346,13 @@ class _Pass:
         if content is None or not (content.text or "").strip():
             self.add("EDX-CONTENT-MISSING", Severity.WARNING,
                      "Content is absent (one national validator requires it)", header)
-        self.manifest(parsed.root)
+        promulgation = first.get(_PROMULGATION[0])
+        if promulgation is not None:
+            for child in promulgation:
+                if child.tag == _PROMULGATION[1]:
+                    self.judge_leaf(child, today)  # not in the future
+        if self.manifest_suspect:
+            self.manifest(parsed.root)
         if business is not None:
             self.business(business)
 
@@ -508,8 +514,8 @@ def validate(
     today = today or _today()
     run = _Pass(_RULES[parsed.kind])
     schema = run.schema(parsed, profile, today)
-    run.dates(parsed, today)
-    run.structure(parsed)
+    run.structure(parsed, today)
+    run.leap_days(parsed, today)
     run.findings += _signature_findings(parsed)
     if profile == "strict":
         run.findings += _prefix_findings(parsed)
