@@ -152,6 +152,19 @@ def _line_col(data: bytes, offset: int) -> tuple[int, int]:
     return line, column
 
 
+def _check_declared_encoding(data: bytes, start: int, end: int) -> None:
+    """The XML declaration in ``data[start:end]`` may name UTF-8 only."""
+    at = data.find(b"encoding", start, end)
+    if at < 0:
+        return
+    match = _XML_DECL_ENCODING.match(data, at, end)
+    if match and match.group(1).lower() not in _UTF8_NAMES:
+        raise BadEncoding(
+            f"declared encoding {match.group(1).decode()!r} is not UTF-8",
+            **_lc(data, match.start(1)),
+        )
+
+
 def _scan_prolog(data: bytes) -> None:
     """Check encoding and refuse a DOCTYPE, looking only at what precedes the root."""
     if data.startswith((b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff", b"\xff\xfe\x00\x00")):
@@ -171,14 +184,8 @@ def _scan_prolog(data: bytes) -> None:
             end = data.find(b"?>", pos)
             if end < 0:
                 raise MalformedXML("unterminated processing instruction", **_lc(data, pos))
-            if (data.startswith(b"<?xml", pos) and data[pos + 5 : pos + 6] in b" \t\r\n"
-                    and data.find(b"encoding", pos, end) >= 0):
-                match = _XML_DECL_ENCODING.search(data, pos, end)
-                if match and match.group(1).lower() not in _UTF8_NAMES:
-                    raise BadEncoding(
-                        f"declared encoding {match.group(1).decode()!r} is not UTF-8",
-                        **_lc(data, match.start(1)),
-                    )
+            if data.startswith(b"<?xml", pos) and data[pos + 5 : pos + 6] in b" \t\r\n":
+                _check_declared_encoding(data, pos, end)
             pos = end + 2
             continue
         if data.startswith(b"<!--", pos):

@@ -116,17 +116,23 @@ _REPLACEMENT = q("ReplacementInfo")
 _BUSSINESS, _BUSINESS_ALIAS, _CONTENT = q("Bussiness"), q("Business"), q("Content")
 
 
-def _bounds(spec: NodeSpec) -> tuple[frozenset[str], tuple[frozenset[str], ...],
-                                       tuple[frozenset[str], ...]]:
-    """Cardinality of a node's children: (tags that may repeat, groups of which one is
-    required, alias groups that together may occur once)."""
+_Bounds = tuple[frozenset[str], frozenset[str], tuple[frozenset[str], ...],
+                tuple[frozenset[str], ...]]
+
+
+def _bounds(spec: NodeSpec) -> _Bounds:
+    """Cardinality of a node's children: (tags that may repeat, required tags, required
+    alias groups, optional alias groups)."""
     def names(f: Field) -> frozenset[str]:
         return frozenset(q(name) for name in (f.tag, *f.aliases))
 
     many = frozenset(tag for f in spec.fields if f.many for tag in names(f))
-    required = tuple(names(f) for f in spec.fields if f.required)
-    aliased = tuple(names(f) for f in spec.fields if f.aliases and not f.many)
-    return many, required, aliased
+    required = frozenset(q(f.tag) for f in spec.fields if f.required and not f.aliases)
+    # alias groups: exactly one spelling when required, at most one otherwise
+    aliased = tuple(names(f) for f in spec.fields if f.aliases and not f.many and f.required)
+    optional_aliased = tuple(names(f) for f in spec.fields
+                             if f.aliases and not f.many and not f.required)
+    return many, required, aliased, optional_aliased
 
 
 _BOUNDS = {spec.cls: _bounds(spec) for spec in SPECS.values()}
@@ -248,12 +254,14 @@ class _Pass:
         children = list(node)
         tags = [child.tag for child in children]
         first = dict(zip(reversed(tags), reversed(children), strict=True))
-        many, required, aliased = _BOUNDS[spec.cls]
-        fine = all(not group.isdisjoint(first) for group in required)
+        many, required, aliased, optional_aliased = _BOUNDS[spec.cls]
+        fine = required.issubset(first)
         if fine and len(first) != len(tags):  # some tag repeats: is it one that may?
-            fine = not any(n > 1 and tag not in many for tag, n in Counter(tags).items())
+            fine = many.issuperset(tag for tag, n in Counter(tags).items() if n > 1)
         if fine and aliased:
-            fine = all(len(group.intersection(first)) <= 1 for group in aliased)
+            fine = all(len(group.intersection(first)) == 1 for group in aliased)
+        if fine and optional_aliased:
+            fine = all(len(group.intersection(first)) <= 1 for group in optional_aliased)
         if not fine:
             self.cardinality_details(spec, node, children)
         return first
