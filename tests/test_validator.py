@@ -219,3 +219,37 @@ def test_report_json_shape(document_bytes: bytes) -> None:
 def test_unknown_profile_is_a_usage_error(document_bytes: bytes) -> None:
     with pytest.raises(ValueError):
         validate(document_bytes, profile="lenient")  # type: ignore[arg-type]
+
+
+def test_empty_optional_blocks_count_as_absent(document_bytes: bytes) -> None:
+    empty = ("<edXML:ResponseFor><edXML:OrganId></edXML:OrganId><edXML:Code/>"
+             "<edXML:PromulgationDate></edXML:PromulgationDate><edXML:DocumentId/>"
+             "</edXML:ResponseFor><edXML:SignerInfo><edXML:FullName/></edXML:SignerInfo>")
+    data = _mutate(document_bytes, "</edXML:MessageHeader>", empty + "</edXML:MessageHeader>")
+    report = validate(data)
+    assert report.valid, report.findings
+    assert report.parsed.package.header.response_for == ()
+    assert report.parsed.package.header.signer_info is None
+
+
+def test_an_empty_required_block_is_reported_once_at_the_block(document_bytes: bytes) -> None:
+    data = _mutate(document_bytes,
+                   "<edXML:OrganId>000.00.00.H41</edXML:OrganId>\n          <edXML:OrganName>UBND tỉnh Nghệ An</edXML:OrganName>",
+                   "<edXML:OrganId> </edXML:OrganId><edXML:OrganName/>")
+    finding = _only(validate(data), "EDX-REQUIRED-EMPTY")
+    assert finding.path.endswith("MessageHeader/To")
+
+
+def test_an_empty_required_leaf_in_a_filled_block(document_bytes: bytes) -> None:
+    data = _mutate(document_bytes, "<edXML:OrganName>UBND tỉnh Nghệ An</edXML:OrganName>",
+                   "<edXML:OrganName> </edXML:OrganName>")
+    finding = _only(validate(data), "EDX-REQUIRED-EMPTY")
+    assert finding.path.endswith("MessageHeader/To/OrganName")
+
+
+def test_leap_days(document_bytes: bytes) -> None:
+    ok = _mutate(document_bytes, "2024/05/02</edXML:PromulgationDate>", "2024/02/29</edXML:PromulgationDate>")
+    assert validate(ok).valid
+    bad = _mutate(document_bytes, "2024/05/02 09:00:00", "2023/02/29 09:00:00")
+    finding = _only(validate(bad), "EDX-DATE-FORMAT")
+    assert finding.path.endswith("TraceHeader/Timestamp")
