@@ -1,0 +1,83 @@
+"""Canonicalisation helpers (libxml2's C14N through lxml) and the enveloped transform."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from lxml import etree
+
+from docaxis.dsig._algorithms import C14N
+
+_XML_NS = "http://www.w3.org/XML/1998/namespace"
+_INHERITED_XML_ATTRIBUTES = (f"{{{_XML_NS}}}lang", f"{{{_XML_NS}}}space")
+
+
+def canonical(node: etree._Element | etree._ElementTree, method: C14N, *,
+              with_comments: bool | None = None,
+              inclusive_prefixes: list[str] | None = None) -> bytes:
+    """Canonical bytes of a whole tree or of one element's subtree."""
+    if (not method.exclusive and isinstance(node, etree._Element)
+            and node.getparent() is not None):
+        node = _apex_copy(node)
+    return etree.tostring(
+        node, method="c14n", exclusive=method.exclusive,
+        with_comments=method.with_comments if with_comments is None else with_comments,
+        inclusive_ns_prefixes=inclusive_prefixes if method.exclusive else None,
+    )
+
+
+@contextmanager
+def detached(element: etree._Element) -> Iterator[None]:
+    """The enveloped-signature transform: the tree without ``element`` for a moment.
+
+    Only the element goes; the text after it stays where it was (lxml keeps it in the
+    element's ``tail``, so it is moved to the previous node and moved back afterwards).
+    """
+    parent = element.getparent()
+    if parent is None:
+        raise ValueError("cannot detach the root element")
+    index = parent.index(element)
+    tail = element.tail
+    previous = element.getprevious()
+    saved = previous.tail if previous is not None else parent.text
+    if tail:
+        if previous is not None:
+            previous.tail = (previous.tail or "") + tail
+        else:
+            parent.text = (parent.text or "") + tail
+    parent.remove(element)
+    try:
+        yield
+    finally:
+        if previous is not None:
+            previous.tail = saved
+        else:
+            parent.text = saved
+        parent.insert(index, element)
+        element.tail = tail
+
+
+def _apex_copy(element: etree._Element) -> etree._Element:
+    """The subtree as the root of its own document, for *inclusive* C14N of a subset.
+
+    libxml2's inclusive C14N of an element inside a larger document emits spurious
+    ``xmlns=""`` on descendants. Inclusive C14N renders, on the apex, every namespace in
+    scope and the inherited ``xml:lang``/``xml:space``; a copy that declares exactly those
+    canonicalises identically, without the bug.
+    """
+    apex = etree.Element(element.tag, nsmap=element.nsmap)
+    for name, value in element.attrib.items():
+        apex.set(name, value)
+    for name in _INHERITED_XML_ATTRIBUTES:
+        if apex.get(name) is None:
+            for ancestor in element.iterancestors():
+                inherited = ancestor.get(name)
+                if inherited is not None:
+                    apex.set(name, inherited)
+                    break
+    apex.text = element.text
+    for child in element:
+        apex.append(copy.deepcopy(child))
+    return apex

@@ -1,0 +1,553 @@
+"""Verifying signatures: the strict edXML profile and a generic XMLDSig mode.
+
+Strict profile (what a node applies to every package, SECURITY.md):
+
+* parse once with the hardened parser; verify and read from that same tree;
+* exactly one ``ds:Signature``, the last child of ``edXMLHeader``; no ``ds:Object``;
+* references: exactly one ``URI=""`` (the whole package, enveloped) plus ``cid:`` references
+  to attachments, each checked against the attachment's decoded bytes; nothing else;
+* algorithms, transforms and digests from allowlists; SHA-1 only with ``allow_sha1``;
+* the key comes from ``X509Data`` but trust only from a chain to configured anchors, with
+  KeyUsage digitalSignature/nonRepudiation, validity at the verification time, and CRLs;
+* the signer's certificate must name the package's ``From/OrganId`` in its dedicated field
+  (or satisfy the directory's binding callback) — never the CN alone;
+* a ``<Signature>`` in the edXML namespace is reported as the legacy form: present, not
+  XMLDSig, not verifiable.
+
+Because the only whole-package reference is ``URI=""`` and nothing outside the signature
+may be referenced, what downstream code reads (``report.parsed``, set only when the
+verdict is valid) is exactly what was signed.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from lxml import etree
+
+from docaxis.dsig._algorithms import (
+    C14N,
+    CANONICALIZATIONS,
+    DIGEST_METHODS,
+    DSIG,
+    ENVELOPED,
+    REFUSED,
+    SIGNATURE_METHODS,
+)
+from docaxis.dsig._c14n import canonical, detached
+from docaxis.dsig._errors import Failure
+from docaxis.dsig._trust import ChainLink, TrustStore, fingerprint
+from docaxis.edxml import DocumentPackage, ParsedPackage, ParseError, ParseLimits, parse
+from docaxis.edxml._namespaces import q
+from docaxis.pki import agency_code_of
+
+Verdict = Literal["valid", "invalid", "legacy", "unsigned"]
+_DS = f"{{{DSIG}}}"
+_DEFAULT_C14N = CANONICALIZATIONS["http://www.w3.org/TR/2001/REC-xml-c14n-20010315"]
+_ID_ATTRIBUTES = ("Id", "ID", "id")
+
+
+@dataclass(frozen=True)
+class VerificationPolicy:
+    """What a verifier accepts. Build once; the trust store inside is reused.
+
+    Parameters
+    ----------
+    trust:
+        Trust anchors, intermediates and CRLs (:class:`TrustStore`).
+    allow_sha1:
+        Admit RSA-SHA1 / SHA-1 (legacy traffic); reports flag it.
+    require_revocation:
+        Fail when a certificate's revocation cannot be checked (no usable CRL).
+    at:
+        Verification time (default: now); certificates must be valid then.
+    bind_signer:
+        Strict profile: the signer must be the package's From agency.
+    binding:
+        Optional directory binding ``(agency_code, certificate) -> bool`` used instead of
+        the certificate's dedicated field.
+    """
+
+    trust: TrustStore
+    allow_sha1: bool = False
+    require_revocation: bool = True
+    at: dt.datetime | None = None
+    bind_signer: bool = True
+    binding: Callable[[str, x509.Certificate], bool] | None = None
+
+
+@dataclass(frozen=True)
+class Signer:
+    """Who signed: from the verified leaf certificate."""
+
+    agency_code: str | None
+    subject: str
+    serial: str
+    fingerprint: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class VerificationReport:
+    """The auditor's report on one package."""
+
+    verdict: Verdict
+    failures: tuple[Failure, ...]
+    source: str | None = None
+    signer: Signer | None = None
+    chain: tuple[ChainLink, ...] = ()
+    algorithms: dict[str, str] = field(default_factory=dict)
+    covers: tuple[str, ...] = ()
+    attachments: tuple[dict[str, Any], ...] = ()
+    verification_time: str = ""
+    checked_at: str = ""
+    legacy_sha1: bool = False
+    parsed: ParsedPackage | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def valid(self) -> bool:
+        return self.verdict == "valid"
+
+    def codes(self) -> set[str]:
+        return {f.code for f in self.failures}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "verdict": self.verdict,
+            "valid": self.valid,
+            "signer": self.signer.to_dict() if self.signer else None,
+            "chain": [link.to_dict() for link in self.chain],
+            "algorithms": self.algorithms,
+            "covers": list(self.covers),
+            "attachments": list(self.attachments),
+            "legacy_sha1": self.legacy_sha1,
+            "verification_time": self.verification_time,
+            "revocation_checked_at": self.checked_at,
+            "failures": [f.to_dict() for f in self.failures],
+        }
+
+
+class _Run:
+    """State of one verification."""
+
+    def __init__(self, policy: VerificationPolicy) -> None:
+        self.policy = policy
+        self.failures: list[Failure] = []
+        self.algorithms: dict[str, str] = {}
+        self.covers: list[str] = []
+        self.attachments: list[dict[str, Any]] = []
+        self.legacy = False
+        self.at = policy.at or dt.datetime.now(dt.UTC)
+
+    def fail(self, code: str, message: str) -> None:
+        self.failures.append(Failure(code, message))
+
+    def algorithm(self, table: dict[str, Any], uri: str | None, what: str) -> Any:
+        if uri is None:
+            self.fail("EDX-SIG-STRUCTURE", f"{what} has no Algorithm")
+            return None
+        if uri in REFUSED:
+            self.fail("EDX-SIG-ALGORITHM", f"{what} {uri}: {REFUSED[uri]}")
+            return None
+        found = table.get(uri)
+        if found is None:
+            self.fail("EDX-SIG-ALGORITHM", f"{what} {uri} is not allowed")
+            return None
+        if getattr(found, "legacy", False):
+            if not self.policy.allow_sha1:
+                self.fail("EDX-SIG-ALGORITHM",
+                          f"{what} {found.name} uses SHA-1, allowed only with the legacy flag")
+                return None
+            self.legacy = True
+        return found
+
+
+class Verifier:
+    """Verifies packages under one :class:`VerificationPolicy`.
+
+    Examples
+    --------
+    >>> store = TrustStore.load(["keys/root/ca.pem"], crls=["keys/crl"])  # doctest: +SKIP
+    >>> verifier = Verifier(VerificationPolicy(store))  # doctest: +SKIP
+    >>> report = verifier.verify(package_bytes)  # doctest: +SKIP
+    >>> report.verdict, report.signer.agency_code  # doctest: +SKIP
+    ('valid', '000.00.00.G22')
+    """
+
+    def __init__(self, policy: VerificationPolicy) -> None:
+        self.policy = policy
+
+    # ------------------------------------------------------------------ edXML profile
+    def verify(self, data: bytes | ParsedPackage, *, source: str | None = None,
+               limits: ParseLimits | None = None) -> VerificationReport:
+        """Verify an edXML package under the strict profile."""
+        run = _Run(self.policy)
+        try:
+            parsed = data if isinstance(data, ParsedPackage) else parse(data, limits=limits)
+        except ParseError as exc:
+            run.fail(exc.code, exc.message)
+            return self._report(run, "invalid", source)
+        info = parsed.signature
+        if info is None:
+            run.fail("EDX-SIG-MISSING", "the package is not signed")
+            return self._report(run, "unsigned", source)
+        if info.form == "legacy":
+            run.fail("EDX-SIG-LEGACY", "signature present but not XMLDSig (legacy form: "
+                     "<Signature> in the edXML namespace) — it cannot be verified")
+            self._describe_legacy(info.element, run)
+            return self._report(run, "legacy", source)
+        if info.count != 1:
+            run.fail("EDX-SIG-MULTIPLE", f"{info.count} XMLDSig signatures; exactly one is "
+                     "allowed (a second signature is a wrapping vector)")
+            return self._report(run, "invalid", source)
+        signature = info.element
+        if signature.getparent() is not parsed.locations.header or not info.is_last_in_header:
+            run.fail("EDX-SIG-PLACE", "the signature must be the last child of edXMLHeader")
+            return self._report(run, "invalid", source)
+        attachments = {}
+        if isinstance(parsed.package, DocumentPackage):
+            attachments = {_strip_cid(a.content_id): a for a in parsed.package.attachments}
+        outcome = self._check(run, parsed.root, signature, strict=True, attachments=attachments,
+                              id_attribute=None)
+        if outcome is not None and self.policy.bind_signer:
+            self._bind(run, outcome, parsed)
+        verdict: Verdict = "invalid" if run.failures else "valid"
+        return self._report(run, verdict, source, outcome,
+                            parsed if verdict == "valid" else None)
+
+    # ---------------------------------------------------------------- generic XMLDSig
+    def verify_generic(self, data: bytes, *, id_attribute: str = "ID",
+                       source: str | None = None) -> VerificationReport:
+        """Verify any enveloped XMLDSig document (interop vectors): one signature anywhere,
+        references ``URI=""`` or ``#id`` by the pinned ``id_attribute``, no binding."""
+        run = _Run(self.policy)
+        try:
+            root = _parse_generic(data)
+        except ParseError as exc:
+            run.fail(exc.code, exc.message)
+            return self._report(run, "invalid", source)
+        signatures = list(root.iter(f"{_DS}Signature"))
+        if len(signatures) != 1:
+            run.fail("EDX-SIG-MULTIPLE" if signatures else "EDX-SIG-MISSING",
+                     f"{len(signatures)} XMLDSig signatures; exactly one is required")
+            return self._report(run, "unsigned" if not signatures else "invalid", source)
+        outcome = self._check(run, root, signatures[0], strict=False, attachments={},
+                              id_attribute=id_attribute)
+        verdict: Verdict = "invalid" if run.failures else "valid"
+        return self._report(run, verdict, source, outcome)
+
+    # ----------------------------------------------------------------------- checks
+    def _check(self, run: _Run, root: etree._Element, signature: etree._Element, *,
+               strict: bool, attachments: dict[str, Any],
+               id_attribute: str | None) -> _Outcome | None:
+        children = [c for c in signature if isinstance(c.tag, str)]
+        tags = [c.tag for c in children]
+        if tags[:2] != [f"{_DS}SignedInfo", f"{_DS}SignatureValue"] or any(
+                t not in (f"{_DS}SignedInfo", f"{_DS}SignatureValue", f"{_DS}KeyInfo")
+                for t in tags) or tags.count(f"{_DS}KeyInfo") > 1:
+            run.fail("EDX-SIG-STRUCTURE", "Signature must hold SignedInfo, SignatureValue and "
+                     "KeyInfo only (no Object, nothing else)")
+            return None
+        signed_info, signature_value = children[0], children[1]
+        key_info = children[2] if len(children) > 2 else None
+        si = [c for c in signed_info if isinstance(c.tag, str)]
+        if len(si) < 3 or si[0].tag != f"{_DS}CanonicalizationMethod" or \
+                si[1].tag != f"{_DS}SignatureMethod" or \
+                any(c.tag != f"{_DS}Reference" for c in si[2:]):
+            run.fail("EDX-SIG-STRUCTURE", "SignedInfo must hold CanonicalizationMethod, "
+                     "SignatureMethod and References")
+            return None
+        c14n: C14N | None = run.algorithm(CANONICALIZATIONS, si[0].get("Algorithm"),
+                                          "CanonicalizationMethod")
+        method = run.algorithm(SIGNATURE_METHODS, si[1].get("Algorithm"), "SignatureMethod")
+        if c14n is not None:
+            run.algorithms["canonicalization"] = c14n.name
+        if method is not None:
+            run.algorithms["signature"] = method.name
+        whole = 0
+        for reference in si[2:]:
+            whole += self._reference(run, root, signature, reference, strict=strict,
+                                     attachments=attachments, id_attribute=id_attribute)
+        if strict and whole != 1:
+            run.fail("EDX-SIG-REFERENCE", f"exactly one Reference URI=\"\" is required, "
+                     f"found {whole}")
+        if strict:
+            for content_id, attachment in attachments.items():
+                digest = attachment.content.sha256 if attachment.content else None
+                if not any(a["content_id"] == content_id for a in run.attachments):
+                    run.attachments.append({"content_id": content_id, "sha256": digest,
+                                            "referenced": False,
+                                            "covered_by": "URI=\"\" (the package)"})
+        certificates = self._certificates(run, key_info)
+        if not certificates:
+            return None
+        leaf = _leaf_of(certificates)
+        chain, chain_failures = self.policy.trust.build_chain(
+            leaf, certificates, at=run.at, allow_legacy=self.policy.allow_sha1,
+            require_revocation=self.policy.require_revocation)
+        run.failures += chain_failures
+        self._key_usage(run, leaf, strict=strict)
+        if c14n is not None and method is not None:
+            self._signature_value(run, leaf, method, canonical(signed_info, c14n),
+                                  signature_value.text)
+        return _Outcome(leaf, tuple(chain))
+
+    def _reference(self, run: _Run, root: etree._Element, signature: etree._Element,
+                   reference: etree._Element, *, strict: bool, attachments: dict[str, Any],
+                   id_attribute: str | None) -> int:
+        """Check one Reference; return 1 when it is the whole-document reference."""
+        uri = reference.get("URI")
+        parts = [c for c in reference if isinstance(c.tag, str)]
+        transforms_el = parts[0] if parts and parts[0].tag == f"{_DS}Transforms" else None
+        rest = parts[1:] if transforms_el is not None else parts
+        if len(rest) != 2 or rest[0].tag != f"{_DS}DigestMethod" or \
+                rest[1].tag != f"{_DS}DigestValue":
+            run.fail("EDX-SIG-STRUCTURE", f"Reference {uri!r} must hold DigestMethod and "
+                     "DigestValue")
+            return 0
+        digest_method = run.algorithm(DIGEST_METHODS, rest[0].get("Algorithm"), "DigestMethod")
+        if digest_method is not None:
+            run.algorithms.setdefault("digest", digest_method.name)
+        transforms = [t.get("Algorithm") for t in transforms_el] if transforms_el is not None \
+            else []
+        enveloped = ENVELOPED in transforms
+        c14n = _DEFAULT_C14N
+        inclusive: list[str] | None = None
+        for transform_el, transform in zip(transforms_el if transforms_el is not None else [],
+                                           transforms, strict=True):
+            if transform == ENVELOPED:
+                continue
+            found = run.algorithm(CANONICALIZATIONS, transform, "Transform")
+            if found is None:
+                return 0
+            c14n = found
+            prefixes = transform_el.find("{http://www.w3.org/2001/10/xml-exc-c14n#}"
+                                         "InclusiveNamespaces")
+            if prefixes is not None:
+                inclusive = (prefixes.get("PrefixList") or "").split()
+        expected = _b64(rest[1].text)
+        if uri is not None and uri.startswith("cid:"):
+            if not strict:
+                run.fail("EDX-SIG-REFERENCE", f"Reference {uri!r}: cid: is an edXML reference")
+                return 0
+            self._attachment_reference(run, uri, attachments, digest_method, expected,
+                                       transforms)
+            return 0
+        if uri == "":
+            target: etree._Element | etree._ElementTree = root.getroottree()
+            label = "the whole package (URI=\"\")" if strict else "the whole document (URI=\"\")"
+            contains_signature = True
+        elif uri is not None and uri.startswith("#") and not strict and id_attribute:
+            target_el = self._by_id(run, root, uri[1:], id_attribute)
+            if target_el is None:
+                return 0
+            target = target_el
+            label = f"element {uri} ({etree.QName(target_el).localname})"
+            contains_signature = any(a is target_el for a in signature.iterancestors())
+        else:
+            run.fail("EDX-SIG-REFERENCE", f"Reference URI {uri!r} is not allowed: only "
+                     "URI=\"\"" + (" and cid: attachments" if strict else " and #id") +
+                     " (anything else is a wrapping vector)")
+            return 0
+        if contains_signature and not enveloped:
+            run.fail("EDX-SIG-TRANSFORM", f"Reference {uri!r} covers the signature itself but "
+                     "has no enveloped-signature transform")
+            return 0
+        if digest_method is None:
+            return 1 if uri == "" else 0
+        if contains_signature:
+            with detached(signature):
+                data = canonical(target, c14n, with_comments=False, inclusive_prefixes=inclusive)
+        else:
+            data = canonical(target, c14n, with_comments=False, inclusive_prefixes=inclusive)
+        if hashlib.new(digest_method.hash, data).digest() != expected:
+            run.fail("EDX-SIG-DIGEST", f"digest of {label} does not match: the signed content "
+                     "was changed (or re-serialised) after signing")
+        run.covers.append(f"{label}, transforms: "
+                          f"{', '.join('enveloped-signature' if t == ENVELOPED else CANONICALIZATIONS[t].name for t in transforms if t in CANONICALIZATIONS or t == ENVELOPED) or 'none'}")  # noqa: E501
+        return 1 if uri == "" else 0
+
+    def _attachment_reference(self, run: _Run, uri: str, attachments: dict[str, Any],
+                              digest_method: Any, expected: bytes | None,
+                              transforms: list[str | None]) -> None:
+        content_id = _strip_cid(uri)
+        attachment = attachments.get(content_id)
+        if attachment is None or attachment.content is None:
+            run.fail("EDX-SIG-REFERENCE", f"Reference {uri!r} names no attachment")
+            return
+        if transforms:
+            run.fail("EDX-SIG-TRANSFORM", f"Reference {uri!r}: attachment references take no "
+                     "transforms")
+            return
+        try:
+            digest = hashlib.new(digest_method.hash) if digest_method else None
+            for chunk in attachment.content.iter_chunks():
+                if digest is not None:
+                    digest.update(chunk)
+        except (binascii.Error, ValueError):
+            run.fail("EDX-SIG-DIGEST", f"attachment {uri!r} is not valid base64")
+            return
+        if digest is not None and digest.digest() != expected:
+            run.fail("EDX-SIG-DIGEST", f"attachment {uri!r} was changed after signing")
+        run.covers.append(f"attachment {uri} (decoded bytes)")
+        run.attachments.append({"content_id": content_id, "sha256": attachment.content.sha256,
+                                "size": attachment.content.size, "referenced": True,
+                                "covered_by": uri})
+
+    @staticmethod
+    def _by_id(run: _Run, root: etree._Element, value: str,
+               id_attribute: str) -> etree._Element | None:
+        pinned = [el for el in root.iter() if isinstance(el.tag, str)
+                  and el.get(id_attribute) == value]
+        others = [el for el in root.iter() if isinstance(el.tag, str)
+                  and any(el.get(a) == value for a in _ID_ATTRIBUTES if a != id_attribute)]
+        if len(pinned) != 1 or others:
+            run.fail("EDX-SIG-ID", f"ID {value!r} must name exactly one element by "
+                     f"@{id_attribute} (found {len(pinned)}, and {len(others)} under other ID "
+                     "attribute names)")
+            return None
+        return pinned[0]
+
+    @staticmethod
+    def _certificates(run: _Run, key_info: etree._Element | None) -> list[x509.Certificate]:
+        if key_info is None:
+            run.fail("EDX-SIG-CERTIFICATE", "no KeyInfo: the signer's certificate is required")
+            return []
+        certificates = []
+        for element in key_info.iter(f"{_DS}X509Certificate"):
+            try:
+                certificates.append(x509.load_der_x509_certificate(_b64(element.text) or b""))
+            except ValueError:
+                run.fail("EDX-SIG-CERTIFICATE", "an X509Certificate cannot be read (truncated "
+                         "or not DER)")
+        if not certificates and not run.failures:
+            run.fail("EDX-SIG-CERTIFICATE", "KeyInfo carries no X509Certificate")
+        return certificates
+
+    def _key_usage(self, run: _Run, leaf: x509.Certificate, *, strict: bool) -> None:
+        try:
+            usage = leaf.extensions.get_extension_for_class(x509.KeyUsage).value
+        except x509.ExtensionNotFound:
+            if strict:
+                run.fail("EDX-SIG-KEY-USAGE", "the signer's certificate has no KeyUsage")
+            return
+        if not (usage.digital_signature or usage.content_commitment):
+            run.fail("EDX-SIG-KEY-USAGE", "the signer's certificate does not allow "
+                     "digitalSignature or nonRepudiation")
+
+    @staticmethod
+    def _signature_value(run: _Run, leaf: x509.Certificate, method: Any, signed: bytes,
+                         text: str | None) -> None:
+        value = _b64(text)
+        if value is None:
+            run.fail("EDX-SIG-VALUE", "SignatureValue is not base64")
+            return
+        key = leaf.public_key()
+        try:
+            if method.key == "rsa" and isinstance(key, rsa.RSAPublicKey):
+                key.verify(value, signed, padding.PKCS1v15(), method.hash())
+            elif method.key == "ecdsa" and isinstance(key, ec.EllipticCurvePublicKey):
+                half = len(value) // 2
+                der = encode_dss_signature(int.from_bytes(value[:half], "big"),
+                                           int.from_bytes(value[half:], "big"))
+                key.verify(der, signed, ec.ECDSA(method.hash()))
+            else:
+                run.fail("EDX-SIG-ALGORITHM", f"{method.name} does not match the certificate's "
+                         "key type")
+                return
+        except (InvalidSignature, ValueError):
+            run.fail("EDX-SIG-VALUE", "SignatureValue does not verify with the signer's key")
+
+    def _bind(self, run: _Run, outcome: _Outcome, parsed: ParsedPackage) -> None:
+        sender = parsed.package.sender
+        if sender is None:
+            run.fail("EDX-SIG-SIGNER", "the package names no From/OrganId to bind the signer to")
+            return
+        if self.policy.binding is not None:
+            if not self.policy.binding(sender, outcome.leaf):
+                run.fail("EDX-SIG-SIGNER", f"the directory does not bind this certificate to "
+                         f"{sender}")
+            return
+        bound = agency_code_of(outcome.leaf)
+        if bound is None:
+            run.fail("EDX-SIG-SIGNER", "the signer's certificate names no agency code in its "
+                     "dedicated field (a CN is not a binding)")
+        elif bound != sender:
+            run.fail("EDX-SIG-SIGNER", f"signed by agency {bound}, but the package is From "
+                     f"{sender}")
+
+    @staticmethod
+    def _describe_legacy(element: etree._Element, run: _Run) -> None:
+        method = element.find(f"{q('SignedInfo')}/{q('SignatureMethod')}")
+        if method is not None and method.get("Algorithm"):
+            run.algorithms["signature"] = method.get("Algorithm", "").rsplit("#", 1)[-1]
+        for cert in element.iter(q("X509Certificate")):
+            try:
+                x509.load_der_x509_certificate(_b64(cert.text) or b"")
+            except ValueError:
+                run.fail("EDX-SIG-CERTIFICATE", "its X509Certificate is unreadable (truncated)")
+
+    def _report(self, run: _Run, verdict: Verdict, source: str | None,
+                outcome: _Outcome | None = None,
+                parsed: ParsedPackage | None = None) -> VerificationReport:
+        signer = None
+        if outcome is not None:
+            leaf = outcome.leaf
+            signer = Signer(agency_code_of(leaf), leaf.subject.rfc4514_string(),
+                            f"{leaf.serial_number:x}", fingerprint(leaf))
+        now = dt.datetime.now(dt.UTC)
+        return VerificationReport(
+            verdict=verdict, failures=tuple(run.failures), source=source, signer=signer,
+            chain=outcome.chain if outcome else (), algorithms=run.algorithms,
+            covers=tuple(run.covers), attachments=tuple(run.attachments),
+            verification_time=run.at.isoformat(), checked_at=now.isoformat(),
+            legacy_sha1=run.legacy, parsed=parsed)
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    leaf: x509.Certificate
+    chain: tuple[ChainLink, ...]
+
+
+def _leaf_of(certificates: list[x509.Certificate]) -> x509.Certificate:
+    """The certificate that issued none of the others (the first such)."""
+    issuers = {c.issuer for c in certificates}
+    for cert in certificates:
+        if cert.subject not in issuers or (cert.subject == cert.issuer and len(certificates) == 1):
+            return cert
+    return certificates[0]
+
+
+def _b64(text: str | None) -> bytes | None:
+    if text is None:
+        return None
+    try:
+        return base64.b64decode("".join(text.split()), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _strip_cid(value: str | None) -> str:
+    value = (value or "").strip()
+    return value[4:] if value.lower().startswith("cid:") else value
+
+
+def _parse_generic(data: bytes) -> etree._Element:
+    """Any XML document, with the same hardened settings as the edXML parser."""
+    from docaxis.edxml._parser import _DEFAULT_LIMITS, _parse_tree
+
+    return _parse_tree(data, _DEFAULT_LIMITS)
