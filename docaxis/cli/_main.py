@@ -64,12 +64,12 @@ def expand_inputs(names: tuple[str, ...]) -> list[str]:
 def cli() -> None:
     """docaxis — the inter-agency electronic document exchange axis (edXML, QCVN 102:2016).
 
-    Validate, inspect and build edXML packages.
+    Validate, inspect, build, sign and verify edXML packages; manage a dev PKI.
     """
 
 
 def main() -> None:
     """Console-script entry point."""
-    from docaxis.cli import _edxml  # noqa: F401  (registers commands)
+    from docaxis.cli import _dsig, _edxml, _keys  # noqa: F401  (register commands)
 
     cli(prog_name="docaxis")

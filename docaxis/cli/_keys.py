@@ -1,0 +1,108 @@
+"""``docaxis keys …``: the development/test PKI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.markup import escape
+from rich.table import Table
+
+from docaxis.cli._main import EXIT_USAGE, cli, stderr, stdout
+from docaxis.pki import KEY_TYPES, TIERS, DevPKI, PKIError
+
+_DIR = click.option("--dir", "folder", default="keys", show_default=True,
+                    type=click.Path(file_okay=False, path_type=Path),
+                    help="Folder of the PKI.")
+
+
+def _fail(exc: PKIError) -> None:
+    stderr.print(f"[bold red]{exc.code}[/] {escape(exc.message)}")
+    raise SystemExit(EXIT_USAGE)
+
+
+@cli.group("keys")
+def keys_group() -> None:
+    """Create and manage a development/test PKI (never for production keys)."""
+
+
+@keys_group.command("init")
+@_DIR
+@click.option("--key-type", type=click.Choice(KEY_TYPES), default="ec-p256", show_default=True)
+@click.option("--force", is_flag=True, help="Replace an existing PKI in the folder.")
+def keys_init(folder: Path, key_type: str, force: bool) -> None:
+    """Create a root CA, one intermediate CA per tier, and their CRLs."""
+    try:
+        pki = DevPKI.init(folder, key_type=key_type, force=force)  # type: ignore[arg-type]
+    except PKIError as exc:
+        _fail(exc)
+    stdout.print(f"created a dev PKI in {escape(str(folder))}: root CA and "
+                 f"{len(TIERS)} tier CAs ({', '.join(TIERS)}); trust anchor {pki.root_path}")
+
+
+@keys_group.command("issue")
+@_DIR
+@click.option("--agency", "code", help="Agency code to bind (LLL.KK.JJ.XNN).")
+@click.option("--node", "node_id", help="Axis node id (instead of --agency).")
+@click.option("--name", help="Agency name (CN).")
+@click.option("--tier", type=click.Choice(TIERS), default="province", show_default=True)
+@click.option("--key-type", type=click.Choice(KEY_TYPES), default="ec-p256", show_default=True)
+@click.option("--days", type=click.IntRange(1, 3650), default=730, show_default=True)
+def keys_issue(folder: Path, code: str | None, node_id: str | None, name: str | None, tier: str,
+               key_type: str, days: int) -> None:
+    """Issue an agency (or node) signing certificate."""
+    if bool(code) == bool(node_id):
+        raise click.UsageError("give exactly one of --agency or --node")
+    try:
+        pki = DevPKI.open(folder)
+        if code:
+            row = pki.issue_agency(code, name or code, tier=tier, key_type=key_type,  # type: ignore[arg-type]
+                                   days=days)
+        else:
+            row = pki.issue_node(node_id or "", tier=tier, key_type=key_type, days=days)  # type: ignore[arg-type]
+    except PKIError as exc:
+        _fail(exc)
+    stdout.print(f"issued serial {row.serial} for {escape(row.name)}: {folder / row.path} "
+                 f"(key and chain beside it)")
+
+
+@keys_group.command("revoke")
+@_DIR
+@click.argument("who")
+@click.option("--reason", default="keyCompromise", show_default=True)
+def keys_revoke(folder: Path, who: str, reason: str) -> None:
+    """Revoke a certificate (by serial, agency code or node id) and reissue the CRL."""
+    try:
+        row = DevPKI.open(folder).revoke(who, reason=reason)
+    except PKIError as exc:
+        _fail(exc)
+    stdout.print(f"revoked serial {row.serial} ({escape(row.name)}); CRL of ca-{row.tier} "
+                 "reissued")
+
+
+@keys_group.command("crl")
+@_DIR
+def keys_crl(folder: Path) -> None:
+    """Reissue every CRL (run before they expire: they are valid for 7 days)."""
+    try:
+        paths = DevPKI.open(folder).write_all_crls()
+    except PKIError as exc:
+        _fail(exc)
+    for path in paths:
+        stdout.print(f"wrote {escape(str(path))}")
+
+
+@keys_group.command("list")
+@_DIR
+def keys_list(folder: Path) -> None:
+    """List issued certificates."""
+    try:
+        pki = DevPKI.open(folder)
+    except PKIError as exc:
+        _fail(exc)
+    table = Table("kind", "name", "tier", "serial", "valid until", "key", "status")
+    for row in pki.index:
+        status = f"revoked {row.revoked_at[:10]}" if row.revoked_at else "good"
+        table.add_row(row.kind, escape(row.name), row.tier or "", row.serial[:16],
+                      row.not_after[:10], row.key_type, status)
+    stdout.print(table)
