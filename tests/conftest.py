@@ -44,3 +44,26 @@ def sample_document(**overrides: object) -> DocumentPackage:
 @pytest.fixture
 def document_bytes() -> bytes:
     return write(sample_document())
+
+
+@pytest.fixture(scope="session", params=["ec-p256", "rsa2048"])
+def pki(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """A dev PKI (one per key type) with G22 (central) and H41 (province) agencies."""
+    from docaxis.pki import DevPKI
+
+    folder = tmp_path_factory.mktemp(f"pki-{request.param}")
+    pki = DevPKI.init(folder, key_type=request.param)
+    pki.issue_agency("000.00.00.G22", "Văn phòng Chính phủ", tier="central",
+                     key_type=request.param)
+    pki.issue_agency("000.00.00.H41", "UBND tỉnh Nghệ An", tier="province",
+                     key_type=request.param)
+    return pki
+
+
+@pytest.fixture(scope="session")
+def rsa_pki(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    from docaxis.pki import DevPKI
+
+    pki = DevPKI.init(tmp_path_factory.mktemp("pki-rsa"), key_type="rsa2048")
+    pki.issue_agency("000.00.00.G22", "Văn phòng Chính phủ", tier="central", key_type="rsa2048")
+    return pki

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-import copy
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from xml.sax.saxutils import escape
 
 from lxml import etree
 
 from docaxis.dsig._algorithms import C14N
 
 _XML_NS = "http://www.w3.org/XML/1998/namespace"
+_SAFE = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
 _INHERITED_XML_ATTRIBUTES = (f"{{{_XML_NS}}}lang", f"{{{_XML_NS}}}space")
 
 
@@ -62,22 +64,27 @@ def detached(element: etree._Element) -> Iterator[None]:
 def _apex_copy(element: etree._Element) -> etree._Element:
     """The subtree as the root of its own document, for *inclusive* C14N of a subset.
 
-    libxml2's inclusive C14N of an element inside a larger document emits spurious
+    libxml2's inclusive C14N of an element inside a larger document can emit spurious
     ``xmlns=""`` on descendants. Inclusive C14N renders, on the apex, every namespace in
-    scope and the inherited ``xml:lang``/``xml:space``; a copy that declares exactly those
-    canonicalises identically, without the bug.
+    scope and the inherited ``xml:lang``/``xml:space``; a copy (same prefixes) whose root
+    declares exactly those canonicalises identically, without the bug.
     """
-    apex = etree.Element(element.tag, nsmap=element.nsmap)
-    for name, value in element.attrib.items():
-        apex.set(name, value)
+    text = etree.tostring(element, with_tail=False)
+    apex = etree.fromstring(text, _SAFE)
+    additions = [
+        (f"xmlns:{prefix}" if prefix else "xmlns", uri)
+        for prefix, uri in element.nsmap.items() if apex.nsmap.get(prefix) != uri
+    ]
     for name in _INHERITED_XML_ATTRIBUTES:
-        if apex.get(name) is None:
+        if element.get(name) is None:
             for ancestor in element.iterancestors():
                 inherited = ancestor.get(name)
                 if inherited is not None:
-                    apex.set(name, inherited)
+                    additions.append(("xml:" + name.rpartition("}")[2], inherited))
                     break
-    apex.text = element.text
-    for child in element:
-        apex.append(copy.deepcopy(child))
-    return apex
+    if not additions:
+        return apex
+    end = re.match(rb"<[^\s/>]+", text).end()  # type: ignore[union-attr]
+    declarations = "".join(f' {name}="{escape(value, {chr(34): "&quot;"})}"'
+                           for name, value in additions).encode()
+    return etree.fromstring(text[:end] + declarations + text[end:], _SAFE)

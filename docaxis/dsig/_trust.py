@@ -94,7 +94,8 @@ class TrustStore:
             if anchor:
                 links.append(_link(cert, True, "anchor"))
                 return links, failures
-            issuer = self._find_issuer(cert, pool, allow_legacy, failures)
+            issuer = (None if cert.subject == cert.issuer  # self-signed, not an anchor
+                      else self._find_issuer(cert, pool, allow_legacy, failures))
             if issuer is None:
                 links.append(_link(cert, False, "not checked (no issuer)"))
                 failures.append(Failure(
@@ -115,7 +116,9 @@ class TrustStore:
 
     def _find_issuer(self, cert: x509.Certificate, pool: list[x509.Certificate],
                      allow_legacy: bool, failures: list[Failure]) -> x509.Certificate | None:
-        candidates = [c for c in pool if c.subject == cert.issuer]
+        # anchors first: a look-alike with the same subject must not shadow them
+        candidates = sorted((c for c in pool if c.subject == cert.issuer),
+                            key=lambda c: not self.is_anchor(c))
         for candidate in candidates:
             key = (fingerprint(cert), fingerprint(candidate))
             ok = self._link_ok.get(key)
