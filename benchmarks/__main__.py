@@ -1,18 +1,25 @@
-"""Run every benchmark and print Markdown tables: ``python -m benchmarks [--quick]``."""
+"""Run the benchmarks and print Markdown tables.
+
+``python -m benchmarks [--quick] [validate] [dsig]`` (no name: all of them).
+"""
 
 from __future__ import annotations
 
 import platform
 import sys
 
-from benchmarks import bench_validate
+from benchmarks import bench_dsig, bench_validate
 
 
 def main(argv: list[str]) -> int:
     quick = "--quick" in argv
     print(f"Python {platform.python_version()} on {platform.machine()}, "
           f"{platform.system()} {platform.release()}\n")
-    print(bench_validate.run(quick))
+    only = [a for a in argv if not a.startswith("-")]
+    if not only or "validate" in only:
+        print(bench_validate.run(quick))
+    if not only or "dsig" in only:
+        print(bench_dsig.run(quick))
     return 0
 
 

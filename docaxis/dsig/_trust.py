@@ -9,6 +9,8 @@ while validity dates and revocation are judged at each verification time.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +47,46 @@ class ChainLink:
         return dict(self.__dict__)
 
 
+@dataclass(frozen=True, eq=False)
+class CertInfo:
+    """A certificate with what verification needs from it, extracted once."""
+
+    cert: x509.Certificate
+    fingerprint: str
+    subject: x509.Name
+    issuer: x509.Name
+    subject_text: str
+    serial: int
+    not_before: dt.datetime
+    not_after: dt.datetime
+    agency_code: str | None
+    signing_usage: bool | None  # None: no KeyUsage extension at all
+
+    @classmethod
+    def of(cls, cert: x509.Certificate, der: bytes | None = None) -> CertInfo:
+        from docaxis.pki import agency_code_of
+
+        der = der if der is not None else cert.public_bytes(serialization.Encoding.DER)
+        try:
+            usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+            signing: bool | None = usage.digital_signature or usage.content_commitment
+        except x509.ExtensionNotFound:
+            signing = None
+        return cls(cert, hashlib.sha256(der).hexdigest(), cert.subject, cert.issuer,
+                   cert.subject.rfc4514_string(), cert.serial_number,
+                   cert.not_valid_before_utc, cert.not_valid_after_utc, agency_code_of(cert),
+                   signing)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """The time-independent part of a chain: the path found and what was wrong with it."""
+
+    path: tuple[CertInfo, ...]
+    anchored: bool
+    failures: tuple[Failure, ...]
+
+
 @dataclass
 class TrustStore:
     """Configured trust anchors, extra intermediates and CRLs.
@@ -58,11 +100,17 @@ class TrustStore:
     intermediates: list[x509.Certificate] = field(default_factory=list)
     crls: list[x509.CertificateRevocationList] = field(default_factory=list)
     _anchor_fps: set[str] = field(default_factory=set, repr=False)
-    _link_ok: dict[tuple[str, str], bool] = field(default_factory=dict, repr=False)
-    _crl_ok: dict[tuple[bytes, str], bool] = field(default_factory=dict, repr=False)
+    _store_infos: list[CertInfo] = field(default_factory=list, repr=False)
+    _infos: dict[bytes, CertInfo] = field(default_factory=dict, repr=False)
+    _plans: dict[tuple[object, ...], _Plan] = field(default_factory=dict, repr=False)
+    _crl_of: dict[str, x509.CertificateRevocationList | None] = field(default_factory=dict,
+                                                                      repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
-        self._anchor_fps = {fingerprint(c) for c in self.anchors}
+        anchors = [CertInfo.of(c) for c in self.anchors]
+        self._anchor_fps = {info.fingerprint for info in anchors}
+        self._store_infos = [*(CertInfo.of(c) for c in self.intermediates), *anchors]
 
     @classmethod
     def load(cls, anchors: Iterable[Path | str], *, intermediates: Iterable[Path | str] = (),
@@ -70,122 +118,148 @@ class TrustStore:
         """Read PEM/DER certificates (files or folders) and CRLs (files or folders)."""
         return cls(_read_certs(anchors), _read_certs(intermediates), _read_crls(crls))
 
-    def is_anchor(self, cert: x509.Certificate) -> bool:
-        return fingerprint(cert) in self._anchor_fps
+    def info(self, der: bytes) -> CertInfo:
+        """Parse a DER certificate once; later calls with the same bytes are lookups.
+
+        Raises
+        ------
+        ValueError
+            If the bytes are not a certificate.
+        """
+        found = self._infos.get(der)
+        if found is None:
+            found = CertInfo.of(x509.load_der_x509_certificate(der), der)
+            with self._lock:
+                if len(self._infos) > 10_000:
+                    self._infos.clear()
+                self._infos[der] = found
+        return found
+
+    def is_anchor(self, info: CertInfo) -> bool:
+        return info.fingerprint in self._anchor_fps
 
     def build_chain(
-        self, leaf: x509.Certificate, untrusted: list[x509.Certificate], *,
+        self, leaf: CertInfo, untrusted: list[CertInfo], *,
         at: dt.datetime, allow_legacy: bool, require_revocation: bool,
     ) -> tuple[list[ChainLink], list[Failure]]:
-        """Chain ``leaf`` to an anchor; return the links and every failure met."""
-        failures: list[Failure] = []
+        """Chain ``leaf`` to an anchor; return the links and every failure met.
+
+        The path and its signatures are worked out once per distinct certificate set and
+        remembered; validity at ``at`` and revocation are judged on every call.
+        """
+        key = (leaf.fingerprint, tuple(u.fingerprint for u in untrusted), allow_legacy)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plan(leaf, untrusted, allow_legacy)
+            with self._lock:
+                if len(self._plans) > 10_000:
+                    self._plans.clear()
+                self._plans[key] = plan
+        failures = list(plan.failures)
         links: list[ChainLink] = []
-        pool = [*untrusted, *self.intermediates, *self.anchors]
-        cert = leaf
-        seen: set[str] = set()
-        for _depth in range(8):
-            fp = fingerprint(cert)
-            if fp in seen:
-                failures.append(Failure("EDX-SIG-CHAIN", "certificate chain loops"))
-                break
-            seen.add(fp)
-            anchor = fp in self._anchor_fps
-            self._check_validity(cert, at, failures, anchor=anchor)
-            if anchor:
-                links.append(_link(cert, True, "anchor"))
-                return links, failures
-            issuer = (None if cert.subject == cert.issuer  # self-signed, not an anchor
-                      else self._find_issuer(cert, pool, allow_legacy, failures))
-            if issuer is None:
-                links.append(_link(cert, False, "not checked (no issuer)"))
+        path = plan.path
+        for index, info in enumerate(path):
+            anchor = plan.anchored and index == len(path) - 1
+            if not info.not_before <= at <= info.not_after:
+                what = "trust anchor" if anchor else "certificate"
                 failures.append(Failure(
-                    "EDX-SIG-UNTRUSTED",
-                    f"no path from {cert.subject.rfc4514_string()!r} to a configured trust "
-                    "anchor"))
-                return links, failures
-            if cert is not leaf:
-                _check_ca(cert, failures)
-            status, this_update = self._revocation(cert, issuer, at, require_revocation,
-                                                   failures)
-            links.append(_link(cert, False, status, this_update))
-            if not self.is_anchor(issuer):
-                _check_ca(issuer, failures)
-            cert = issuer
-        failures.append(Failure("EDX-SIG-CHAIN", "certificate chain is too long"))
+                    "EDX-SIG-EXPIRED",
+                    f"{what} {info.subject_text!r} is not valid at {at:%Y-%m-%d %H:%M}Z "
+                    f"(valid {info.not_before:%Y-%m-%d} – {info.not_after:%Y-%m-%d})"))
+            if anchor:
+                links.append(_link(info, True, "anchor"))
+            elif index + 1 < len(path):
+                status, this_update = self._revocation(info, path[index + 1], at,
+                                                       require_revocation, failures)
+                links.append(_link(info, False, status, this_update))
+            else:
+                links.append(_link(info, False, "not checked (no issuer)"))
         return links, failures
 
-    def _find_issuer(self, cert: x509.Certificate, pool: list[x509.Certificate],
-                     allow_legacy: bool, failures: list[Failure]) -> x509.Certificate | None:
+    def _plan(self, leaf: CertInfo, untrusted: list[CertInfo], allow_legacy: bool) -> _Plan:
+        failures: list[Failure] = []
+        pool = [*untrusted, *self._store_infos]
+        path = [leaf]
+        info = leaf
+        seen = {leaf.fingerprint}
+        for _depth in range(8):
+            if self.is_anchor(info):
+                return _Plan(tuple(path), True, tuple(failures))
+            issuer = (None if info.subject == info.issuer  # self-signed and not an anchor
+                      else self._find_issuer(info, pool, allow_legacy, failures))
+            if issuer is None:
+                failures.append(Failure(
+                    "EDX-SIG-UNTRUSTED",
+                    f"no path from {info.subject_text!r} to a configured trust anchor"))
+                return _Plan(tuple(path), False, tuple(failures))
+            if issuer.fingerprint in seen:
+                failures.append(Failure("EDX-SIG-CHAIN", "certificate chain loops"))
+                return _Plan(tuple(path), False, tuple(failures))
+            seen.add(issuer.fingerprint)
+            if not self.is_anchor(issuer):
+                _check_ca(issuer.cert, failures)
+            path.append(issuer)
+            info = issuer
+        failures.append(Failure("EDX-SIG-CHAIN", "certificate chain is too long"))
+        return _Plan(tuple(path), False, tuple(failures))
+
+    def _find_issuer(self, info: CertInfo, pool: list[CertInfo], allow_legacy: bool,
+                     failures: list[Failure]) -> CertInfo | None:
         # anchors first: a look-alike with the same subject must not shadow them
-        candidates = sorted((c for c in pool if c.subject == cert.issuer),
+        candidates = sorted((c for c in pool if c.subject == info.issuer),
                             key=lambda c: not self.is_anchor(c))
         for candidate in candidates:
-            key = (fingerprint(cert), fingerprint(candidate))
-            ok = self._link_ok.get(key)
-            if ok is None:
-                ok = _signed_by(cert, candidate, allow_legacy, failures)
-                self._link_ok[key] = ok
-            if ok:
+            if _signed_by(info.cert, candidate.cert, allow_legacy, failures):
                 return candidate
         return None
 
-    @staticmethod
-    def _check_validity(cert: x509.Certificate, at: dt.datetime, failures: list[Failure], *,
-                        anchor: bool) -> None:
-        if not cert.not_valid_before_utc <= at <= cert.not_valid_after_utc:
-            what = "trust anchor" if anchor else "certificate"
-            failures.append(Failure(
-                "EDX-SIG-EXPIRED",
-                f"{what} {cert.subject.rfc4514_string()!r} is not valid at {at:%Y-%m-%d %H:%M}Z "
-                f"(valid {cert.not_valid_before_utc:%Y-%m-%d} – "
-                f"{cert.not_valid_after_utc:%Y-%m-%d})"))
-
-    def _revocation(self, cert: x509.Certificate, issuer: x509.Certificate, at: dt.datetime,
-                    required: bool, failures: list[Failure]) -> tuple[str, str | None]:
-        crls = [c for c in self.crls if c.issuer == issuer.subject]
-        usable = []
-        for crl in crls:
-            key = (crl.fingerprint(hashes.SHA256()), fingerprint(issuer))
-            ok = self._crl_ok.get(key)
-            if ok is None:
-                try:
-                    ok = crl.is_signature_valid(issuer.public_key())  # type: ignore[arg-type]
-                except (TypeError, UnsupportedAlgorithm):
-                    ok = False
-                self._crl_ok[key] = ok
-            if ok:
-                usable.append(crl)
-        if not usable:
+    def _revocation(self, info: CertInfo, issuer: CertInfo, at: dt.datetime, required: bool,
+                    failures: list[Failure]) -> tuple[str, str | None]:
+        if issuer.fingerprint not in self._crl_of:
+            self._crl_of[issuer.fingerprint] = self._best_crl(issuer)
+        crl = self._crl_of[issuer.fingerprint]
+        if crl is None:
             if required:
                 failures.append(Failure(
                     "EDX-SIG-REVOCATION-UNKNOWN",
-                    f"no CRL from {issuer.subject.rfc4514_string()!r}: revocation of "
-                    f"serial {cert.serial_number:x} cannot be checked"))
+                    f"no CRL from {issuer.subject_text!r}: revocation of serial "
+                    f"{info.serial:x} cannot be checked"))
             return "not checked (no CRL)", None
-        crl = max(usable, key=lambda c: c.last_update_utc)
         this_update = crl.last_update_utc.isoformat()
-        revoked = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
+        revoked = crl.get_revoked_certificate_by_serial_number(info.serial)
         if revoked is not None and revoked.revocation_date_utc <= at:
             failures.append(Failure(
                 "EDX-SIG-REVOKED",
-                f"certificate serial {cert.serial_number:x} was revoked on "
+                f"certificate serial {info.serial:x} was revoked on "
                 f"{revoked.revocation_date_utc:%Y-%m-%d %H:%M}Z (CRL of "
                 f"{crl.last_update_utc:%Y-%m-%d %H:%M}Z)"))
             return "revoked", this_update
         if crl.next_update_utc is not None and crl.next_update_utc < at and required:
             failures.append(Failure(
                 "EDX-SIG-REVOCATION-UNKNOWN",
-                f"the newest CRL of {issuer.subject.rfc4514_string()!r} expired on "
+                f"the newest CRL of {issuer.subject_text!r} expired on "
                 f"{crl.next_update_utc:%Y-%m-%d %H:%M}Z"))
             return "not checked (stale CRL)", this_update
         return "good", this_update
 
+    def _best_crl(self, issuer: CertInfo) -> x509.CertificateRevocationList | None:
+        usable = []
+        for crl in self.crls:
+            if crl.issuer != issuer.subject:
+                continue
+            try:
+                if crl.is_signature_valid(issuer.cert.public_key()):  # type: ignore[arg-type]
+                    usable.append(crl)
+            except (TypeError, UnsupportedAlgorithm):
+                continue
+        return max(usable, key=lambda c: c.last_update_utc) if usable else None
 
-def _link(cert: x509.Certificate, anchor: bool, status: str,
+
+def _link(info: CertInfo, anchor: bool, status: str,
           this_update: str | None = None) -> ChainLink:
-    return ChainLink(cert.subject.rfc4514_string(), f"{cert.serial_number:x}", fingerprint(cert),
-                     cert.not_valid_before_utc.isoformat(), cert.not_valid_after_utc.isoformat(),
-                     anchor, status, this_update)
+    return ChainLink(info.subject_text, f"{info.serial:x}", info.fingerprint,
+                     info.not_before.isoformat(), info.not_after.isoformat(), anchor, status,
+                     this_update)
 
 
 def _check_ca(cert: x509.Certificate, failures: list[Failure]) -> None:

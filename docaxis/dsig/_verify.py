@@ -46,10 +46,9 @@ from docaxis.dsig._algorithms import (
 )
 from docaxis.dsig._c14n import canonical, detached
 from docaxis.dsig._errors import Failure
-from docaxis.dsig._trust import ChainLink, TrustStore, fingerprint
+from docaxis.dsig._trust import CertInfo, ChainLink, TrustStore
 from docaxis.edxml import DocumentPackage, ParsedPackage, ParseError, ParseLimits, parse
 from docaxis.edxml._namespaces import q
-from docaxis.pki import agency_code_of
 
 Verdict = Literal["valid", "invalid", "legacy", "unsigned"]
 _DS = f"{{{DSIG}}}"
@@ -110,11 +109,35 @@ class VerificationReport:
     chain: tuple[ChainLink, ...] = ()
     algorithms: dict[str, str] = field(default_factory=dict)
     covers: tuple[str, ...] = ()
-    attachments: tuple[dict[str, Any], ...] = ()
+    referenced: frozenset[str] = frozenset()
     verification_time: str = ""
     checked_at: str = ""
     legacy_sha1: bool = False
     parsed: ParsedPackage | None = field(default=None, repr=False, compare=False)
+    package: ParsedPackage | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def attachments(self) -> tuple[dict[str, Any], ...]:
+        """Each attachment's SHA-256 (of the decoded bytes) and what covers it.
+
+        Computed on first use: a relay verifying at every hop does not pay for hashing
+        megabytes of attachments that the whole-package digest already covers.
+        """
+        if self.package is None or not isinstance(self.package.package, DocumentPackage):
+            return ()
+        rows = []
+        for attachment in self.package.package.attachments:
+            content_id = _strip_cid(attachment.content_id)
+            try:
+                digest = attachment.content.sha256 if attachment.content else None
+                size = attachment.content.size if attachment.content else None
+            except ValueError:
+                digest = size = None
+            covered = (f"cid:{content_id} and URI=\"\"" if content_id in self.referenced
+                       else "URI=\"\" (the package)")
+            rows.append({"content_id": content_id, "name": attachment.attachment_name,
+                         "sha256": digest, "size": size, "covered_by": covered})
+        return tuple(rows)
 
     @property
     def valid(self) -> bool:
@@ -148,7 +171,8 @@ class _Run:
         self.failures: list[Failure] = []
         self.algorithms: dict[str, str] = {}
         self.covers: list[str] = []
-        self.attachments: list[dict[str, Any]] = []
+        self.referenced: set[str] = set()
+        self.package: ParsedPackage | None = None
         self.legacy = False
         self.at = policy.at or dt.datetime.now(dt.UTC)
 
@@ -217,11 +241,10 @@ class Verifier:
         if signature.getparent() is not parsed.locations.header or not info.is_last_in_header:
             run.fail("EDX-SIG-PLACE", "the signature must be the last child of edXMLHeader")
             return self._report(run, "invalid", source)
-        attachments = {}
-        if isinstance(parsed.package, DocumentPackage):
-            attachments = {_strip_cid(a.content_id): a for a in parsed.package.attachments}
+        attachments = _LazyAttachments(parsed)
         outcome = self._check(run, parsed.root, signature, strict=True, attachments=attachments,
                               id_attribute=None)
+        run.package = parsed
         if outcome is not None and self.policy.bind_signer:
             self._bind(run, outcome, parsed)
         verdict: Verdict = "invalid" if run.failures else "valid"
@@ -244,14 +267,14 @@ class Verifier:
             run.fail("EDX-SIG-MULTIPLE" if signatures else "EDX-SIG-MISSING",
                      f"{len(signatures)} XMLDSig signatures; exactly one is required")
             return self._report(run, "unsigned" if not signatures else "invalid", source)
-        outcome = self._check(run, root, signatures[0], strict=False, attachments={},
+        outcome = self._check(run, root, signatures[0], strict=False, attachments=None,
                               id_attribute=id_attribute)
         verdict: Verdict = "invalid" if run.failures else "valid"
         return self._report(run, verdict, source, outcome)
 
     # ----------------------------------------------------------------------- checks
     def _check(self, run: _Run, root: etree._Element, signature: etree._Element, *,
-               strict: bool, attachments: dict[str, Any],
+               strict: bool, attachments: Any,
                id_attribute: str | None) -> _Outcome | None:
         children = [c for c in signature if isinstance(c.tag, str)]
         tags = [c.tag for c in children]
@@ -284,13 +307,6 @@ class Verifier:
         if strict and whole != 1:
             run.fail("EDX-SIG-REFERENCE", f"exactly one Reference URI=\"\" is required, "
                      f"found {whole}")
-        if strict:
-            for content_id, attachment in attachments.items():
-                digest = attachment.content.sha256 if attachment.content else None
-                if not any(a["content_id"] == content_id for a in run.attachments):
-                    run.attachments.append({"content_id": content_id, "sha256": digest,
-                                            "referenced": False,
-                                            "covered_by": "URI=\"\" (the package)"})
         certificates = self._certificates(run, key_info)
         if not certificates:
             return None
@@ -301,12 +317,12 @@ class Verifier:
         run.failures += chain_failures
         self._key_usage(run, leaf, strict=strict)
         if c14n is not None and method is not None:
-            self._signature_value(run, leaf, method, canonical(signed_info, c14n),
+            self._signature_value(run, leaf.cert, method, canonical(signed_info, c14n),
                                   signature_value.text)
         return _Outcome(leaf, tuple(chain))
 
     def _reference(self, run: _Run, root: etree._Element, signature: etree._Element,
-                   reference: etree._Element, *, strict: bool, attachments: dict[str, Any],
+                   reference: etree._Element, *, strict: bool, attachments: Any,
                    id_attribute: str | None) -> int:
         """Check one Reference; return 1 when it is the whole-document reference."""
         uri = reference.get("URI")
@@ -380,7 +396,7 @@ class Verifier:
                           f"{', '.join('enveloped-signature' if t == ENVELOPED else CANONICALIZATIONS[t].name for t in transforms if t in CANONICALIZATIONS or t == ENVELOPED) or 'none'}")  # noqa: E501
         return 1 if uri == "" else 0
 
-    def _attachment_reference(self, run: _Run, uri: str, attachments: dict[str, Any],
+    def _attachment_reference(self, run: _Run, uri: str, attachments: Any,
                               digest_method: Any, expected: bytes | None,
                               transforms: list[str | None]) -> None:
         content_id = _strip_cid(uri)
@@ -403,9 +419,7 @@ class Verifier:
         if digest is not None and digest.digest() != expected:
             run.fail("EDX-SIG-DIGEST", f"attachment {uri!r} was changed after signing")
         run.covers.append(f"attachment {uri} (decoded bytes)")
-        run.attachments.append({"content_id": content_id, "sha256": attachment.content.sha256,
-                                "size": attachment.content.size, "referenced": True,
-                                "covered_by": uri})
+        run.referenced.add(content_id)
 
     @staticmethod
     def _by_id(run: _Run, root: etree._Element, value: str,
@@ -421,15 +435,14 @@ class Verifier:
             return None
         return pinned[0]
 
-    @staticmethod
-    def _certificates(run: _Run, key_info: etree._Element | None) -> list[x509.Certificate]:
+    def _certificates(self, run: _Run, key_info: etree._Element | None) -> list[CertInfo]:
         if key_info is None:
             run.fail("EDX-SIG-CERTIFICATE", "no KeyInfo: the signer's certificate is required")
             return []
         certificates = []
         for element in key_info.iter(f"{_DS}X509Certificate"):
             try:
-                certificates.append(x509.load_der_x509_certificate(_b64(element.text) or b""))
+                certificates.append(self.policy.trust.info(_b64(element.text) or b""))
             except ValueError:
                 run.fail("EDX-SIG-CERTIFICATE", "an X509Certificate cannot be read (truncated "
                          "or not DER)")
@@ -437,14 +450,12 @@ class Verifier:
             run.fail("EDX-SIG-CERTIFICATE", "KeyInfo carries no X509Certificate")
         return certificates
 
-    def _key_usage(self, run: _Run, leaf: x509.Certificate, *, strict: bool) -> None:
-        try:
-            usage = leaf.extensions.get_extension_for_class(x509.KeyUsage).value
-        except x509.ExtensionNotFound:
+    def _key_usage(self, run: _Run, leaf: CertInfo, *, strict: bool) -> None:
+        if leaf.signing_usage is None:
             if strict:
                 run.fail("EDX-SIG-KEY-USAGE", "the signer's certificate has no KeyUsage")
             return
-        if not (usage.digital_signature or usage.content_commitment):
+        if not leaf.signing_usage:
             run.fail("EDX-SIG-KEY-USAGE", "the signer's certificate does not allow "
                      "digitalSignature or nonRepudiation")
 
@@ -472,16 +483,16 @@ class Verifier:
             run.fail("EDX-SIG-VALUE", "SignatureValue does not verify with the signer's key")
 
     def _bind(self, run: _Run, outcome: _Outcome, parsed: ParsedPackage) -> None:
-        sender = parsed.package.sender
+        sender = _sender_of(parsed)
         if sender is None:
             run.fail("EDX-SIG-SIGNER", "the package names no From/OrganId to bind the signer to")
             return
         if self.policy.binding is not None:
-            if not self.policy.binding(sender, outcome.leaf):
+            if not self.policy.binding(sender, outcome.leaf.cert):
                 run.fail("EDX-SIG-SIGNER", f"the directory does not bind this certificate to "
                          f"{sender}")
             return
-        bound = agency_code_of(outcome.leaf)
+        bound = outcome.leaf.agency_code
         if bound is None:
             run.fail("EDX-SIG-SIGNER", "the signer's certificate names no agency code in its "
                      "dedicated field (a CN is not a binding)")
@@ -506,13 +517,14 @@ class Verifier:
         signer = None
         if outcome is not None:
             leaf = outcome.leaf
-            signer = Signer(agency_code_of(leaf), leaf.subject.rfc4514_string(),
-                            f"{leaf.serial_number:x}", fingerprint(leaf))
+            signer = Signer(leaf.agency_code, leaf.subject_text, f"{leaf.serial:x}",
+                            leaf.fingerprint)
         now = dt.datetime.now(dt.UTC)
         return VerificationReport(
             verdict=verdict, failures=tuple(run.failures), source=source, signer=signer,
             chain=outcome.chain if outcome else (), algorithms=run.algorithms,
-            covers=tuple(run.covers), attachments=tuple(run.attachments),
+            covers=tuple(run.covers), referenced=frozenset(run.referenced),
+            package=run.package,
             verification_time=run.at.isoformat(), checked_at=now.isoformat(),
             legacy_sha1=run.legacy, parsed=parsed)
 
@@ -530,6 +542,34 @@ def _leaf_of(certificates: list[x509.Certificate]) -> x509.Certificate:
         if cert.subject not in issuers or (cert.subject == cert.issuer and len(certificates) == 1):
             return cert
     return certificates[0]
+
+
+class _LazyAttachments:
+    """ContentId → attachment, built (with the model) only if a cid: reference asks."""
+
+    def __init__(self, parsed: ParsedPackage) -> None:
+        self._parsed = parsed
+        self._map: dict[str, Any] | None = None
+
+    def get(self, content_id: str) -> Any:
+        if self._map is None:
+            package = self._parsed.package
+            attachments = package.attachments if isinstance(package, DocumentPackage) else ()
+            self._map = {_strip_cid(a.content_id): a for a in attachments}
+        return self._map.get(content_id)
+
+
+def _sender_of(parsed: ParsedPackage) -> str | None:
+    """From/OrganId, read straight from the verified tree."""
+    for child in parsed.locations.message_header:
+        if child.tag == _FROM:
+            for leaf in child:
+                if leaf.tag == _ORGAN_ID:
+                    return (leaf.text or "").strip() or None
+    return None
+
+
+_FROM, _ORGAN_ID = q("From"), q("OrganId")
 
 
 def _b64(text: str | None) -> bytes | None:
