@@ -28,7 +28,8 @@ def keys_group() -> None:
 
 @keys_group.command("init")
 @_DIR
-@click.option("--key-type", type=click.Choice(KEY_TYPES), default="ec-p256", show_default=True)
+@click.option("--key-type", type=click.Choice(KEY_TYPES), default="rsa2048", show_default=True,
+              help="rsa2048 (RSA-SHA256 signatures), rsa3072, or ec-p256 (ECDSA-SHA256).")
 @click.option("--force", is_flag=True, help="Replace an existing PKI in the folder.")
 def keys_init(folder: Path, key_type: str, force: bool) -> None:
     """Create a root CA, one intermediate CA per tier, and their CRLs."""
@@ -46,7 +47,8 @@ def keys_init(folder: Path, key_type: str, force: bool) -> None:
 @click.option("--node", "node_id", help="Axis node id (instead of --agency).")
 @click.option("--name", help="Agency name (CN).")
 @click.option("--tier", type=click.Choice(TIERS), default="province", show_default=True)
-@click.option("--key-type", type=click.Choice(KEY_TYPES), default="ec-p256", show_default=True)
+@click.option("--key-type", type=click.Choice(KEY_TYPES), default="rsa2048", show_default=True,
+              help="rsa2048 (RSA-SHA256 signatures), rsa3072, or ec-p256 (ECDSA-SHA256).")
 @click.option("--days", type=click.IntRange(1, 3650), default=730, show_default=True)
 def keys_issue(folder: Path, code: str | None, node_id: str | None, name: str | None, tier: str,
                key_type: str, days: int) -> None:

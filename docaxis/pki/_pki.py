@@ -112,7 +112,7 @@ class DevPKI:
 
     # -- creation ------------------------------------------------------------------
     @classmethod
-    def init(cls, folder: Path | str, *, key_type: KeyType = "ec-p256",
+    def init(cls, folder: Path | str, *, key_type: KeyType = "rsa2048",
              now: dt.datetime | None = None, force: bool = False) -> DevPKI:
         """Create the root CA, one intermediate per tier, and empty CRLs."""
         folder = Path(folder)
@@ -151,7 +151,7 @@ class DevPKI:
 
     # -- issuing -------------------------------------------------------------------
     def issue_agency(self, code: str, name: str, *, tier: str = "province",
-                     key_type: KeyType = "ec-p256", days: int = 730,
+                     key_type: KeyType = "rsa2048", days: int = 730,
                      now: dt.datetime | None = None, key_usage: str = "signing",
                      ) -> IssuedCertificate:
         """Issue a signing certificate for an agency, its code bound in the SAN URI.
@@ -170,7 +170,7 @@ class DevPKI:
                                 uri=agency_uri(code), extra=extra, key_usage=key_usage,
                                 agency_code=code)
 
-    def issue_node(self, node_id: str, *, tier: str = "province", key_type: KeyType = "ec-p256",
+    def issue_node(self, node_id: str, *, tier: str = "province", key_type: KeyType = "rsa2048",
                    days: int = 730, now: dt.datetime | None = None) -> IssuedCertificate:
         """Issue a certificate for an axis node."""
         return self._issue_leaf(kind="node", label=node_id, common_name=f"docaxis node {node_id}",

@@ -1,0 +1,65 @@
+"""keys / sign / verify as a clerk, an agency system and an auditor run them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.test_cli import NEW, run
+
+
+def _setup(tmp_path: Path) -> tuple[Path, Path]:
+    keys = tmp_path / "keys"
+    assert run("keys", "init", "--dir", str(keys)).returncode == 0
+    issued = run("keys", "issue", "--dir", str(keys), "--agency", "000.00.00.G22", "--name",
+                 "Văn phòng Chính phủ", "--tier", "central")
+    assert issued.returncode == 0, issued.stderr
+    package = tmp_path / "letter.edxml"
+    package.write_bytes(run(*NEW).stdout)
+    return keys, package
+
+
+def test_sign_and_verify_exit_codes_and_json(tmp_path: Path) -> None:
+    keys, package = _setup(tmp_path)
+    agency = keys / "agencies" / "000.00.00.G22"
+    signed = tmp_path / "signed.edxml"
+    result = run("sign", str(package), "--key", str(agency / "key.pem"), "--cert",
+                 str(agency / "chain.pem"), "-o", str(signed))
+    assert result.returncode == 0, result.stderr
+    trust = ["--trust", str(keys / "root" / "ca.pem"), "--crl", str(keys / "crl")]
+    verified = run("verify", *trust, "--json", str(signed))
+    assert verified.returncode == 0, verified.stdout
+    report = json.loads(verified.stdout)
+    assert report["verdict"] == "valid"
+    assert report["signer"]["agency_code"] == "000.00.00.G22"
+    assert report["algorithms"]["signature"] == "rsa-sha256"  # RSA-SHA256 by default
+    assert [link["revocation"] for link in report["chain"]] == ["good", "good", "anchor"]
+    assert report["attachments"] == [] and report["revocation_checked_at"]
+    # unsigned → 1; a folder gets a summary; revoked → 1 with the code
+    assert run("verify", *trust, str(package)).returncode == 1
+    folder = run("verify", *trust, str(tmp_path))
+    assert folder.returncode == 1
+    assert b"summary" in folder.stdout and b"1 verified, 1 not" in folder.stdout
+    assert run("keys", "revoke", "--dir", str(keys), "000.00.00.G22").returncode == 0
+    revoked = run("verify", *trust, str(signed))
+    assert revoked.returncode == 1 and b"EDX-SIG-REVOKED" in revoked.stdout
+    listing = run("keys", "list", "--dir", str(keys))
+    assert b"revoked" in listing.stdout
+
+
+def test_sign_refuses_a_key_that_is_not_the_certificate(tmp_path: Path) -> None:
+    keys, package = _setup(tmp_path)
+    run("keys", "issue", "--dir", str(keys), "--agency", "000.00.00.H41", "--name", "Nghệ An")
+    result = run("sign", str(package), "--key", str(keys / "agencies/000.00.00.H41/key.pem"),
+                 "--cert", str(keys / "agencies/000.00.00.G22/cert.pem"))
+    assert result.returncode == 2 and b"does not belong" in result.stderr
+
+
+def test_keys_usage_errors(tmp_path: Path) -> None:
+    assert run("keys", "issue", "--dir", str(tmp_path / "none"), "--agency",
+               "000.00.00.G22").returncode == 2
+    keys, _ = _setup(tmp_path)
+    bad = run("keys", "issue", "--dir", str(keys), "--agency", "28.22.H17")
+    assert bad.returncode == 2 and b"EDX-ID-FORMAT" in bad.stderr
+    assert run("verify", "--trust", str(keys / "root/ca.pem"), "--at", "yesterday",
+               "x").returncode == 2
