@@ -1,0 +1,21 @@
+"""The directory: agencies, nodes, tiers and routes (topology as data)."""
+
+from docaxis.directory._directory import (
+    Agency,
+    Directory,
+    DirectoryError,
+    Node,
+    Route,
+    RouteKind,
+    UnknownDestination,
+)
+
+__all__ = [
+    "Agency",
+    "Directory",
+    "DirectoryError",
+    "Node",
+    "Route",
+    "RouteKind",
+    "UnknownDestination",
+]
