@@ -1,0 +1,262 @@
+"""One contract, two brokers: the in-process one and the real RabbitMQ (own vhost per test)."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import pytest
+
+from docaxis.transport import (
+    ATTEMPT_HEADER,
+    PARKED_REASON_HEADER,
+    Broker,
+    InMemoryBroker,
+    Message,
+    RabbitMQBroker,
+    Reject,
+    Retry,
+    RetryPolicy,
+    TransportError,
+)
+
+FAST = RetryPolicy(delays_ms=(30, 60))
+RABBITMQCTL = shutil.which("rabbitmqctl")
+
+
+def run(coro: Awaitable[Any]) -> Any:
+    return asyncio.run(asyncio.wait_for(coro, timeout=60))  # type: ignore[arg-type]
+
+
+async def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Wait on a condition (polled), failing after ``timeout`` seconds."""
+    async def poll() -> None:
+        while not predicate():
+            await asyncio.sleep(0.01)
+    await asyncio.wait_for(poll(), timeout)
+
+
+@pytest.fixture(params=["memory", "rabbitmq"])
+def make_broker(request: pytest.FixtureRequest) -> Iterator[Callable[[], Broker]]:
+    if request.param == "memory":
+        yield lambda: InMemoryBroker(FAST)
+        return
+    if RABBITMQCTL is None:
+        pytest.skip("RabbitMQ is not installed here (.ci/run installs and starts it)")
+    vhost = f"docaxis-test-{uuid.uuid4().hex[:12]}"
+    subprocess.run([RABBITMQCTL, "add_vhost", vhost], check=True, capture_output=True)
+    subprocess.run([RABBITMQCTL, "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"],
+                   check=True, capture_output=True)
+    yield lambda: RabbitMQBroker(f"amqp://guest:guest@127.0.0.1:5672/{vhost}", FAST)
+    subprocess.run([RABBITMQCTL, "delete_vhost", vhost], check=False, capture_output=True)
+
+
+async def _started(make: Callable[[], Broker], node: str = "hanoi") -> Broker:
+    broker = make()
+    await broker.connect()
+    await broker.declare_node(node)
+    return broker
+
+
+def test_confirmed_hand_over_and_ack(make_broker: Callable[[], Broker]) -> None:
+    async def scenario() -> None:
+        broker = await _started(make_broker)
+        sent = [Message(f"<package {i}/>".encode(), {"x-origin": "danang"}) for i in range(3)]
+        for message in sent:
+            await broker.publish("hanoi", message)
+        received: list[Message] = []
+
+        async def handler(message: Message) -> None:
+            received.append(message)
+
+        consumer = await broker.consume("hanoi", handler)
+        await wait_until(lambda: len(received) == 3)
+        await consumer.stop()
+        assert sorted(m.body for m in received) == sorted(m.body for m in sent)
+        assert {m.message_id for m in received} == {m.message_id for m in sent}
+        assert all(m.headers["x-origin"] == "danang" and m.attempt == 1 for m in received)
+        # acknowledged means gone: a new consumer sees only what is published next
+        again: list[Message] = []
+
+        async def second(message: Message) -> None:
+            again.append(message)
+
+        consumer = await broker.consume("hanoi", second)
+        await broker.publish("hanoi", Message(b"<sentinel/>"))
+        await wait_until(lambda: any(m.body == b"<sentinel/>" for m in again))
+        await consumer.stop()
+        assert [m.body for m in again] == [b"<sentinel/>"]
+        await broker.close()
+
+    run(scenario())
+
+
+def test_transient_failure_is_retried_with_its_attempt_number(
+    make_broker: Callable[[], Broker],
+) -> None:
+    async def scenario() -> None:
+        broker = await _started(make_broker)
+        attempts: list[int] = []
+
+        async def handler(message: Message) -> None:
+            attempts.append(message.attempt)
+            if message.attempt == 1:
+                raise Retry("store busy")
+
+        consumer = await broker.consume("hanoi", handler)
+        await broker.publish("hanoi", Message(b"<p/>"))
+        await wait_until(lambda: attempts == [1, 2])
+        await consumer.stop()
+        assert await broker.parked("hanoi") == []
+        await broker.close()
+
+    run(scenario())
+
+
+def test_exhausted_retries_park_the_message_and_an_operator_replays_it(
+    make_broker: Callable[[], Broker],
+) -> None:
+    async def scenario() -> None:
+        broker = await _started(make_broker)
+        attempts: list[int] = []
+        healthy = False
+
+        async def handler(message: Message) -> None:
+            attempts.append(message.attempt)
+            if not healthy:
+                raise RuntimeError("downstream node refuses")
+
+        consumer = await broker.consume("hanoi", handler)
+        await broker.publish("hanoi", Message(b"<poison/>", message_id="m-1"))
+        await wait_until(lambda: len(attempts) == FAST.max_attempts)
+        parked: list[Message] = []
+
+        async def check() -> bool:
+            parked[:] = await broker.parked("hanoi")
+            return bool(parked)
+
+        async def poll_parked() -> None:
+            while not await check():
+                await asyncio.sleep(0.01)
+
+        await asyncio.wait_for(poll_parked(), 10)
+        assert attempts == [1, 2, 3]
+        [message] = parked
+        assert message.message_id == "m-1" and message.body == b"<poison/>"
+        assert "RuntimeError: downstream node refuses" in message.headers[PARKED_REASON_HEADER]
+        assert len(await broker.parked("hanoi")) == 1  # listing does not consume
+        healthy = True
+        assert await broker.replay_parked("hanoi") == 1
+        await wait_until(lambda: len(attempts) == 4)
+        assert attempts[-1] == 1  # a replay starts afresh
+        assert await broker.parked("hanoi") == []
+        await consumer.stop()
+        await broker.close()
+
+    run(scenario())
+
+
+def test_reject_parks_at_once(make_broker: Callable[[], Broker]) -> None:
+    async def scenario() -> None:
+        broker = await _started(make_broker)
+        calls = 0
+
+        async def handler(message: Message) -> None:
+            nonlocal calls
+            calls += 1
+            raise Reject("EDX-SIG-DIGEST: the signed content was changed")
+
+        consumer = await broker.consume("hanoi", handler)
+        await broker.publish("hanoi", Message(b"<tampered/>"))
+        found: list[Message] = []
+
+        async def poll() -> None:
+            while not found:
+                found.extend(await broker.parked("hanoi"))
+                await asyncio.sleep(0.01)
+
+        await asyncio.wait_for(poll(), 10)
+        await consumer.stop()
+        assert calls == 1
+        assert found[0].headers[PARKED_REASON_HEADER].startswith("rejected: EDX-SIG-DIGEST")
+        assert ATTEMPT_HEADER not in found[0].headers or found[0].attempt == 1
+        await broker.close()
+
+    run(scenario())
+
+
+def test_a_message_never_acknowledged_is_delivered_again(
+    make_broker: Callable[[], Broker],
+) -> None:
+    async def scenario() -> None:
+        broker = await _started(make_broker)
+        started = asyncio.Event()
+
+        async def dies(message: Message) -> None:
+            started.set()
+            await asyncio.Event().wait()  # the worker hangs / dies before acknowledging
+
+        consumer = await broker.consume("hanoi", dies)
+        await broker.publish("hanoi", Message(b"<p/>", message_id="m-2"))
+        await asyncio.wait_for(started.wait(), 10)
+        await consumer.stop(timeout=0)
+        received: list[Message] = []
+
+        async def works(message: Message) -> None:
+            received.append(message)
+
+        consumer = await broker.consume("hanoi", works)
+        await wait_until(lambda: len(received) == 1)
+        await consumer.stop()
+        assert received[0].message_id == "m-2"
+        await broker.close()
+
+    run(scenario())
+
+
+def test_prefetch_bounds_messages_in_flight(make_broker: Callable[[], Broker]) -> None:
+    async def scenario() -> None:
+        broker = await _started(make_broker)
+        in_flight = peak = done = 0
+
+        async def handler(message: Message) -> None:
+            nonlocal in_flight, peak, done
+            in_flight += 1
+            peak = max(peak, in_flight)
+            await asyncio.sleep(0.02)  # work, not synchronisation
+            in_flight -= 1
+            done += 1
+
+        for i in range(8):
+            await broker.publish("hanoi", Message(str(i).encode()))
+        consumer = await broker.consume("hanoi", handler, prefetch=2)
+        await wait_until(lambda: done == 8)
+        await consumer.stop()
+        assert 1 <= peak <= 2
+        await broker.close()
+
+    run(scenario())
+
+
+def test_publishing_to_an_undeclared_node_is_an_error(make_broker: Callable[[], Broker]) -> None:
+    async def scenario() -> None:
+        broker = await _started(make_broker)
+        with pytest.raises(TransportError):
+            await broker.publish("atlantis", Message(b"<p/>"))
+        await broker.close()
+
+    run(scenario())
+
+
+def test_rabbitmq_down_is_a_clear_error() -> None:
+    async def scenario() -> None:
+        with pytest.raises(TransportError, match="cannot connect"):
+            await RabbitMQBroker("amqp://guest:guest@127.0.0.1:1/").connect()
+
+    run(scenario())
+
+
