@@ -1,0 +1,25 @@
+"""The node's store: SQLAlchemy models and repositories, Alembic migrations, blobs."""
+
+from docaxis.store._blobs import BlobStore
+from docaxis.store._store import (
+    Acceptance,
+    Event,
+    InboxItem,
+    OutboxItem,
+    PackageFacts,
+    Store,
+    Trace,
+    business_key,
+)
+
+__all__ = [
+    "Acceptance",
+    "BlobStore",
+    "Event",
+    "InboxItem",
+    "OutboxItem",
+    "PackageFacts",
+    "Store",
+    "Trace",
+    "business_key",
+]

@@ -1,0 +1,126 @@
+"""Tables of a node's store (SQLAlchemy 2.x). No business rules here."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import (
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class PackageRow(Base):
+    """The message log: one row per distinct package received (bytes in the blob store)."""
+
+    __tablename__ = "packages"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    size: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(16))  # document | status
+    sender: Mapped[str | None] = mapped_column(String(13), index=True)
+    document_id: Mapped[str | None] = mapped_column(String(500), index=True)
+    business_key: Mapped[str] = mapped_column(String(700), unique=True)
+    business_doc_type: Mapped[int] = mapped_column(Integer, default=0)
+    status_code: Mapped[str | None] = mapped_column(String(2))
+    origin_node: Mapped[str | None] = mapped_column(String(100))
+    received_from: Mapped[str | None] = mapped_column(String(100))
+    received_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class EventRow(Base):
+    """What happened to a package at a node, in order (the trace)."""
+
+    __tablename__ = "events"
+    __table_args__ = (Index("ix_events_document_at", "document_id", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    package_sha256: Mapped[str] = mapped_column(String(64), index=True)
+    document_id: Mapped[str | None] = mapped_column(String(500))
+    node: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[str] = mapped_column(String(40))
+    agency: Mapped[str | None] = mapped_column(String(13))
+    detail: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class OutboxRow(Base):
+    """Hand-overs owed to another node; a row is written in the same transaction as the log."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (UniqueConstraint("package_sha256", "destination_node", "message_kind",
+                                       name="uq_outbox_package_destination"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    package_sha256: Mapped[str] = mapped_column(ForeignKey("packages.sha256"))
+    destination_node: Mapped[str] = mapped_column(String(100))
+    message_kind: Mapped[str] = mapped_column(String(20), default="package")
+    payload_header: Mapped[str | None] = mapped_column(Text)  # JSON transport headers
+    state: Mapped[str] = mapped_column(String(10), default="pending", index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class InboxRow(Base):
+    """A package waiting for (or fetched by) a recipient agency's system."""
+
+    __tablename__ = "inbox"
+    __table_args__ = (UniqueConstraint("agency", "package_sha256", name="uq_inbox_agency_package"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    agency: Mapped[str] = mapped_column(String(13), index=True)
+    package_sha256: Mapped[str] = mapped_column(ForeignKey("packages.sha256"))
+    document_id: Mapped[str | None] = mapped_column(String(500))
+    kind: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(12), default="new")  # new | acknowledged
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    acknowledged_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ReceiptRow(Base):
+    """A recipient's status (01 … 16) about a document, latest last."""
+
+    __tablename__ = "receipts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    document_id: Mapped[str] = mapped_column(String(500), index=True)
+    recipient: Mapped[str] = mapped_column(String(13))
+    status_code: Mapped[str] = mapped_column(String(2))
+    receipt_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class CredentialRow(Base):
+    """An agency system's API credential (only a hash of the token is kept)."""
+
+    __tablename__ = "credentials"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    agency: Mapped[str] = mapped_column(String(13), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    label: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))

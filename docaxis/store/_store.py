@@ -1,0 +1,320 @@
+"""A node's store: message log, events, outbox, inbox, receipts, credentials.
+
+Repositories only: the relay decides *what* to record, the store makes each decision
+durable in one transaction. SQLite (WAL) is the embedded default; PostgreSQL works by
+changing the URL. The schema is managed by Alembic (:meth:`Store.migrate`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import json
+import secrets
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from docaxis.store._blobs import BlobStore
+from docaxis.store._models import (
+    CredentialRow,
+    EventRow,
+    InboxRow,
+    OutboxRow,
+    PackageRow,
+    ReceiptRow,
+    utcnow,
+)
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+@dataclass(frozen=True)
+class PackageFacts:
+    """What the log keeps about a package besides its bytes."""
+
+    kind: str
+    sender: str | None
+    document_id: str | None
+    business_doc_type: int = 0
+    status_code: str | None = None
+
+
+@dataclass(frozen=True)
+class Acceptance:
+    """The answer to a sender: the same for a repeat of the same package."""
+
+    sha256: str
+    business_key: str
+    accepted_at: dt.datetime
+    duplicate: bool
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    id: int
+    sha256: str
+    destination_node: str
+    message_kind: str
+    headers: dict[str, str]
+
+
+@dataclass(frozen=True)
+class InboxItem:
+    id: int
+    agency: str
+    sha256: str
+    document_id: str | None
+    kind: str
+    state: str
+    created_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class Event:
+    node: str
+    kind: str
+    at: dt.datetime
+    agency: str | None = None
+    detail: str | None = None
+    sha256: str | None = None
+
+
+@dataclass
+class Trace:
+    """A document's timeline at one node, with each recipient's latest status."""
+
+    document_id: str
+    events: list[Event] = field(default_factory=list)
+    statuses: dict[str, tuple[str, dt.datetime]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "document_id": self.document_id,
+            "events": [{"at": e.at.isoformat(), "node": e.node, "kind": e.kind,
+                        "agency": e.agency, "detail": e.detail} for e in self.events],
+            "statuses": {agency: {"status_code": code, "at": at.isoformat()}
+                         for agency, (code, at) in self.statuses.items()},
+        }
+
+
+def business_key(sender: str | None, document_id: str | None, sha256: str) -> str:
+    """The deduplication key: From + DocumentId + package SHA-256."""
+    return f"{sender or '-'}|{document_id or '-'}|{sha256}"
+
+
+def _hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+class Store:
+    """Open a node's store.
+
+    Parameters
+    ----------
+    url:
+        SQLAlchemy URL: ``sqlite:///data/node.db`` (default embedded) or
+        ``postgresql+psycopg://user@host/db``.
+    blobs:
+        Folder of the content-addressed blob store.
+
+    Examples
+    --------
+    >>> store = Store("sqlite:///var/hanoi.db", "var/hanoi-blobs")  # doctest: +SKIP
+    >>> store.migrate()  # doctest: +SKIP
+    """
+
+    def __init__(self, url: str, blobs: Path | str) -> None:
+        self.url = url
+        self.engine: Engine = create_engine(url, pool_pre_ping=True)
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.blobs = BlobStore(blobs)
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest Alembic revision."""
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        with self.engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def session(self) -> Session:
+        return self._sessions()
+
+    # -- message log -------------------------------------------------------------------
+    def accept(
+        self, data: bytes, facts: PackageFacts, *, node: str,
+        received_from: str | None = None, origin_node: str | None = None,
+        outbox: Iterable[tuple[str, str, dict[str, str]]] = (),
+        inbox: Iterable[str] = (),
+        events: Iterable[tuple[str, str | None, str | None]] = (),
+    ) -> Acceptance:
+        """Log a package and everything it causes, atomically; deduplicate repeats.
+
+        The bytes go to the blob store first (idempotent, content-addressed); then one
+        transaction inserts the log row, the outbox rows (hand-overs owed), the inbox rows
+        (local recipients) and the events. A package whose business key is already logged
+        changes nothing and gets its original acceptance back.
+        """
+        sha256 = self.blobs.put(data)
+        key = business_key(facts.sender, facts.document_id, sha256)
+        with self.session() as session, session.begin():
+            existing = session.scalar(select(PackageRow).where(PackageRow.business_key == key))
+            if existing is not None:
+                return Acceptance(sha256, key, _aware(existing.received_at), duplicate=True)
+            now = utcnow()
+            session.add(PackageRow(
+                sha256=sha256, size=len(data), kind=facts.kind, sender=facts.sender,
+                document_id=facts.document_id, business_key=key,
+                business_doc_type=facts.business_doc_type, status_code=facts.status_code,
+                origin_node=origin_node, received_from=received_from, received_at=now))
+            session.flush()
+            for destination, kind, headers in outbox:
+                session.add(OutboxRow(package_sha256=sha256, destination_node=destination,
+                                      message_kind=kind, payload_header=json.dumps(headers),
+                                      created_at=now))
+            for agency in inbox:
+                session.add(InboxRow(agency=agency, package_sha256=sha256,
+                                     document_id=facts.document_id, kind=facts.kind,
+                                     created_at=now))
+            for kind, agency, detail in events:
+                session.add(EventRow(package_sha256=sha256, document_id=facts.document_id,
+                                     node=node, kind=kind, agency=agency, detail=detail, at=now))
+        return Acceptance(sha256, key, now, duplicate=False)
+
+    def package_bytes(self, sha256: str) -> bytes:
+        return self.blobs.get(sha256)
+
+    def package(self, sha256: str) -> PackageRow | None:
+        with self.session() as session:
+            return session.scalar(select(PackageRow).where(PackageRow.sha256 == sha256))
+
+    def add_event(self, node: str, kind: str, *, sha256: str, document_id: str | None,
+                  agency: str | None = None, detail: str | None = None,
+                  at: dt.datetime | None = None) -> None:
+        with self.session() as session, session.begin():
+            session.add(EventRow(package_sha256=sha256, document_id=document_id, node=node,
+                                 kind=kind, agency=agency, detail=detail, at=at or utcnow()))
+
+    # -- outbox ------------------------------------------------------------------------
+    def pending_outbox(self, limit: int = 100) -> list[OutboxItem]:
+        with self.session() as session:
+            rows = session.scalars(select(OutboxRow).where(OutboxRow.state == "pending")
+                                   .order_by(OutboxRow.id).limit(limit)).all()
+            return [OutboxItem(r.id, r.package_sha256, r.destination_node, r.message_kind,
+                               json.loads(r.payload_header or "{}")) for r in rows]
+
+    def mark_sent(self, outbox_id: int) -> None:
+        with self.session() as session, session.begin():
+            row = session.get(OutboxRow, outbox_id)
+            if row is not None and row.state == "pending":
+                row.state, row.sent_at = "sent", utcnow()
+
+    # -- inbox -------------------------------------------------------------------------
+    def inbox(self, agency: str, *, include_acknowledged: bool = False) -> list[InboxItem]:
+        with self.session() as session:
+            query = select(InboxRow).where(InboxRow.agency == agency)
+            if not include_acknowledged:
+                query = query.where(InboxRow.state == "new")
+            rows = session.scalars(query.order_by(InboxRow.id)).all()
+            return [InboxItem(r.id, r.agency, r.package_sha256, r.document_id, r.kind, r.state,
+                              _aware(r.created_at)) for r in rows]
+
+    def inbox_item(self, agency: str, item_id: int) -> InboxItem | None:
+        with self.session() as session:
+            row = session.get(InboxRow, item_id)
+            if row is None or row.agency != agency:
+                return None
+            return InboxItem(row.id, row.agency, row.package_sha256, row.document_id, row.kind,
+                             row.state, _aware(row.created_at))
+
+    def acknowledge(self, agency: str, item_id: int, *, node: str) -> bool:
+        """Mark an inbox item fetched-and-acknowledged by its agency (idempotent)."""
+        with self.session() as session, session.begin():
+            row = session.get(InboxRow, item_id)
+            if row is None or row.agency != agency:
+                return False
+            if row.state != "acknowledged":
+                row.state, row.acknowledged_at = "acknowledged", utcnow()
+                session.add(EventRow(package_sha256=row.package_sha256,
+                                     document_id=row.document_id, node=node,
+                                     kind="acknowledged", agency=agency))
+            return True
+
+    # -- receipts ----------------------------------------------------------------------
+    def record_status(self, document_id: str, recipient: str, status_code: str,
+                      receipt_sha256: str, at: dt.datetime | None = None) -> bool:
+        """Record a recipient's status about a document; False if already recorded."""
+        try:
+            with self.session() as session, session.begin():
+                session.add(ReceiptRow(document_id=document_id, recipient=recipient,
+                                       status_code=status_code, receipt_sha256=receipt_sha256,
+                                       at=at or utcnow()))
+        except IntegrityError:
+            return False
+        return True
+
+    def trace(self, document_id: str) -> Trace:
+        with self.session() as session:
+            events = session.scalars(select(EventRow).where(EventRow.document_id == document_id)
+                                     .order_by(EventRow.at, EventRow.id)).all()
+            receipts = session.scalars(select(ReceiptRow)
+                                       .where(ReceiptRow.document_id == document_id)
+                                       .order_by(ReceiptRow.at, ReceiptRow.id)).all()
+        trace = Trace(document_id, [Event(e.node, e.kind, _aware(e.at), e.agency, e.detail,
+                                          e.package_sha256) for e in events])
+        for receipt in receipts:
+            trace.statuses[receipt.recipient] = (receipt.status_code, _aware(receipt.at))
+        return trace
+
+    # -- credentials -------------------------------------------------------------------
+    def issue_credential(self, agency: str, label: str | None = None) -> str:
+        """Create an API token for ``agency``; only its hash is stored. Returns the token."""
+        token = "dx_" + secrets.token_urlsafe(32)
+        with self.session() as session, session.begin():
+            session.add(CredentialRow(agency=agency, token_hash=_hash_token(token), label=label))
+        return token
+
+    def agency_for_token(self, token: str) -> str | None:
+        """The agency a token belongs to, or None (unknown or revoked)."""
+        digest = _hash_token(token)
+        with self.session() as session:
+            row = session.scalar(select(CredentialRow).where(CredentialRow.token_hash == digest))
+        if row is None or row.revoked_at is not None:
+            return None
+        return row.agency if hmac.compare_digest(row.token_hash, digest) else None
+
+    def revoke_credentials(self, agency: str) -> int:
+        with self.session() as session, session.begin():
+            rows: Sequence[CredentialRow] = session.scalars(
+                select(CredentialRow).where(CredentialRow.agency == agency,
+                                            CredentialRow.revoked_at.is_(None))).all()
+            for row in rows:
+                row.revoked_at = utcnow()
+            return len(rows)
+
+
+def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
