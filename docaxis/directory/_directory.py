@@ -199,6 +199,18 @@ class Directory:
             visited.append(node)
         raise DirectoryError("routing does not converge")  # pragma: no cover - cycles refused
 
+    def next_node(self, at_node: str, target_node: str) -> str | None:
+        """The neighbour of ``at_node`` on the way to node ``target_node`` (None: arrived)."""
+        if at_node == target_node:
+            return None
+        target_path = self.path_to_root(target_node)
+        if at_node in target_path:
+            return target_path[target_path.index(at_node) - 1]
+        parent = self.nodes[at_node].parent
+        if parent is None:
+            raise DirectoryError(f"node {target_node!r} is not reachable from {at_node!r}")
+        return parent
+
     def home_node(self, code: str) -> str:
         return self.agency(code).node
 

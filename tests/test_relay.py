@@ -1,0 +1,218 @@
+"""End to end across a four-tier network, on the in-process broker and on RabbitMQ."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from docaxis.pki import DevPKI
+from docaxis.relay import Rejection
+from docaxis.transport import Broker, InMemoryBroker, RabbitMQBroker, RetryPolicy
+from tests.relay_support import Network, build_network, network_pki
+from tests.test_transport import run, wait_until
+
+RABBITMQCTL = shutil.which("rabbitmqctl")
+FAST = RetryPolicy(delays_ms=(50, 100))
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> DevPKI:
+    return network_pki(tmp_path_factory.mktemp("network-pki"))
+
+
+@pytest.fixture(params=["memory", "rabbitmq"])
+def broker_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    if request.param == "memory":
+        yield None
+        return
+    if RABBITMQCTL is None:
+        pytest.skip("RabbitMQ is not installed here (.ci/run installs and starts it)")
+    vhost = f"docaxis-relay-{uuid.uuid4().hex[:10]}"
+    subprocess.run([RABBITMQCTL, "add_vhost", vhost], check=True, capture_output=True)
+    subprocess.run([RABBITMQCTL, "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"],
+                   check=True, capture_output=True)
+    yield f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
+    subprocess.run([RABBITMQCTL, "delete_vhost", vhost], check=False, capture_output=True)
+
+
+async def _start(tmp_path: Path, pki: DevPKI, url: str | None) -> tuple[Network, Broker]:
+    broker: Broker = InMemoryBroker(FAST) if url is None else RabbitMQBroker(url, FAST)
+    await broker.connect()
+    network = build_network(tmp_path, pki, lambda _node: broker)
+    for node in network.nodes.values():
+        await broker.declare_node(node.node_id)
+    for node in network.nodes.values():
+        await node.start()
+    return network, broker
+
+
+async def _stop(network: Network, broker: Broker) -> None:
+    for node in network.nodes.values():
+        await node.stop()
+    await broker.close()
+
+
+def _inbox(network: Network, node: str, agency: str) -> list:  # type: ignore[type-arg]
+    return network.nodes[node].store.inbox(agency)
+
+
+def test_commune_to_commune_across_provinces_and_statuses_back(
+    tmp_path: Path, pki: DevPKI, broker_url: str | None,
+) -> None:
+    async def scenario() -> None:
+        network, broker = await _start(tmp_path, pki, broker_url)
+        sender, recipient = "000.01.05.H43", "000.01.07.H01"
+        document = network.document(sender, [recipient])
+        acceptance = network.nodes["hoatien"].submit(document, agency=sender)
+        assert not acceptance.duplicate
+        await wait_until(lambda: len(_inbox(network, "phucxa", recipient)) == 1, 30)
+        [item] = _inbox(network, "phucxa", recipient)
+        delivered = network.nodes["phucxa"].store.package_bytes(item.sha256)
+        assert hashlib.sha256(delivered).hexdigest() == hashlib.sha256(document).hexdigest()
+        assert delivered == document  # signed bytes are sacred
+        assert network.directory.hops("hoatien", recipient) == [
+            "hoatien", "hoavang", "danang", "central", "hanoi", "soctson", "phucxa"]
+        # statuses 01, 03, 06 travel back to the sender's inbox
+        for code in ("01", "03", "06"):
+            network.nodes["phucxa"].submit(network.status(recipient, document, code),
+                                           agency=recipient)
+        await wait_until(lambda: len(_inbox(network, "hoatien", sender)) == 3, 30)
+        document_id = item.document_id
+        trace = network.nodes["hoatien"].store.trace(document_id)
+        assert trace.statuses[recipient][0] == "06"
+        # the origin sees the whole path through hop receipts
+        await wait_until(lambda: {e.node for e in network.nodes["hoatien"].store.trace(
+            document_id).events if e.kind.startswith("hop:")} >= {
+            "hoavang", "danang", "central", "hanoi", "soctson", "phucxa"}, 30)
+        events = network.nodes["hoatien"].store.trace(document_id).events
+        assert any(e.kind == "hop:delivered" and e.node == "phucxa" and e.agency == recipient
+                   for e in events)
+        await _stop(network, broker)
+
+    run(scenario())
+
+
+def test_fan_out_to_three_recipients_with_statuses_each(
+    tmp_path: Path, pki: DevPKI, broker_url: str | None,
+) -> None:
+    async def scenario() -> None:
+        network, broker = await _start(tmp_path, pki, broker_url)
+        sender = "000.00.00.G22"
+        recipients = {"000.01.05.H43": "hoatien", "000.02.05.H43": "hoason",
+                      "000.01.07.H01": "phucxa"}
+        document = network.document(sender, list(recipients), number="77")
+        network.nodes["central"].submit(document, agency=sender)
+        await wait_until(lambda: all(len(_inbox(network, node, code)) == 1
+                                     for code, node in recipients.items()), 30)
+        for code, node in recipients.items():
+            network.nodes[node].submit(network.status(code, document, "03"), agency=code)
+        network.nodes["hoason"].submit(network.status("000.02.05.H43", document, "06"),
+                                       agency="000.02.05.H43")
+        await wait_until(lambda: len(_inbox(network, "central", sender)) == 4, 30)
+        [item] = _inbox(network, "hoatien", "000.01.05.H43")
+        statuses = network.nodes["central"].store.trace(item.document_id).statuses
+        assert {k: v[0] for k, v in statuses.items()} == {
+            "000.01.05.H43": "03", "000.02.05.H43": "06", "000.01.07.H01": "03"}
+        # each recipient got the package exactly once
+        for code, node in recipients.items():
+            assert len(network.nodes[node].store.inbox(code, include_acknowledged=True)) == 1
+        await _stop(network, broker)
+
+    run(scenario())
+
+
+def test_duplicate_post_gets_the_same_acceptance_and_one_delivery(
+    tmp_path: Path, pki: DevPKI, broker_url: str | None,
+) -> None:
+    async def scenario() -> None:
+        network, broker = await _start(tmp_path, pki, broker_url)
+        sender, recipient = "000.00.00.H43", "000.00.00.H01"
+        document = network.document(sender, [recipient], number="5")
+        first = network.nodes["danang"].submit(document, agency=sender)
+        again = network.nodes["danang"].submit(document, agency=sender)
+        assert again.duplicate and again.accepted_at == first.accepted_at
+        await wait_until(lambda: len(_inbox(network, "hanoi", recipient)) == 1, 30)
+        # the second post produced no second hand-over anywhere
+        another = network.document(sender, [recipient], number="6")
+        network.nodes["danang"].submit(another, agency=sender)
+        await wait_until(lambda: len(_inbox(network, "hanoi", recipient)) == 2, 30)
+        shas = [i.sha256 for i in _inbox(network, "hanoi", recipient)]
+        assert len(set(shas)) == 2
+        await _stop(network, broker)
+
+    run(scenario())
+
+
+def test_refusals_at_the_first_node(tmp_path: Path, pki: DevPKI) -> None:
+    async def scenario() -> None:
+        network, broker = await _start(tmp_path, pki, None)
+        node = network.nodes["danang"]
+        document = network.document("000.00.00.H43", ["000.00.00.H01"], number="9")
+        with pytest.raises(Rejection) as caught:
+            node.submit(document, agency="000.00.05.H43")  # posting as another agency
+        assert caught.value.code == "RELAY-NOT-SENDER"
+        with pytest.raises(Rejection) as caught:
+            node.submit(document.replace(b"V/v", b"V/x"), agency="000.00.00.H43")
+        assert caught.value.code == "EDX-SIG-DIGEST"
+        with pytest.raises(Rejection) as caught:
+            node.submit(b"<not-xml", agency="000.00.00.H43")
+        assert caught.value.code == "EDX-XML-MALFORMED"
+        unknown = network.document("000.00.00.H43", ["000.00.00.H02"], number="10")
+        with pytest.raises(Rejection) as caught:
+            node.submit(unknown, agency="000.00.00.H43")
+        assert caught.value.code == "RELAY-UNKNOWN-DESTINATION"
+        assert node.store.pending_outbox() == []  # nothing refused was logged or routed
+        await _stop(network, broker)
+
+    run(scenario())
+
+
+def test_poison_package_is_parked_at_the_next_node_and_the_origin_is_told(
+    tmp_path: Path, pki: DevPKI, broker_url: str | None,
+) -> None:
+    async def scenario() -> None:
+        network, broker = await _start(tmp_path, pki, broker_url)
+        sender, recipient = "000.00.00.H43", "000.00.00.H01"
+        document = network.document(sender, [recipient], number="13")
+        # the next node (central) distrusts this sender's CA: the package passes danang
+        # and fails at central
+        central = network.nodes["central"]
+        from docaxis.dsig import TrustStore, VerificationPolicy, Verifier
+
+        central.verifier = Verifier(VerificationPolicy(TrustStore.load(
+            [pki.root_path], crls=[])))  # no CRLs: revocation unknown → refused there
+        acceptance = network.nodes["danang"].submit(document, agency=sender)
+        parked: list = []  # type: ignore[type-arg]
+
+        async def poll() -> None:
+            while not parked:
+                parked.extend(await broker.parked("central"))
+                await asyncio.sleep(0.02)
+
+        await asyncio.wait_for(poll(), 30)
+        assert parked[0].body == document
+        assert "EDX-SIG-REVOCATION-UNKNOWN" in parked[0].headers["x-docaxis-parked-reason"]
+        await wait_until(lambda: any(e.kind == "hop:rejected" and e.node == "central"
+                                     for e in network.nodes["danang"].store.trace(
+                                         acceptance_document(network, acceptance)).events), 30)
+        # central keeps running: a good package still goes through it
+        central.verifier = network.nodes["danang"].verifier
+        other = network.document(sender, [recipient], number="14")
+        network.nodes["danang"].submit(other, agency=sender)
+        await wait_until(lambda: len(_inbox(network, "hanoi", recipient)) == 1, 30)
+        await _stop(network, broker)
+
+    run(scenario())
+
+
+def acceptance_document(network: Network, acceptance) -> str:  # type: ignore[no-untyped-def]
+    row = network.nodes["danang"].store.package(acceptance.sha256)
+    assert row is not None and row.document_id
+    return row.document_id
