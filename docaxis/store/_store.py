@@ -284,6 +284,13 @@ class Store:
             trace.statuses[receipt.recipient] = (receipt.status_code, _aware(receipt.at))
         return trace
 
+    def senders_of(self, document_id: str) -> list[str]:
+        """Agencies that sent documents with this DocumentId through this node."""
+        with self.session() as session:
+            rows = session.scalars(select(PackageRow.sender).where(
+                PackageRow.document_id == document_id, PackageRow.kind == "document")).all()
+        return sorted({r for r in rows if r})
+
     # -- credentials -------------------------------------------------------------------
     def issue_credential(self, agency: str, label: str | None = None) -> str:
         """Create an API token for ``agency``; only its hash is stored. Returns the token."""

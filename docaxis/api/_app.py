@@ -1,0 +1,125 @@
+"""The agency-facing HTTP API of a node (FastAPI).
+
+Every call carries ``Authorization: Bearer <token>``; a token is bound to one agency
+code. An agency posts only as itself (From = its code) and reads only its own inbox and
+the trace of its own documents (403 otherwise). Errors are JSON with the stable codes of
+the validator and the verifier. The OpenAPI description is at ``/openapi.json``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Header, HTTPException, Request
+from fastapi.responses import JSONResponse, Response
+
+from docaxis import __version__
+from docaxis.relay import Rejection, RelayNode
+
+XML = "application/xml"
+
+
+def _error(status: int, code: str, message: str,
+           reasons: list[dict[str, Any]] | None = None) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"error": code, "message": message,
+                                                     "reasons": reasons or []})
+
+
+def caller(request: Request, authorization: Annotated[str | None, Header()] = None) -> str:
+    """The agency a request's Bearer token belongs to (401 otherwise)."""
+    if not authorization or not authorization.startswith("Bearer "):
+        raise HTTPException(401, ("API-UNAUTHENTICATED", "a Bearer token is required"),
+                            headers={"WWW-Authenticate": "Bearer"})
+    node: RelayNode = request.app.state.node
+    agency = node.store.agency_for_token(authorization.removeprefix("Bearer ").strip())
+    if agency is None:
+        raise HTTPException(401, ("API-UNAUTHENTICATED", "unknown or revoked token"),
+                            headers={"WWW-Authenticate": "Bearer"})
+    return agency
+
+
+Caller = Annotated[str, Depends(caller)]
+
+
+def create_app(node: RelayNode) -> FastAPI:
+    """The API of ``node`` (its store holds the agency credentials)."""
+    app = FastAPI(title=f"docaxis node {node.node_id}", version=__version__,
+                  description="Post signed edXML packages, pick up your inbox, post status "
+                              "receipts, trace your documents.")
+    app.state.node = node
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_request: Request, exc: HTTPException) -> JSONResponse:
+        code, message = exc.detail if isinstance(exc.detail, tuple) else ("HTTP", str(exc.detail))
+        return _error(exc.status_code, code, message)
+
+    def own(agency: str, code: str) -> None:
+        if agency != code:
+            raise HTTPException(403, ("API-FORBIDDEN",
+                                      f"agency {agency} may not act for agency {code}"))
+
+    async def accept(request: Request, agency: str, expect: str) -> Response:
+        data = await request.body()
+        try:
+            from docaxis.edxml import ParseError, parse
+
+            kind = parse(data, limits=node.limits).kind
+        except ParseError as exc:
+            return _error(422, exc.code, exc.message, [{"line": exc.line, "column": exc.column}])
+        if kind != expect:
+            return _error(422, "API-WRONG-KIND", f"this endpoint takes {expect} packages, "
+                                                 f"not {kind} packages")
+        try:
+            acceptance = node.submit(data, agency=agency)
+        except Rejection as exc:
+            status = 403 if exc.code == "RELAY-NOT-SENDER" else 422
+            return _error(status, exc.code, exc.message, exc.reasons)
+        return JSONResponse(status_code=202, content={
+            "sha256": acceptance.sha256, "business_key": acceptance.business_key,
+            "accepted_at": acceptance.accepted_at.isoformat(),
+            "duplicate": acceptance.duplicate, "node": node.node_id})
+
+    @app.post("/v1/packages", status_code=202, summary="Post a signed document package")
+    async def post_package(request: Request, agency: Caller) -> Response:
+        return await accept(request, agency, "document")
+
+    @app.post("/v1/status", status_code=202, summary="Post a signed status package (receipt)")
+    async def post_status(request: Request, agency: Caller) -> Response:
+        return await accept(request, agency, "status")
+
+    @app.get("/v1/agencies/{code}/inbox", summary="List an agency's inbox")
+    async def inbox(code: str, agency: Caller, all: bool = False) -> list[dict[str, Any]]:
+        own(agency, code)
+        return [{"id": i.id, "sha256": i.sha256, "document_id": i.document_id, "kind": i.kind,
+                 "state": i.state, "received_at": i.created_at.isoformat()}
+                for i in node.store.inbox(code, include_acknowledged=all)]
+
+    @app.get("/v1/agencies/{code}/inbox/{item_id}", summary="Fetch a package (exact bytes)",
+             response_class=Response)
+    async def fetch(code: str, item_id: int, agency: Caller) -> Response:
+        own(agency, code)
+        item = node.store.inbox_item(code, item_id)
+        if item is None:
+            raise HTTPException(404, ("API-NOT-FOUND", f"no inbox item {item_id}"))
+        return Response(node.store.package_bytes(item.sha256), media_type=XML,
+                        headers={"X-Docaxis-SHA256": item.sha256})
+
+    @app.post("/v1/agencies/{code}/inbox/{item_id}/ack", summary="Acknowledge a fetched package")
+    async def acknowledge(code: str, item_id: int, agency: Caller) -> dict[str, Any]:
+        own(agency, code)
+        if not node.store.acknowledge(code, item_id, node=node.node_id):
+            raise HTTPException(404, ("API-NOT-FOUND", f"no inbox item {item_id}"))
+        return {"id": item_id, "state": "acknowledged"}
+
+    @app.get("/v1/trace/{document_id:path}", summary="The trace of one of your documents")
+    async def trace(document_id: str, agency: Caller) -> dict[str, Any]:
+        found = node.store.trace(document_id)
+        senders = {row for row in node.store.senders_of(document_id)}
+        if not found.events and not senders:
+            raise HTTPException(404, ("API-NOT-FOUND", f"no document {document_id} here"))
+        if agency not in senders:
+            raise HTTPException(403, ("API-FORBIDDEN",
+                                      "only the sending agency may read a document's trace"))
+        return found.to_dict()
+
+    return app
