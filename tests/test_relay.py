@@ -72,16 +72,16 @@ def test_commune_to_commune_across_provinces_and_statuses_back(
         document = network.document(sender, [recipient])
         acceptance = network.nodes["hoatien"].submit(document, agency=sender)
         assert not acceptance.duplicate
-        await wait_until(lambda: len(_inbox(network, "phucxa", recipient)) == 1, 30)
-        [item] = _inbox(network, "phucxa", recipient)
-        delivered = network.nodes["phucxa"].store.package_bytes(item.sha256)
+        await wait_until(lambda: len(_inbox(network, "phulo", recipient)) == 1, 30)
+        [item] = _inbox(network, "phulo", recipient)
+        delivered = network.nodes["phulo"].store.package_bytes(item.sha256)
         assert hashlib.sha256(delivered).hexdigest() == hashlib.sha256(document).hexdigest()
         assert delivered == document  # signed bytes are sacred
         assert network.directory.hops("hoatien", recipient) == [
-            "hoatien", "hoavang", "danang", "central", "hanoi", "soctson", "phucxa"]
+            "hoatien", "hoavang", "danang", "central", "hanoi", "soctson", "phulo"]
         # statuses 01, 03, 06 travel back to the sender's inbox
         for code in ("01", "03", "06"):
-            network.nodes["phucxa"].submit(network.status(recipient, document, code),
+            network.nodes["phulo"].submit(network.status(recipient, document, code),
                                            agency=recipient)
         await wait_until(lambda: len(_inbox(network, "hoatien", sender)) == 3, 30)
         document_id = item.document_id
@@ -90,9 +90,9 @@ def test_commune_to_commune_across_provinces_and_statuses_back(
         # the origin sees the whole path through hop receipts
         await wait_until(lambda: {e.node for e in network.nodes["hoatien"].store.trace(
             document_id).events if e.kind.startswith("hop:")} >= {
-            "hoavang", "danang", "central", "hanoi", "soctson", "phucxa"}, 30)
+            "hoavang", "danang", "central", "hanoi", "soctson", "phulo"}, 30)
         events = network.nodes["hoatien"].store.trace(document_id).events
-        assert any(e.kind == "hop:delivered" and e.node == "phucxa" and e.agency == recipient
+        assert any(e.kind == "hop:delivered" and e.node == "phulo" and e.agency == recipient
                    for e in events)
         await _stop(network, broker)
 
@@ -106,7 +106,7 @@ def test_fan_out_to_three_recipients_with_statuses_each(
         network, broker = await _start(tmp_path, pki, broker_url)
         sender = "000.00.00.G22"
         recipients = {"000.01.05.H43": "hoatien", "000.02.05.H43": "hoason",
-                      "000.01.07.H01": "phucxa"}
+                      "000.01.07.H01": "phulo"}
         document = network.document(sender, list(recipients), number="77")
         network.nodes["central"].submit(document, agency=sender)
         await wait_until(lambda: all(len(_inbox(network, node, code)) == 1
@@ -216,3 +216,16 @@ def acceptance_document(network: Network, acceptance) -> str:  # type: ignore[no
     row = network.nodes["danang"].store.package(acceptance.sha256)
     assert row is not None and row.document_id
     return row.document_id
+
+
+def test_the_demo_runs_and_exits_zero(tmp_path: Path) -> None:
+    import sys
+
+    result = subprocess.run([sys.executable, str(Path(__file__).resolve().parents[1] / "cli.py"),
+                             "demo", "--in-process", "--dir", str(tmp_path)],
+                            capture_output=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    out = result.stdout.decode()
+    assert out.count("delivered") >= 2 and "NOT delivered" not in out
+    assert "latest status of 000.01.07.H01: 06" in out
+    assert "same acceptance, one delivery: yes" in out

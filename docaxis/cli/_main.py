@@ -64,12 +64,13 @@ def expand_inputs(names: tuple[str, ...]) -> list[str]:
 def cli() -> None:
     """docaxis — the inter-agency electronic document exchange axis (edXML, QCVN 102:2016).
 
-    Validate, inspect, build, sign and verify edXML packages; manage a dev PKI.
+    Validate, inspect, build, sign and verify edXML packages; manage a dev PKI;
+    run nodes (serve, demo) and trace documents.
     """
 
 
 def main() -> None:
     """Console-script entry point."""
-    from docaxis.cli import _dsig, _edxml, _keys  # noqa: F401  (register commands)
+    from docaxis.cli import _dsig, _edxml, _keys, _relay  # noqa: F401  (register commands)
 
     cli(prog_name="docaxis")

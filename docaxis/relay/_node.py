@@ -190,9 +190,12 @@ class RelayNode:
                                  business_doc_type=package.business_doc_type)
         inbox: list[str] = []
         next_hops: dict[str, list[str]] = {}
+        what = (f"status {package.status_code}" if isinstance(package, StatusPackage)
+                else "document")
+        where = f" from node {received_from}" if received_from else " from its agency system"
         events: list[tuple[str, str | None, str | None]] = [
-            ("received", package.sender, received_from and f"from node {received_from}"),
-            ("verified", package.sender, None)]
+            ("received", package.sender, what + where),
+            ("verified", package.sender, "signature valid, signer = From")]
         for recipient in recipients:
             try:
                 route = self.directory.route(self.node_id, recipient)

@@ -1,0 +1,135 @@
+"""``demo``, ``serve``, ``trace`` and ``token``: running nodes and following documents."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import tempfile
+from pathlib import Path
+
+import click
+from rich.markup import escape
+from rich.table import Table
+
+from docaxis.cli._main import EXIT_INVALID, EXIT_OK, EXIT_USAGE, cli, stderr, stdout
+from docaxis.edxml import STATUS_CODES
+from docaxis.relay._run import DEFAULT_AMQP, ConfigError, NodeConfig, demo, serve
+from docaxis.store import Store, Trace
+
+_CONFIG = click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
+                       help="The node's node.toml.")
+
+
+def print_trace(trace: Trace, title: str | None = None) -> None:
+    table = Table("time (UTC)", "node", "event", "agency", "detail",
+                  title=title or f"trace of {trace.document_id}", title_justify="left")
+    for event in trace.events:
+        table.add_row(event.at.strftime("%H:%M:%S.%f")[:-3], escape(event.node),
+                      escape(event.kind), event.agency or "", escape(event.detail or ""))
+    stdout.print(table)
+    for agency, (code, at) in trace.statuses.items():
+        label = STATUS_CODES.get(code)
+        meaning = f"{label.vi} — {label.en}" if label else "unknown code"
+        stdout.print(f"  latest status of {agency}: [bold]{code}[/] {escape(meaning)} "
+                     f"({at:%Y-%m-%d %H:%M:%S}Z)")
+
+
+@cli.command("demo")
+@click.option("--amqp-url", default=DEFAULT_AMQP, show_default=True,
+              help="RabbitMQ to use when reachable (else the in-process broker).")
+@click.option("--in-process", is_flag=True, help="Do not try RabbitMQ.")
+@click.option("--dir", "folder", type=click.Path(file_okay=False, path_type=Path),
+              help="Working folder (default: a new temporary one).")
+@click.option("--keep-running", is_flag=True, help="Leave the nodes' APIs up afterwards.")
+@click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait per step.")
+def demo_command(amqp_url: str, in_process: bool, folder: Path | None, keep_running: bool,
+                 timeout: float) -> None:
+    """Build a dev PKI and a four-tier network, send documents and receipts between tiers,
+    and print each document's trace. Exit 0 when everything arrived."""
+    work = folder or Path(tempfile.mkdtemp(prefix="docaxis-demo-"))
+
+    async def run() -> int:
+        outcome = await demo(work, amqp_url=None if in_process else amqp_url, timeout=timeout,
+                             keep_running=keep_running,
+                             say=lambda m: stderr.print(f"[dim]{escape(m)}[/]"))
+        stdout.print(f"\n[bold]docaxis demo[/] — 8 nodes, {outcome.broker}, data in "
+                     f"{escape(str(work))}\n")
+        for doc in outcome.documents:
+            verdict = "[green]delivered[/]" if doc.delivered else "[bold red]NOT delivered[/]"
+            stdout.print(f"[bold]{escape(doc.title)}[/]: {verdict}")
+            if doc.trace is not None:
+                print_trace(doc.trace, f"{doc.document_id} — as the origin node "
+                                       f"{doc.origin} sees it")
+            stdout.print()
+        stdout.print("duplicate post → same acceptance, one delivery: "
+                     + ("[green]yes[/]" if outcome.duplicate_same_acceptance else "[red]no[/]"))
+        if keep_running:
+            stdout.print("\nAPI tokens (agency: base URL and Bearer token):")
+            for code, value in outcome.tokens.items():
+                stdout.print(f"  {code}: {value}")
+            stdout.print("Ctrl-C to stop.")
+            await asyncio.Event().wait()
+        return EXIT_OK if outcome.ok else EXIT_INVALID
+
+    try:
+        raise SystemExit(asyncio.run(run()))
+    except KeyboardInterrupt:
+        raise SystemExit(EXIT_OK) from None
+
+
+@cli.command("serve")
+@_CONFIG
+def serve_command(config_path: str | None) -> None:
+    """Run one node (API + consumers + outbox) from its node.toml."""
+    if not config_path:
+        raise click.UsageError("--config node.toml is required")
+    try:
+        config = NodeConfig.load(config_path)
+        asyncio.run(serve(config, ready=lambda url: stderr.print(
+            f"node {config.node_id} serving on {url} (OpenAPI at {url}/docs)")))
+    except ConfigError as exc:
+        stderr.print(f"[bold red]{exc.code}[/] {escape(exc.message)}")
+        raise SystemExit(EXIT_USAGE) from None
+    except KeyboardInterrupt:
+        pass
+
+
+def _store(config_path: str | None, database: str | None, blobs: str | None) -> Store:
+    if config_path:
+        return NodeConfig.load(config_path).open_store()
+    if database and blobs:
+        store = Store(database, blobs)
+        store.migrate()
+        return store
+    raise click.UsageError("give --config node.toml, or --database URL and --blobs DIR")
+
+
+@cli.command("trace")
+@click.argument("document_id")
+@_CONFIG
+@click.option("--database", help="Store URL (instead of --config).")
+@click.option("--blobs", help="Blob folder (with --database).")
+@click.option("--json", "as_json", is_flag=True)
+def trace_command(document_id: str, config_path: str | None, database: str | None,
+                  blobs: str | None, as_json: bool) -> None:
+    """Show a document's timeline (hops, times, delivery, each recipient's latest status)."""
+    trace = _store(config_path, database, blobs).trace(document_id)
+    if as_json:
+        click.echo(json.dumps(trace.to_dict(), ensure_ascii=False, indent=2))
+    elif not trace.events and not trace.statuses:
+        stderr.print(f"no document {escape(document_id)} in this node's store")
+        raise SystemExit(EXIT_INVALID)
+    else:
+        print_trace(trace)
+
+
+@cli.command("token")
+@_CONFIG
+@click.option("--database", help="Store URL (instead of --config).")
+@click.option("--blobs", help="Blob folder (with --database).")
+@click.option("--agency", required=True, help="Agency code the credential is bound to.")
+@click.option("--label", help="What the token is for.")
+def token_command(config_path: str | None, database: str | None, blobs: str | None,
+                  agency: str, label: str | None) -> None:
+    """Issue an API credential for an agency system (shown once; only a hash is kept)."""
+    click.echo(_store(config_path, database, blobs).issue_credential(agency, label))

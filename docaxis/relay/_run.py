@@ -1,0 +1,261 @@
+"""Running nodes: from a node.toml (``docaxis serve``) and the four-tier demo."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from docaxis._errors import DocaxisError
+from docaxis.directory import Directory
+from docaxis.dsig import TrustStore, VerificationPolicy, Verifier
+from docaxis.relay._demo import build_demo_network, connect_broker, demo_pki, run_suffix, wait_for
+from docaxis.relay._node import RelayNode
+from docaxis.store import Store, Trace
+from docaxis.transport import Broker, InMemoryBroker, RabbitMQBroker
+
+DEFAULT_AMQP = "amqp://guest:guest@127.0.0.1:5672/"
+
+
+class ConfigError(DocaxisError):
+    default_code = "CONFIG-INVALID"
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """What ``node.toml`` says (paths resolved against the file's folder)."""
+
+    node_id: str
+    directory: Path
+    data: Path
+    database: str
+    amqp_url: str | None
+    listen: str
+    anchors: tuple[Path, ...]
+    crls: tuple[Path, ...]
+    allow_sha1: bool = False
+
+    @classmethod
+    def load(cls, path: Path | str) -> NodeConfig:
+        path = Path(path)
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+        base = path.parent
+        node = raw.get("node") or {}
+        trust = raw.get("trust") or {}
+        try:
+            node_id = node["id"]
+            directory = base / node["directory"]
+        except KeyError as exc:
+            raise ConfigError(f"{path}: [node] needs {exc.args[0]!r}") from None
+        data = base / node.get("data", f"var/{node_id}")
+        database = node.get("database") or f"sqlite:///{data / 'node.db'}"
+        return cls(node_id, directory, data, database, node.get("amqp_url"),
+                   node.get("listen", "127.0.0.1:8100"),
+                   tuple(base / p for p in trust.get("anchors", [])),
+                   tuple(base / p for p in trust.get("crls", [])),
+                   bool(trust.get("allow_sha1", False)))
+
+    def open_store(self) -> Store:
+        self.data.mkdir(parents=True, exist_ok=True)
+        store = Store(self.database, self.data / "blobs")
+        store.migrate()
+        return store
+
+
+@dataclass
+class BrokerPool:
+    """One connection per broker URL; a node's neighbours may live on other brokers."""
+
+    default_url: str | None
+    directory: Directory
+    brokers: dict[str, Broker] = field(default_factory=dict)
+
+    def url_for(self, node_id: str) -> str | None:
+        node = self.directory.nodes.get(node_id)
+        return (node.amqp_url if node and node.amqp_url else None) or self.default_url
+
+    async def connect_all(self, node_ids: list[str]) -> None:
+        for node_id in node_ids:
+            url = self.url_for(node_id) or ""
+            if url not in self.brokers:
+                broker: Broker = RabbitMQBroker(url) if url else InMemoryBroker()
+                await broker.connect()
+                self.brokers[url] = broker
+
+    def __call__(self, node_id: str) -> Broker:
+        return self.brokers[self.url_for(node_id) or ""]
+
+    async def close(self) -> None:
+        for broker in self.brokers.values():
+            await broker.close()
+
+
+async def serve(config: NodeConfig, *, ready: Callable[[str], None] | None = None) -> None:
+    """Run one node: its consumers, its outbox dispatcher and its HTTP API."""
+    import uvicorn
+
+    from docaxis.api import create_app
+
+    directory = Directory.from_toml(config.directory)
+    if config.node_id not in directory.nodes:
+        raise ConfigError(f"node {config.node_id!r} is not in {config.directory}")
+    store = config.open_store()
+    verifier = Verifier(VerificationPolicy(TrustStore.load(config.anchors, crls=config.crls),
+                                           allow_sha1=config.allow_sha1))
+    neighbours = [config.node_id, *(n.id for n in directory.children(config.node_id))]
+    parent = directory.nodes[config.node_id].parent
+    if parent:
+        neighbours.append(parent)
+    pool = BrokerPool(config.amqp_url, directory)
+    await pool.connect_all(neighbours)
+    node = RelayNode(config.node_id, directory, store, pool, verifier)
+    await node.start()
+    host, _, port = config.listen.rpartition(":")
+    server = uvicorn.Server(uvicorn.Config(create_app(node), host=host or "127.0.0.1",
+                                           port=int(port), log_level="warning"))
+    if ready:
+        ready(f"http://{host}:{port}")
+    try:
+        await server.serve()
+    finally:
+        await node.stop()
+        await pool.close()
+        store.close()
+
+
+@dataclass
+class DemoDocument:
+    title: str
+    document_id: str
+    origin: str
+    delivered: bool
+    trace: Trace | None = None
+
+
+@dataclass
+class DemoOutcome:
+    broker: str
+    documents: list[DemoDocument]
+    duplicate_same_acceptance: bool
+    tokens: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.duplicate_same_acceptance and all(d.delivered for d in self.documents)
+
+
+async def demo(folder: Path, *, amqp_url: str | None = DEFAULT_AMQP, timeout: float = 60.0,
+               keep_running: bool = False, base_port: int = 8100,
+               say: Callable[[str], None] = lambda _m: None) -> DemoOutcome:
+    """Build a dev PKI and a four-tier network, exchange documents and receipts."""
+    say("creating a dev PKI (root, tier CAs, 8 agencies)…")
+    pki = demo_pki(folder / "keys")
+    broker = await connect_broker(amqp_url)
+    kind = "RabbitMQ" if isinstance(broker, RabbitMQBroker) else "in-process broker"
+    suffix = run_suffix() if isinstance(broker, RabbitMQBroker) else ""
+    say(f"starting 8 nodes on the {kind}…")
+    network = build_demo_network(folder / "nodes", pki, lambda _node: broker, suffix=suffix)
+    await network.start()
+    documents: list[DemoDocument] = []
+    try:
+        documents.append(await _commune_to_commune(network, timeout, say))
+        documents.append(await _fan_out(network, timeout, say))
+        duplicate = _duplicate(network, say)
+        for doc in documents:
+            origin = network.node(doc.origin)
+            await wait_for(lambda o=origin, d=doc: _hops_settled(o, d.document_id), timeout / 4)
+            doc.trace = origin.store.trace(doc.document_id)
+        outcome = DemoOutcome(kind, documents, duplicate)
+        if keep_running:
+            outcome.tokens = await _serve_all(network, base_port, say)
+        return outcome
+    finally:
+        if not keep_running:
+            await network.stop()
+            await broker.close()
+
+
+async def _commune_to_commune(network: Any, timeout: float,
+                              say: Callable[[str], None]) -> DemoDocument:
+    sender, recipient = "000.01.05.H43", "000.01.07.H01"
+    say("Hòa Tiến commune (Đà Nẵng) sends a document to Phù Lỗ commune (Hà Nội)…")
+    document = network.document(sender, [recipient], number="101",
+                                subject="V/v phối hợp tổ chức ngày hội đại đoàn kết")
+    network.node("hoatien").submit(document, agency=sender)
+    target = network.node("phulo")
+    delivered = await wait_for(lambda: bool(target.store.inbox(recipient)), timeout)
+    if delivered:
+        for code in ("01", "03", "06"):
+            target.submit(network.status(recipient, document, code), agency=recipient)
+        origin = network.node("hoatien")
+        delivered = await wait_for(lambda: len(origin.store.inbox(sender)) == 3, timeout)
+    return DemoDocument("commune → district → province → central → province → district → "
+                        "commune, statuses 01, 03, 06 back", _document_id(document), "hoatien",
+                        delivered)
+
+
+async def _fan_out(network: Any, timeout: float, say: Callable[[str], None]) -> DemoDocument:
+    sender = "000.00.00.G22"
+    recipients = {"000.01.05.H43": "hoatien", "000.02.05.H43": "hoason",
+                  "000.01.07.H01": "phulo"}
+    say("the Government Office sends one document to three communes…")
+    document = network.document(sender, list(recipients), number="202",
+                                subject="V/v triển khai chính quyền số cấp xã")
+    network.node("central").submit(document, agency=sender)
+    delivered = await wait_for(lambda: all(network.node(n).store.inbox(c)
+                                           for c, n in recipients.items()), timeout)
+    if delivered:
+        for code, node in recipients.items():
+            network.node(node).submit(network.status(code, document, "03"), agency=code)
+        origin = network.node("central")
+        delivered = await wait_for(lambda: len(origin.store.inbox(sender)) == 3, timeout)
+    return DemoDocument("central → three communes in two provinces, each answers 03",
+                        _document_id(document), "central", delivered)
+
+
+def _duplicate(network: Any, say: Callable[[str], None]) -> bool:
+    say("Đà Nẵng posts the same package twice…")
+    sender = "000.00.00.H43"
+    document = network.document(sender, ["000.00.00.H01"], number="303")
+    first = network.node("danang").submit(document, agency=sender)
+    again = network.node("danang").submit(document, agency=sender)
+    return again.duplicate and again.accepted_at == first.accepted_at
+
+
+def _document_id(document: bytes) -> str:
+    from docaxis.edxml import parse
+
+    return parse(document).package.document_id or ""
+
+
+def _hops_settled(origin: RelayNode, document_id: str) -> bool:
+    return any(e.kind == "hop:delivered" for e in origin.store.trace(document_id).events)
+
+
+async def _serve_all(network: Any, base_port: int,
+                     say: Callable[[str], None]) -> dict[str, str]:
+    import uvicorn
+
+    from docaxis.api import create_app
+
+    tokens: dict[str, str] = {}
+    for index, node in enumerate(network.nodes.values()):
+        port = base_port + index
+        for code, agency in network.directory.agencies.items():
+            if agency.node == node.node_id:
+                tokens[code] = f"http://127.0.0.1:{port} {node.store.issue_credential(code)}"
+        server = uvicorn.Server(uvicorn.Config(create_app(node), host="127.0.0.1", port=port,
+                                               log_level="warning"))
+        task = asyncio.create_task(server.serve())
+        network.servers = [*getattr(network, "servers", []), task]
+    with contextlib.suppress(Exception):
+        await asyncio.sleep(0.2)
+    say(f"API of each node on 127.0.0.1:{base_port}…{base_port + len(network.nodes) - 1}")
+    return tokens
