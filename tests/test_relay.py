@@ -229,3 +229,39 @@ def test_the_demo_runs_and_exits_zero(tmp_path: Path) -> None:
     assert out.count("delivered") >= 2 and "NOT delivered" not in out
     assert "latest status of 000.01.07.H01: 06" in out
     assert "same acceptance, one delivery: yes" in out
+
+
+def test_recall_of_a_delivered_document_travels_and_is_linked(
+    tmp_path: Path, pki: DevPKI, broker_url: str | None,
+) -> None:
+    import datetime as dt
+
+    from docaxis.edxml import Business, DocumentBuilder, parse, write
+    from tests.relay_support import organization
+
+    async def scenario() -> None:
+        network, broker = await _start(tmp_path, pki, broker_url)
+        sender, recipient = "000.00.05.H43", "000.01.07.H01"
+        document = network.document(sender, [recipient], number="31")
+        original_id = parse(document).package.document_id
+        network.nodes["hoavang"].submit(document, agency=sender)
+        await wait_until(lambda: len(_inbox(network, "phulo", recipient)) == 1, 30)
+        recall = (DocumentBuilder().sender(organization(sender))
+                  .recipient(organization(recipient)).code("31", "UBND")
+                  .promulgation(dt.date(2024, 5, 3)).document_type(1, "Công văn")
+                  .subject("Thu hồi văn bản 31/UBND")
+                  .business(Business(document_id=original_id, business_doc_type=1,
+                                     business_doc_reason="Ban hành nhầm"))
+                  .build())
+        signed = network.signer(sender).sign(write(recall))
+        network.nodes["hoavang"].submit(signed, agency=sender)
+        await wait_until(lambda: len(_inbox(network, "phulo", recipient)) == 2, 30)
+        kinds = [parse(network.nodes["phulo"].store.package_bytes(i.sha256)).package
+                 .business_doc_type for i in _inbox(network, "phulo", recipient)]
+        assert kinds == [0, 1]
+        for node in ("hoavang", "phulo"):
+            events = network.nodes[node].store.trace(original_id).events
+            assert any(e.kind == "recall" for e in events), node
+        await _stop(network, broker)
+
+    run(scenario())

@@ -133,3 +133,38 @@ def token_command(config_path: str | None, database: str | None, blobs: str | No
                   agency: str, label: str | None) -> None:
     """Issue an API credential for an agency system (shown once; only a hash is kept)."""
     click.echo(_store(config_path, database, blobs).issue_credential(agency, label))
+
+
+@cli.command("parked")
+@_CONFIG
+@click.option("--replay", is_flag=True, help="Move every parked message back to the queue.")
+def parked_command(config_path: str | None, replay: bool) -> None:
+    """List (or replay) the messages parked in this node's dead-letter queue."""
+    if not config_path:
+        raise click.UsageError("--config node.toml is required")
+    config = NodeConfig.load(config_path)
+    if not config.amqp_url:
+        stderr.print("this node runs the in-process broker: nothing is parked across restarts")
+        raise SystemExit(EXIT_OK)
+
+    async def run() -> None:
+        from docaxis.transport import PARKED_REASON_HEADER, RabbitMQBroker
+
+        broker = RabbitMQBroker(config.amqp_url or "")
+        await broker.connect()
+        try:
+            if replay:
+                count = await broker.replay_parked(config.node_id)
+                stdout.print(f"replayed {count} parked message(s)")
+                return
+            messages = await broker.parked(config.node_id)
+            table = Table("message id", "bytes", "attempt", "reason", title="parked")
+            for message in messages:
+                table.add_row(message.message_id[:24], f"{len(message.body):,}",
+                              str(message.attempt),
+                              escape(message.headers.get(PARKED_REASON_HEADER, "")))
+            stdout.print(table)
+        finally:
+            await broker.close()
+
+    asyncio.run(run())

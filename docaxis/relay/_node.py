@@ -221,6 +221,8 @@ class RelayNode:
                                        outbox=outbox, inbox=inbox, events=events)
         if acceptance.duplicate:
             return acceptance
+        if isinstance(package, DocumentPackage) and package.business_doc_type in (1, 2, 3):
+            self._link(package, acceptance.sha256)
         if isinstance(package, StatusPackage) and inbox and package.document_id:
             self.store.record_status(package.document_id, package.sender or "?",
                                      package.status_code or "??", acceptance.sha256)
@@ -230,6 +232,20 @@ class RelayNode:
                     self._notify(origin, HopReceipt(facts.document_id, acceptance.sha256,
                                                     self.node_id, kind, _now(), agency, detail))
         return acceptance
+
+    def _link(self, package: DocumentPackage, sha256: str) -> None:
+        """Recall / update / replace: record it in the trace of the document it acts on."""
+        action = {1: "recall", 2: "update", 3: "replace"}[package.business_doc_type]
+        business = package.business
+        targets = [r.document_id for r in business.replacements if r.document_id] if (
+            business is not None and package.business_doc_type == 3) else []
+        if not targets:
+            targets = [(business.document_id if business else None) or package.document_id]
+        for target in targets:
+            if target:
+                self.store.add_event(self.node_id, action, sha256=sha256, document_id=target,
+                                     agency=package.sender,
+                                     detail=f"{action} by {package.document_id}")
 
     # -- hand-over ---------------------------------------------------------------------
     async def dispatch_once(self) -> int:
