@@ -32,6 +32,7 @@ from docaxis.edxml import (
     parse,
     validate,
 )
+from docaxis.relay._faults import fault_point
 from docaxis.store import Acceptance, PackageFacts, Store
 from docaxis.transport import Broker, Consumer, Message, Reject
 
@@ -150,6 +151,7 @@ class RelayNode:
             self._notify(origin, HopReceipt(None, _sha(message.body), self.node_id, "rejected",
                                             _now(), detail=json.dumps(exc.reasons)[:2000]))
             raise Reject(f"{exc.code}: {exc.message}") from None
+        fault_point("while-consuming")
         parent = self.directory.nodes[self.node_id].parent
         self._commit(parsed, received_from=came_from, origin=origin,
                      from_parent=came_from is not None and came_from == parent)
@@ -221,6 +223,7 @@ class RelayNode:
                                        outbox=outbox, inbox=inbox, events=events)
         if acceptance.duplicate:
             return acceptance
+        fault_point("after-commit")
         if isinstance(package, DocumentPackage) and package.business_doc_type in (1, 2, 3):
             self._link(package, acceptance.sha256)
         if isinstance(package, StatusPackage) and inbox and package.document_id:
@@ -255,6 +258,7 @@ class RelayNode:
             data = self.store.package_bytes(item.sha256)
             message = Message(data, item.headers, message_id=f"{item.sha256}:{self.node_id}")
             await self.links(item.destination_node).publish(item.destination_node, message)
+            fault_point("after-publish")
             self.store.mark_sent(item.id)
             package = self.store.package(item.sha256)
             self.store.add_event(self.node_id, "handed_over", sha256=item.sha256,

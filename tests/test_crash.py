@@ -1,0 +1,202 @@
+"""Crash tests: nodes are real processes on the real broker, killed with SIGKILL at each
+point of the pipeline and restarted; every package reaches the recipient's inbox exactly
+once. The broker connection is dropped mid-run too."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from docaxis.dsig import Signer
+from docaxis.edxml import DocumentBuilder, write
+from docaxis.pki import DevPKI
+from docaxis.store import Store
+from tests.relay_support import organization
+
+ROOT = Path(__file__).resolve().parents[1]
+RABBITMQCTL = shutil.which("rabbitmqctl")
+pytestmark = pytest.mark.skipif(RABBITMQCTL is None, reason="needs RabbitMQ (.ci/run starts it)")
+SENDER, RECIPIENT = "000.00.00.H43", "000.00.00.H01"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 60, what: str = "") -> None:
+    """Poll a condition until it holds (fails after ``timeout`` seconds)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+@dataclass
+class Cluster:
+    folder: Path
+    vhost: str
+    pki: DevPKI
+    ports: dict[str, int]
+    tokens: dict[str, str] = field(default_factory=dict)
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def config(self, node: str) -> Path:
+        return self.folder / f"{node}.toml"
+
+    def start(self, node: str, fault: str | None = None) -> None:
+        env = dict(os.environ)
+        if fault:
+            env["DOCAXIS_FAULT"] = fault
+            env["DOCAXIS_FAULT_ONCE"] = str(self.folder / f"{node}-{fault}.fired")
+        self.processes[node] = subprocess.Popen(
+            [sys.executable, str(ROOT / "cli.py"), "serve", "--config", str(self.config(node))],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        url = f"http://127.0.0.1:{self.ports[node]}/openapi.json"
+
+        def up() -> bool:
+            assert self.processes[node].poll() is None, self.processes[node].stderr.read().decode()  # type: ignore[union-attr]
+            try:
+                return httpx.get(url, timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(up, 60, f"node {node} to start")
+
+    def died(self, node: str) -> bool:
+        return self.processes[node].poll() is not None
+
+    def stop_all(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+
+    def post(self, data: bytes) -> httpx.Response:
+        return httpx.post(f"http://127.0.0.1:{self.ports['danang']}/v1/packages", content=data,
+                          headers={"Authorization": f"Bearer {self.tokens[SENDER]}"}, timeout=30)
+
+    def store(self, node: str) -> Store:
+        return Store(f"sqlite:///{self.folder / 'var' / node / 'node.db'}",
+                     self.folder / "var" / node / "blobs")
+
+    def delivered(self) -> int:
+        store = self.store("hanoi")
+        try:
+            return len(store.inbox(RECIPIENT, include_acknowledged=True))
+        finally:
+            store.close()
+
+    def settled(self) -> bool:
+        """No outbox row pending anywhere and no message left in any node's queue."""
+        for node in self.ports:
+            store = self.store(node)
+            try:
+                if store.pending_outbox():
+                    return False
+            finally:
+                store.close()
+        listing = subprocess.run([RABBITMQCTL or "", "list_queues", "-q", "-p", self.vhost,
+                                  "name", "messages"], capture_output=True, text=True,
+                                 check=True).stdout
+        counts = [line.split() for line in listing.splitlines() if ".inbound" in line
+                  and ".delay." not in line and ".parked" not in line]
+        return all(parts[-1] == "0" for parts in counts)
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    vhost = f"docaxis-crash-{uuid.uuid4().hex[:10]}"
+    subprocess.run([RABBITMQCTL or "", "add_vhost", vhost], check=True, capture_output=True)
+    subprocess.run([RABBITMQCTL or "", "set_permissions", "-p", vhost, "guest", ".*", ".*",
+                    ".*"], check=True, capture_output=True)
+    pki = DevPKI.init(tmp_path / "keys", key_type="ec-p256")
+    pki.issue_agency(SENDER, "UBND TP Đà Nẵng", key_type="ec-p256")
+    pki.issue_agency(RECIPIENT, "UBND TP Hà Nội", key_type="ec-p256")
+    (tmp_path / "network.toml").write_text(
+        '[node.central]\ntier = "central"\n'
+        '[node.danang]\ntier = "province"\nparent = "central"\n'
+        '[node.hanoi]\ntier = "province"\nparent = "central"\n'
+        f'[[agency]]\ncode = "{SENDER}"\nname = "UBND TP Đà Nẵng"\nnode = "danang"\n'
+        f'[[agency]]\ncode = "{RECIPIENT}"\nname = "UBND TP Hà Nội"\nnode = "hanoi"\n',
+        encoding="utf-8")
+    ports = {node: _free_port() for node in ("central", "danang", "hanoi")}
+    cluster = Cluster(tmp_path, vhost, pki, ports)
+    for node, port in ports.items():
+        cluster.config(node).write_text(
+            f'[node]\nid = "{node}"\ndirectory = "network.toml"\ndata = "var/{node}"\n'
+            f'amqp_url = "amqp://guest:guest@127.0.0.1:5672/{vhost}"\n'
+            f'listen = "127.0.0.1:{port}"\n[trust]\nanchors = ["keys/root/ca.pem"]\n'
+            'crls = ["keys/crl"]\n', encoding="utf-8")
+    store = cluster.store("danang")
+    store.migrate()
+    cluster.tokens[SENDER] = store.issue_credential(SENDER)
+    store.close()
+    yield cluster
+    cluster.stop_all()
+    subprocess.run([RABBITMQCTL or "", "delete_vhost", vhost], check=False, capture_output=True)
+
+
+def _package(pki: DevPKI, number: str) -> bytes:
+    key, _cert, chain = pki.agency_paths(SENDER)
+    package = (DocumentBuilder().sender(organization(SENDER)).recipient(organization(RECIPIENT))
+               .code(number, "UBND").promulgation(dt.date(2024, 5, 2))
+               .document_type(1, "Công văn").subject(f"V/v kiểm thử sự cố {number}")
+               .attach("a.pdf", b"%PDF " * 200).build())
+    return Signer.from_files(key, chain).sign(write(package))
+
+
+@pytest.mark.parametrize(("node", "fault"), [("danang", "after-commit"),
+                                             ("danang", "after-publish"),
+                                             ("central", "while-consuming")])
+def test_sigkill_at_each_point_loses_nothing_and_doubles_nothing(
+    cluster: Cluster, node: str, fault: str,
+) -> None:
+    for name in ("central", "danang", "hanoi"):
+        cluster.start(name, fault if name == node else None)
+    package = _package(cluster.pki, "41")
+    try:
+        first = cluster.post(package)
+        answered = first.status_code == 202
+    except httpx.HTTPError:
+        answered = False  # killed before answering: the sender retries
+    wait_until(lambda: cluster.died(node), 60, f"{node} to die at {fault}")
+    assert cluster.processes[node].returncode == -signal.SIGKILL
+    cluster.start(node)  # restarted without the fault
+    retry = cluster.post(package)
+    assert retry.status_code == 202
+    if answered:
+        assert retry.json()["duplicate"] is True
+    wait_until(lambda: cluster.delivered() >= 1, 60, "delivery")
+    wait_until(cluster.settled, 60, "every outbox and queue to drain")
+    assert cluster.delivered() == 1
+
+
+def test_broker_connection_dropped_mid_run(cluster: Cluster) -> None:
+    for name in ("central", "danang", "hanoi"):
+        cluster.start(name)
+    assert cluster.post(_package(cluster.pki, "51")).status_code == 202
+    wait_until(lambda: cluster.delivered() == 1, 60, "first delivery")
+    subprocess.run([RABBITMQCTL or "", "close_all_connections", "-p", cluster.vhost,
+                    "docaxis crash test"], check=True, capture_output=True)
+    assert cluster.post(_package(cluster.pki, "52")).status_code == 202
+    wait_until(lambda: cluster.delivered() == 2, 90, "delivery after the reconnect")
+    wait_until(cluster.settled, 60, "every outbox and queue to drain")
+    assert cluster.delivered() == 2
