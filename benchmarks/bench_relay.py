@@ -40,7 +40,7 @@ def _vhost() -> str:
 
 
 async def _hop(url: str, folder: Path, count: int) -> tuple[float, float]:
-    pki = demo_pki(folder / "keys")
+    pki = demo_pki(folder / "keys", key_type="rsa2048")
     broker = RabbitMQBroker(url)
     await broker.connect()
     network = build_demo_network(folder / "nodes", pki, lambda _n: broker)
@@ -98,7 +98,7 @@ async def _hop(url: str, folder: Path, count: int) -> tuple[float, float]:
 
 
 async def _latency(url: str, folder: Path, count: int, rate: float) -> list[float]:
-    pki = demo_pki(folder / "keys")
+    pki = demo_pki(folder / "keys", key_type="rsa2048")
     broker = RabbitMQBroker(url)
     await broker.connect()
     network = build_demo_network(folder / "nodes", pki, lambda _n: broker)

@@ -120,3 +120,18 @@ def test_blob_store_detects_corruption(store: Store) -> None:
     store.blobs.path(digest).write_bytes(b"tampered")
     with pytest.raises(OSError, match="corrupt"):
         store.blobs.get(digest)
+
+
+def test_batched_blob_writes_and_batched_acceptance(store: Store) -> None:
+    from docaxis.store import Accept
+
+    datas = [f"<edXML>{i}</edXML>".encode() for i in range(5)]
+    digests = store.blobs.put_many([*datas, datas[0]])
+    assert digests[0] == digests[-1] and len(set(digests)) == 5
+    assert [store.blobs.get(d) for d in digests[:5]] == datas
+    assert not list(store.blobs.root.rglob(".tmp-*"))  # no temporary files left behind
+    items = [Accept(d, PackageFacts("document", "000.00.00.G22", f"doc-{i}"), "hanoi",
+                    outbox=(("central", "package", {}),)) for i, d in enumerate(datas)]
+    results = store.accept_many([*items, items[1]])
+    assert [r.duplicate for r in results] == [False] * 5 + [True]
+    assert len(store.pending_outbox()) == 5

@@ -33,7 +33,7 @@ from docaxis.edxml import (
     validate,
 )
 from docaxis.relay._faults import fault_point
-from docaxis.store import Acceptance, PackageFacts, Store
+from docaxis.store import Accept, Acceptance, Event, OutboxItem, PackageFacts, Store
 from docaxis.transport import Broker, Consumer, Message, Reject
 
 KIND = "x-docaxis-kind"
@@ -64,12 +64,12 @@ class HopReceipt:
     agency: str | None = None
     detail: str | None = None
 
-    def to_bytes(self) -> bytes:
-        return json.dumps(self.__dict__, ensure_ascii=False).encode()
 
-    @classmethod
-    def from_bytes(cls, data: bytes) -> HopReceipt:
-        return cls(**json.loads(data))
+@dataclass(frozen=True)
+class _Plan:
+    parsed: ParsedPackage
+    accept: Accept
+    origin: str
 
 
 @dataclass
@@ -97,13 +97,18 @@ class RelayNode:
     links: Callable[[str], Broker]
     verifier: Verifier
     limits: ParseLimits = field(default_factory=ParseLimits)
-    prefetch: int = 16
+    prefetch: int = 256
+    batch_size: int = 128
     _consumer: Consumer | None = field(default=None, init=False, repr=False)
+    _receiver: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
+    _incoming: asyncio.Queue[tuple[Message, asyncio.Future[None]]] = field(
+        default_factory=asyncio.Queue, init=False, repr=False)
     _dispatcher: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
     _wake: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
 
     # -- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
+        self._receiver = asyncio.create_task(self._receive_forever())
         broker = self.links(self.node_id)
         await broker.declare_node(self.node_id)
         self._consumer = await broker.consume(self.node_id, self.on_message,
@@ -112,7 +117,11 @@ class RelayNode:
 
     async def stop(self) -> None:
         if self._consumer is not None:
-            await self._consumer.stop()
+            await self._consumer.stop(timeout=5)
+        if self._receiver is not None:
+            self._receiver.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._receiver
         if self._dispatcher is not None:
             self._dispatcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -139,23 +148,53 @@ class RelayNode:
 
     # -- hop ---------------------------------------------------------------------------
     async def on_message(self, message: Message) -> None:
-        kind = message.headers.get(KIND, "package")
-        if kind == "hop-receipt":
+        """Transport handler: returns (→ ack) once the package is committed here."""
+        if message.headers.get(KIND, "package") == "hop-receipt":
             await self._on_hop_receipt(message)
             return
-        origin = message.headers.get(ORIGIN) or ""
-        came_from = message.headers.get(FROM_NODE)
-        try:
-            parsed = self._check(message.body)
-        except Rejection as exc:
-            self._notify(origin, HopReceipt(None, _sha(message.body), self.node_id, "rejected",
-                                            _now(), detail=json.dumps(exc.reasons)[:2000]))
-            raise Reject(f"{exc.code}: {exc.message}") from None
-        fault_point("while-consuming")
-        parent = self.directory.nodes[self.node_id].parent
-        self._commit(parsed, received_from=came_from, origin=origin,
-                     from_parent=came_from is not None and came_from == parent)
-        self._wake.set()
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._incoming.put_nowait((message, future))
+        await future
+
+    async def _receive_forever(self) -> None:
+        """Take what has arrived (up to ``batch_size``), check each package, commit them all
+        in one transaction, then let the transport acknowledge them."""
+        while True:
+            batch = [await self._incoming.get()]
+            while len(batch) < self.batch_size and not self._incoming.empty():
+                batch.append(self._incoming.get_nowait())
+            plans: list[tuple[_Plan, asyncio.Future[None]]] = []
+            parent = self.directory.nodes[self.node_id].parent
+            for message, future in batch:
+                origin = message.headers.get(ORIGIN) or ""
+                came_from = message.headers.get(FROM_NODE)
+                try:
+                    parsed = self._check(message.body)
+                    plan = self._plan(parsed, received_from=came_from, origin=origin,
+                                      from_parent=came_from is not None and came_from == parent)
+                except Rejection as exc:
+                    self._notify(origin, [HopReceipt(
+                        None, _sha(message.body), self.node_id, "rejected", _now(),
+                        detail=json.dumps(exc.reasons)[:2000])])
+                    future.set_exception(Reject(f"{exc.code}: {exc.message}"))
+                    continue
+                plans.append((plan, future))
+            fault_point("while-consuming")
+            try:
+                # the store works in a thread: the event loop keeps serving confirms and acks
+                accepts = [plan.accept for plan, _ in plans]
+                acceptances = (await asyncio.to_thread(self.store.accept_many, accepts)
+                               if accepts else [])
+                self._commit_many([plan for plan, _ in plans], acceptances)
+            except Exception as exc:
+                for _, future in plans:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for _, future in plans:
+                if not future.done():
+                    future.set_result(None)
+            self._wake.set()
 
     # -- pipeline ----------------------------------------------------------------------
     def _check(self, data: bytes) -> ParsedPackage:
@@ -177,8 +216,9 @@ class RelayNode:
                             code=verification.failures[0].code)
         return parsed
 
-    def _commit(self, parsed: ParsedPackage, *, received_from: str | None, origin: str,
-                from_parent: bool) -> Acceptance:
+    def _plan(self, parsed: ParsedPackage, *, received_from: str | None, origin: str,
+              from_parent: bool) -> _Plan:
+        """What committing this package here causes: inbox rows, hand-overs, events."""
         package = parsed.package
         if isinstance(package, StatusPackage):
             rf = package.header.response_for
@@ -215,26 +255,47 @@ class RelayNode:
             else:
                 next_hops.setdefault(route.node, []).append(recipient)
         headers = {KIND: "package", ORIGIN: origin or self.node_id, FROM_NODE: self.node_id}
-        outbox = [(node, "package", headers) for node in next_hops]
         for node, agencies in next_hops.items():
             events.append(("routed", None, f"to node {node} for {', '.join(agencies)}"))
-        acceptance = self.store.accept(parsed.source, facts, node=self.node_id,
-                                       received_from=received_from, origin_node=origin,
-                                       outbox=outbox, inbox=inbox, events=events)
-        if acceptance.duplicate:
-            return acceptance
-        fault_point("after-commit")
-        if isinstance(package, DocumentPackage) and package.business_doc_type in (1, 2, 3):
-            self._link(package, acceptance.sha256)
-        if isinstance(package, StatusPackage) and inbox and package.document_id:
-            self.store.record_status(package.document_id, package.sender or "?",
-                                     package.status_code or "??", acceptance.sha256)
-        if origin and origin != self.node_id:
-            for kind, agency, detail in events:
-                if kind in ("received", "delivered", "routed"):
-                    self._notify(origin, HopReceipt(facts.document_id, acceptance.sha256,
-                                                    self.node_id, kind, _now(), agency, detail))
-        return acceptance
+        return _Plan(parsed, Accept(parsed.source, facts, self.node_id, received_from,
+                                    origin, tuple((node, "package", headers)
+                                                  for node in next_hops),
+                                    tuple(inbox), tuple(events)), origin)
+
+    def _commit(self, parsed: ParsedPackage, *, received_from: str | None, origin: str,
+                from_parent: bool) -> Acceptance:
+        plan = self._plan(parsed, received_from=received_from, origin=origin,
+                          from_parent=from_parent)
+        return self._commit_many([plan])[0]
+
+    def _commit_many(self, plans: list[_Plan],
+                     acceptances: list[Acceptance] | None = None) -> list[Acceptance]:
+        """Commit plans in one transaction (unless already committed: ``acceptances``), then
+        do what follows a first commit."""
+        if not plans:
+            return []
+        if acceptances is None:
+            acceptances = self.store.accept_many([plan.accept for plan in plans])
+        receipts: dict[str, list[HopReceipt]] = {}
+        for plan, acceptance in zip(plans, acceptances, strict=True):
+            if acceptance.duplicate:
+                continue
+            fault_point("after-commit")
+            package = plan.parsed.package
+            if isinstance(package, DocumentPackage) and package.business_doc_type in (1, 2, 3):
+                self._link(package, acceptance.sha256)
+            if isinstance(package, StatusPackage) and plan.accept.inbox and package.document_id:
+                self.store.record_status(package.document_id, package.sender or "?",
+                                         package.status_code or "??", acceptance.sha256)
+            if plan.origin and plan.origin != self.node_id:
+                receipts.setdefault(plan.origin, []).extend(
+                    HopReceipt(plan.accept.facts.document_id, acceptance.sha256, self.node_id,
+                               kind, _now(), agency, detail)
+                    for kind, agency, detail in plan.accept.events
+                    if kind in ("received", "delivered", "routed"))
+        for origin, batch in receipts.items():
+            self._notify(origin, batch)
+        return acceptances
 
     def _link(self, package: DocumentPackage, sha256: str) -> None:
         """Recall / update / replace: record it in the trace of the document it acts on."""
@@ -251,21 +312,25 @@ class RelayNode:
                                      detail=f"{action} by {package.document_id}")
 
     # -- hand-over ---------------------------------------------------------------------
-    async def dispatch_once(self) -> int:
-        """Hand over every pending outbox row (publish with confirm, then mark sent)."""
+    async def dispatch_once(self, batch: int = 256) -> int:
+        """Hand over pending outbox rows: publish them concurrently, each with its confirm,
+        then mark them sent (one transaction). A crash in between re-sends; the next node
+        deduplicates."""
         sent = 0
-        for item in self.store.pending_outbox():
-            data = self.store.package_bytes(item.sha256)
-            message = Message(data, item.headers, message_id=f"{item.sha256}:{self.node_id}")
-            await self.links(item.destination_node).publish(item.destination_node, message)
+        while True:
+            items = self.store.pending_outbox(limit=batch)
+            if not items:
+                return sent
+
+            async def hand_over(item: OutboxItem) -> None:
+                data = self.store.package_bytes(item.sha256)
+                await self.links(item.destination_node).publish(item.destination_node, Message(
+                    data, item.headers, message_id=f"{item.sha256}:{self.node_id}"))
+
+            await asyncio.gather(*(hand_over(item) for item in items))
             fault_point("after-publish")
-            self.store.mark_sent(item.id)
-            package = self.store.package(item.sha256)
-            self.store.add_event(self.node_id, "handed_over", sha256=item.sha256,
-                                 document_id=package.document_id if package else None,
-                                 detail=f"to node {item.destination_node}")
-            sent += 1
-        return sent
+            self.store.mark_sent_many(items, node=self.node_id)
+            sent += len(items)
 
     async def _dispatch_forever(self) -> None:
         while True:
@@ -278,34 +343,38 @@ class RelayNode:
                 await asyncio.sleep(0.5)
 
     # -- hop receipts ------------------------------------------------------------------
-    def _notify(self, origin: str, receipt: HopReceipt) -> None:
-        if not origin or origin == self.node_id:
+    def _notify(self, origin: str, receipts: list[HopReceipt]) -> None:
+        if not origin or origin == self.node_id or not receipts:
             return
-        asyncio.get_running_loop().create_task(self._send_receipt(origin, receipt))
+        asyncio.get_running_loop().create_task(self._send_receipts(origin, receipts))
 
-    async def _send_receipt(self, origin: str, receipt: HopReceipt) -> None:
+    async def _send_receipts(self, origin: str, receipts: list[HopReceipt]) -> None:
         target = self.directory.next_node(self.node_id, origin)
         if target is None:
             return
+        body = json.dumps([r.__dict__ for r in receipts], ensure_ascii=False).encode()
         with contextlib.suppress(Exception):  # receipts are informative; never block a hop
             await self.links(target).publish(target, Message(
-                receipt.to_bytes(), {KIND: "hop-receipt", ORIGIN: origin,
-                                     FROM_NODE: self.node_id}))
+                body, {KIND: "hop-receipt", ORIGIN: origin, FROM_NODE: self.node_id}))
 
     async def _on_hop_receipt(self, message: Message) -> None:
         origin = message.headers.get(ORIGIN, "")
-        receipt = HopReceipt.from_bytes(message.body)
-        if origin == self.node_id:
+        raw = json.loads(message.body)
+        receipts = [HopReceipt(**r) for r in (raw if isinstance(raw, list) else [raw])]
+        if origin != self.node_id:
+            await self._send_receipts(origin, receipts)
+            return
+        events, document_ids = [], []
+        for receipt in receipts:
             document_id = receipt.document_id
             if document_id is None:  # a node that refused it may not have read it
                 row = self.store.package(receipt.sha256)
                 document_id = row.document_id if row is not None else None
-            self.store.add_event(receipt.node, f"hop:{receipt.kind}", sha256=receipt.sha256,
-                                 document_id=document_id, agency=receipt.agency,
-                                 detail=receipt.detail,
-                                 at=dt.datetime.fromisoformat(receipt.at))
-            return
-        await self._send_receipt(origin, receipt)
+            events.append(Event(receipt.node, f"hop:{receipt.kind}",
+                                dt.datetime.fromisoformat(receipt.at), receipt.agency,
+                                receipt.detail, receipt.sha256))
+            document_ids.append(document_id)
+        self.store.add_events(events, document_ids=document_ids)
 
 
 def _now() -> str:

@@ -2,6 +2,7 @@
 
 from docaxis.store._blobs import BlobStore
 from docaxis.store._store import (
+    Accept,
     Acceptance,
     Event,
     InboxItem,
@@ -13,6 +14,7 @@ from docaxis.store._store import (
 )
 
 __all__ = [
+    "Accept",
     "Acceptance",
     "BlobStore",
     "Event",

@@ -19,7 +19,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy import Engine, create_engine, event, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -49,6 +49,20 @@ class PackageFacts:
 
 
 @dataclass(frozen=True)
+class Accept:
+    """One package to log, with what it causes at this node."""
+
+    data: bytes
+    facts: PackageFacts
+    node: str
+    received_from: str | None = None
+    origin_node: str | None = None
+    outbox: tuple[tuple[str, str, dict[str, str]], ...] = ()
+    inbox: tuple[str, ...] = ()
+    events: tuple[tuple[str, str | None, str | None], ...] = ()
+
+
+@dataclass(frozen=True)
 class Acceptance:
     """The answer to a sender: the same for a repeat of the same package."""
 
@@ -65,6 +79,7 @@ class OutboxItem:
     destination_node: str
     message_kind: str
     headers: dict[str, str]
+    document_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -166,38 +181,60 @@ class Store:
         inbox: Iterable[str] = (),
         events: Iterable[tuple[str, str | None, str | None]] = (),
     ) -> Acceptance:
-        """Log a package and everything it causes, atomically; deduplicate repeats.
+        """Log one package and everything it causes, atomically (see :meth:`accept_many`)."""
+        return self.accept_many([Accept(data, facts, node, received_from, origin_node,
+                                        tuple(outbox), tuple(inbox), tuple(events))])[0]
 
-        The bytes go to the blob store first (idempotent, content-addressed); then one
-        transaction inserts the log row, the outbox rows (hand-overs owed), the inbox rows
-        (local recipients) and the events. A package whose business key is already logged
-        changes nothing and gets its original acceptance back.
+    def accept_many(self, items: Sequence[Accept]) -> list[Acceptance]:
+        """Log packages and everything they cause in one transaction; deduplicate repeats.
+
+        The bytes go to the blob store first (idempotent, content-addressed, fsync'd); then
+        one transaction inserts each new package's log row, its outbox rows (hand-overs
+        owed), inbox rows (local recipients) and events. A package whose business key is
+        already logged changes nothing and gets its original acceptance back.
         """
-        sha256 = self.blobs.put(data)
-        key = business_key(facts.sender, facts.document_id, sha256)
+        digests = (self.blobs.put_many([item.data for item in items]) if len(items) > 1
+                   else [self.blobs.put(items[0].data)] if items else [])
+        keys = [business_key(i.facts.sender, i.facts.document_id, d)
+                for i, d in zip(items, digests, strict=True)]
+        results: list[Acceptance] = []
         with self.session() as session, session.begin():
-            existing = session.scalar(select(PackageRow).where(PackageRow.business_key == key))
-            if existing is not None:
-                return Acceptance(sha256, key, _aware(existing.received_at), duplicate=True)
+            existing = dict(session.execute(
+                select(PackageRow.business_key, PackageRow.received_at)
+                .where(PackageRow.business_key.in_(set(keys)))).all())
             now = utcnow()
-            session.add(PackageRow(
-                sha256=sha256, size=len(data), kind=facts.kind, sender=facts.sender,
-                document_id=facts.document_id, business_key=key,
-                business_doc_type=facts.business_doc_type, status_code=facts.status_code,
-                origin_node=origin_node, received_from=received_from, received_at=now))
-            session.flush()
-            for destination, kind, headers in outbox:
-                session.add(OutboxRow(package_sha256=sha256, destination_node=destination,
-                                      message_kind=kind, payload_header=json.dumps(headers),
-                                      created_at=now))
-            for agency in inbox:
-                session.add(InboxRow(agency=agency, package_sha256=sha256,
-                                     document_id=facts.document_id, kind=facts.kind,
-                                     created_at=now))
-            for kind, agency, detail in events:
-                session.add(EventRow(package_sha256=sha256, document_id=facts.document_id,
-                                     node=node, kind=kind, agency=agency, detail=detail, at=now))
-        return Acceptance(sha256, key, now, duplicate=False)
+            packages: list[dict[str, Any]] = []
+            outbox: list[dict[str, Any]] = []
+            inbox: list[dict[str, Any]] = []
+            events: list[dict[str, Any]] = []
+            for item, sha256, key in zip(items, digests, keys, strict=True):
+                if key in existing:
+                    results.append(Acceptance(sha256, key, _aware(existing[key]), True))
+                    continue
+                existing[key] = now
+                facts = item.facts
+                packages.append({
+                    "sha256": sha256, "size": len(item.data), "kind": facts.kind,
+                    "sender": facts.sender, "document_id": facts.document_id,
+                    "business_key": key, "business_doc_type": facts.business_doc_type,
+                    "status_code": facts.status_code, "origin_node": item.origin_node,
+                    "received_from": item.received_from, "received_at": now})
+                outbox += [{"package_sha256": sha256, "destination_node": destination,
+                            "message_kind": kind, "payload_header": json.dumps(headers),
+                            "state": "pending", "created_at": now}
+                           for destination, kind, headers in item.outbox]
+                inbox += [{"agency": agency, "package_sha256": sha256,
+                           "document_id": facts.document_id, "kind": facts.kind,
+                           "state": "new", "created_at": now} for agency in item.inbox]
+                events += [{"package_sha256": sha256, "document_id": facts.document_id,
+                            "node": item.node, "kind": kind, "agency": agency,
+                            "detail": detail, "at": now} for kind, agency, detail in item.events]
+                results.append(Acceptance(sha256, key, now, False))
+            for table, rows in ((PackageRow, packages), (OutboxRow, outbox), (InboxRow, inbox),
+                                (EventRow, events)):
+                if rows:  # Core executemany (the ORM's bulk path costs more per row)
+                    session.execute(insert(table.__table__), rows)
+        return results
 
     def package_bytes(self, sha256: str) -> bytes:
         return self.blobs.get(sha256)
@@ -205,6 +242,16 @@ class Store:
     def package(self, sha256: str) -> PackageRow | None:
         with self.session() as session:
             return session.scalar(select(PackageRow).where(PackageRow.sha256 == sha256))
+
+    def add_events(self, events: Sequence[Event], *, document_ids: Sequence[str | None]) -> None:
+        """Record several events in one transaction."""
+        if not events:
+            return
+        with self.session() as session, session.begin():
+            session.execute(insert(EventRow), [
+                {"package_sha256": e.sha256 or "", "document_id": doc, "node": e.node,
+                 "kind": e.kind, "agency": e.agency, "detail": e.detail, "at": e.at}
+                for e, doc in zip(events, document_ids, strict=True)])
 
     def add_event(self, node: str, kind: str, *, sha256: str, document_id: str | None,
                   agency: str | None = None, detail: str | None = None,
@@ -216,10 +263,28 @@ class Store:
     # -- outbox ------------------------------------------------------------------------
     def pending_outbox(self, limit: int = 100) -> list[OutboxItem]:
         with self.session() as session:
-            rows = session.scalars(select(OutboxRow).where(OutboxRow.state == "pending")
-                                   .order_by(OutboxRow.id).limit(limit)).all()
-            return [OutboxItem(r.id, r.package_sha256, r.destination_node, r.message_kind,
-                               json.loads(r.payload_header or "{}")) for r in rows]
+            rows = session.execute(
+                select(OutboxRow.id, OutboxRow.package_sha256, OutboxRow.destination_node,
+                       OutboxRow.message_kind, OutboxRow.payload_header, PackageRow.document_id)
+                .join(PackageRow, PackageRow.sha256 == OutboxRow.package_sha256)
+                .where(OutboxRow.state == "pending").order_by(OutboxRow.id).limit(limit)).all()
+            return [OutboxItem(r[0], r[1], r[2], r[3], json.loads(r[4] or "{}"), r[5])
+                    for r in rows]
+
+    def mark_sent_many(self, items: Sequence[OutboxItem], *, node: str) -> None:
+        """Mark hand-overs done and log them, in one transaction."""
+        if not items:
+            return
+        now = utcnow()
+        with self.session() as session, session.begin():
+            session.execute(update(OutboxRow)
+                            .where(OutboxRow.id.in_([i.id for i in items]),
+                                   OutboxRow.state == "pending")
+                            .values(state="sent", sent_at=now))
+            session.execute(insert(EventRow), [
+                {"package_sha256": i.sha256, "document_id": i.document_id, "node": node,
+                 "kind": "handed_over", "agency": None,
+                 "detail": f"to node {i.destination_node}", "at": now} for i in items])
 
     def mark_sent(self, outbox_id: int) -> None:
         with self.session() as session, session.begin():
