@@ -260,3 +260,15 @@ def test_rabbitmq_down_is_a_clear_error() -> None:
     run(scenario())
 
 
+
+
+def test_delete_node_removes_its_queues(make_broker: Callable[[], Broker]) -> None:
+    async def scenario() -> None:
+        broker = await _started(make_broker, "ephemeral")
+        await broker.publish("ephemeral", Message(b"<p/>"))
+        await broker.delete_node("ephemeral")
+        with pytest.raises(TransportError):
+            await broker.publish("ephemeral", Message(b"<p/>"))
+        await broker.close()
+
+    run(scenario())

@@ -179,6 +179,9 @@ async def demo(folder: Path, *, amqp_url: str | None = DEFAULT_AMQP, timeout: fl
     finally:
         if not keep_running:
             await network.stop()
+            if suffix:  # leave nothing behind on a shared broker
+                for node_id in network.nodes:
+                    await broker.delete_node(node_id)
             await broker.close()
 
 

@@ -132,6 +132,10 @@ class Broker(abc.ABC):
         """Create the node's exchange, inbound, delay and parking queues (idempotent)."""
 
     @abc.abstractmethod
+    async def delete_node(self, node: str) -> None:
+        """Remove the node's exchange and queues, with any messages in them (demos, tests)."""
+
+    @abc.abstractmethod
     async def publish(self, node: str, message: Message) -> None:
         """Hand a message over to ``node``'s inbound queue and wait for the confirm.
 

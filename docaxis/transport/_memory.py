@@ -41,6 +41,9 @@ class InMemoryBroker(Broker):
     async def declare_node(self, node: str) -> None:
         self._nodes.setdefault(node, _Queue())
 
+    async def delete_node(self, node: str) -> None:
+        self._nodes.pop(node, None)
+
     def _queue(self, node: str) -> _Queue:
         try:
             return self._nodes[node]

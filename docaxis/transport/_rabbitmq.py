@@ -105,6 +105,15 @@ class RabbitMQBroker(Broker):
                            "x-dead-letter-routing-key": _INBOUND})
             await waiting.bind(exchange, routing_key=_delay_key(delay))
 
+    async def delete_node(self, node: str) -> None:
+        channel = self.channel
+        inbound = inbound_queue_name(node)
+        names = [inbound, dead_letter_queue_name(inbound),
+                 *(delay_queue_name(inbound, d) for d in sorted(set(self.retry.delays_ms)))]
+        for name in names:
+            await channel.queue_delete(name)
+        await channel.exchange_delete(exchange_name(node))
+
     async def publish(self, node: str, message: Message) -> None:
         await self._publish(node, message, _INBOUND)
 
