@@ -8,7 +8,6 @@ import datetime as dt
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,18 +23,13 @@ from docaxis.dsig import Signer
 from docaxis.edxml import DocumentBuilder, write
 from docaxis.pki import DevPKI
 from docaxis.store import Store
-from tests.relay_support import organization
+from tests.relay_support import free_port, organization
 
 ROOT = Path(__file__).resolve().parents[1]
 RABBITMQCTL = shutil.which("rabbitmqctl")
 pytestmark = pytest.mark.skipif(RABBITMQCTL is None, reason="needs RabbitMQ (.ci/run starts it)")
 SENDER, RECIPIENT = "000.00.00.H43", "000.00.00.H01"
 
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 60, what: str = "") -> None:
@@ -137,7 +131,7 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
         f'[[agency]]\ncode = "{SENDER}"\nname = "UBND TP Đà Nẵng"\nnode = "danang"\n'
         f'[[agency]]\ncode = "{RECIPIENT}"\nname = "UBND TP Hà Nội"\nnode = "hanoi"\n',
         encoding="utf-8")
-    ports = {node: _free_port() for node in ("central", "danang", "hanoi")}
+    ports = {node: free_port() for node in ("central", "danang", "hanoi")}
     cluster = Cluster(tmp_path, vhost, pki, ports)
     for node, port in ports.items():
         cluster.config(node).write_text(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -11,15 +10,10 @@ from pathlib import Path
 import httpx
 
 from docaxis.pki import DevPKI
-from tests.relay_support import organization
+from tests.relay_support import free_port, organization
 
 ROOT = Path(__file__).resolve().parents[1]
 
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_serve_a_single_node_and_use_its_api(tmp_path: Path) -> None:
@@ -35,7 +29,7 @@ def test_serve_a_single_node_and_use_its_api(tmp_path: Path) -> None:
         '[[agency]]\ncode = "000.00.00.H43"\nname = "UBND TP Đà Nẵng"\nnode = "danang"\n'
         '[[agency]]\ncode = "000.00.05.H43"\nname = "UBND huyện Hòa Vang"\nnode = "danang"\n',
         encoding="utf-8")
-    port = _free_port()
+    port = free_port()
     (tmp_path / "node.toml").write_text(
         f'[node]\nid = "danang"\ndirectory = "network.toml"\ndata = "var/danang"\n'
         f'listen = "127.0.0.1:{port}"\n\n[trust]\nanchors = ["keys/root/ca.pem"]\n'
