@@ -202,6 +202,15 @@ def test_poison_package_is_parked_at_the_next_node_and_the_origin_is_told(
         await wait_until(lambda: any(e.kind == "hop:rejected" and e.node == "central"
                                      for e in network.nodes["danang"].store.trace(
                                          acceptance_document(network, acceptance)).events), 30)
+        # the sending agency finds a rejection notice (with the stable codes) in its inbox
+        import json
+
+        danang = network.nodes["danang"]
+        await wait_until(lambda: any(i.kind == "rejection" for i in danang.store.inbox(sender)), 30)
+        [notice] = [i for i in danang.store.inbox(sender) if i.kind == "rejection"]
+        body = json.loads(danang.store.package_bytes(notice.sha256))
+        assert body["rejected_by_node"] == "central" and body["package_sha256"] == acceptance.sha256
+        assert "EDX-SIG-REVOCATION-UNKNOWN" in {r.get("code") for r in body["reasons"]}
         # central keeps running: a good package still goes through it
         central.verifier = network.nodes["danang"].verifier
         other = network.document(sender, [recipient], number="14")

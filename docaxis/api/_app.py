@@ -101,8 +101,9 @@ def create_app(node: RelayNode) -> FastAPI:
         item = node.store.inbox_item(code, item_id)
         if item is None:
             raise HTTPException(404, ("API-NOT-FOUND", f"no inbox item {item_id}"))
-        return Response(node.store.package_bytes(item.sha256), media_type=XML,
-                        headers={"X-Docaxis-SHA256": item.sha256})
+        media = "application/json" if item.kind == "rejection" else XML
+        return Response(node.store.package_bytes(item.sha256), media_type=media,
+                        headers={"X-Docaxis-SHA256": item.sha256, "X-Docaxis-Kind": item.kind})
 
     @app.post("/v1/agencies/{code}/inbox/{item_id}/ack", summary="Acknowledge a fetched package")
     async def acknowledge(code: str, item_id: int, agency: Caller) -> dict[str, Any]:

@@ -375,6 +375,29 @@ class RelayNode:
                                 receipt.detail, receipt.sha256))
             document_ids.append(document_id)
         self.store.add_events(events, document_ids=document_ids)
+        for receipt in receipts:
+            if receipt.kind == "rejected":
+                self._notify_sender(receipt)
+
+    def _notify_sender(self, receipt: HopReceipt) -> None:
+        """A later node refused a package sent from here: put a rejection notice (JSON,
+        with every reason and its stable code) into the sending agency's inbox."""
+        row = self.store.package(receipt.sha256)
+        if row is None or not row.sender:
+            return
+        try:
+            reasons = json.loads(receipt.detail or "[]")
+        except ValueError:
+            reasons = [{"message": receipt.detail}]
+        notice = json.dumps({
+            "kind": "rejection", "document_id": row.document_id,
+            "package_sha256": receipt.sha256, "rejected_by_node": receipt.node,
+            "at": receipt.at, "reasons": reasons,
+        }, ensure_ascii=False, indent=2).encode()
+        self.store.accept(notice, PackageFacts("rejection", None, row.document_id),
+                          node=self.node_id, inbox=[row.sender],
+                          events=[("rejection_notice", row.sender,
+                                   f"refused at node {receipt.node}; the sender is told")])
 
 
 def _now() -> str:
