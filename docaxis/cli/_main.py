@@ -14,6 +14,8 @@ from docaxis import __version__
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 
 stdout = Console(highlight=False, soft_wrap=True)
+if not stdout.is_terminal:  # piped or captured: tables need not fit an 80-column guess
+    stdout = Console(highlight=False, soft_wrap=True, width=160)
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
