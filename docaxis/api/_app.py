@@ -14,6 +14,7 @@ from fastapi import Depends, FastAPI, Header, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 
 from docaxis import __version__
+from docaxis.edxml import ParseError, parse
 from docaxis.relay import Rejection, RelayNode
 
 XML = "application/xml"
@@ -61,16 +62,14 @@ def create_app(node: RelayNode) -> FastAPI:
     async def accept(request: Request, agency: str, expect: str) -> Response:
         data = await request.body()
         try:
-            from docaxis.edxml import ParseError, parse
-
-            kind = parse(data, limits=node.limits).kind
+            parsed = parse(data, limits=node.limits)  # parsed once: the node checks this tree
         except ParseError as exc:
             return _error(422, exc.code, exc.message, [{"line": exc.line, "column": exc.column}])
-        if kind != expect:
+        if parsed.kind != expect:
             return _error(422, "API-WRONG-KIND", f"this endpoint takes {expect} packages, "
-                                                 f"not {kind} packages")
+                                                 f"not {parsed.kind} packages")
         try:
-            acceptance = node.submit(data, agency=agency)
+            acceptance = node.submit(parsed, agency=agency)
         except Rejection as exc:
             status = 403 if exc.code == "RELAY-NOT-SENDER" else 422
             return _error(status, exc.code, exc.message, exc.reasons)

@@ -340,6 +340,3 @@ def _files(sources: Iterable[Path | str], suffixes: tuple[str, ...]) -> list[Pat
             files.append(path)
     return files
 
-
-def public_pem(cert: x509.Certificate) -> bytes:
-    return cert.public_bytes(serialization.Encoding.PEM)

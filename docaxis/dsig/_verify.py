@@ -47,7 +47,7 @@ from docaxis.dsig._algorithms import (
 from docaxis.dsig._c14n import canonical, detached
 from docaxis.dsig._errors import Failure
 from docaxis.dsig._trust import CertInfo, ChainLink, TrustStore
-from docaxis.edxml import DocumentPackage, ParsedPackage, ParseError, ParseLimits, parse
+from docaxis.edxml import DocumentPackage, ParsedPackage, ParseError, ParseLimits, parse, parse_xml
 from docaxis.edxml._namespaces import q
 
 Verdict = Literal["valid", "invalid", "legacy", "unsigned"]
@@ -588,6 +588,4 @@ def _strip_cid(value: str | None) -> str:
 
 def _parse_generic(data: bytes) -> etree._Element:
     """Any XML document, with the same hardened settings as the edXML parser."""
-    from docaxis.edxml._parser import _DEFAULT_LIMITS, _parse_tree
-
-    return _parse_tree(data, _DEFAULT_LIMITS)
+    return parse_xml(data)

@@ -59,7 +59,7 @@ from docaxis.edxml._model import (
     TraceHeaderList,
 )
 from docaxis.edxml._namespaces import DSIG_NS, EDXML_NS
-from docaxis.edxml._parser import ParsedPackage, ParseLimits, SignatureInfo, parse
+from docaxis.edxml._parser import ParsedPackage, ParseLimits, SignatureInfo, parse, parse_xml
 from docaxis.edxml._validator import schema_for, standards_dir, validate
 from docaxis.edxml._writer import write
 
@@ -117,6 +117,7 @@ __all__ = [
     "WrongNamespace",
     "default_document_id",
     "parse",
+    "parse_xml",
     "schema_for",
     "standards_dir",
     "validate",

@@ -134,11 +134,6 @@ class ParsedPackage:
             package = self._cache["package"] = _build_model(self.kind, self.locations)
         return package  # type: ignore[no-any-return]
 
-    @property
-    def header_element(self) -> etree._Element:
-        """The ``edXMLHeader`` element."""
-        return self.locations.header
-
 
 # --------------------------------------------------------------------------- prolog
 
@@ -288,11 +283,6 @@ def _parse_tree(data: bytes, limits: ParseLimits) -> etree._Element:
 
 # ------------------------------------------------------------------------ structure
 
-def _tag_of(el: etree._Element) -> str:
-    tag = el.tag
-    return tag.rpartition("}")[2] if isinstance(tag, str) else "?"
-
-
 def _children(el: etree._Element | None, tag: str) -> list[etree._Element]:
     if el is None:
         return []
@@ -322,6 +312,17 @@ def _check_root(root: etree._Element) -> None:
     found = f"{local!r} in " + (f"namespace {ns!r}" if ns else "no namespace")
     raise WrongNamespace(f"root element must be {expected}, found {found}",
                          line=root.sourceline, column=None)
+
+
+def parse_xml(data: bytes, *, limits: ParseLimits | None = None) -> etree._Element:
+    """Any XML document (not only edXML), with the same hardened settings as :func:`parse`.
+
+    Raises
+    ------
+    ParseError
+        As :func:`parse`, except the edXML namespace and structure checks.
+    """
+    return _parse_tree(bytes(data), limits or _DEFAULT_LIMITS)
 
 
 def _signature_info(root: etree._Element, header: etree._Element) -> SignatureInfo | None:

@@ -85,6 +85,8 @@ class NodeSpec:
 
     def __post_init__(self) -> None:
         for f in self.fields:
+            if isinstance(f.kind, str) and f.kind not in LEAF_KINDS:
+                raise ValueError(f"{self.cls.__name__}.{f.attr}: unknown leaf kind {f.kind!r}")
             if f.item is not None:
                 mode = MODE_WRAPPED
             elif f.many:

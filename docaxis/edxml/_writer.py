@@ -8,7 +8,6 @@ The writer never signs: :mod:`docaxis.dsig` adds the signature to these bytes.
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 from docaxis.edxml import _model as m
@@ -124,7 +123,3 @@ def write(package: m.Package) -> bytes:
     out.parts.append("</edXML>\n")
     return "".join(out.parts).encode("utf-8")
 
-
-def format_date(value: dt.date) -> str:
-    """A date in the standard form ``yyyy/MM/dd``."""
-    return f"{value:%Y/%m/%d}"

@@ -128,7 +128,7 @@ class RelayNode:
                 await self._dispatcher
 
     # -- agency-facing -----------------------------------------------------------------
-    def submit(self, data: bytes, *, agency: str | None = None) -> Acceptance:
+    def submit(self, data: bytes | ParsedPackage, *, agency: str | None = None) -> Acceptance:
         """A package posted by a local agency system: check, commit, acknowledge.
 
         Raises
@@ -197,13 +197,16 @@ class RelayNode:
             self._wake.set()
 
     # -- pipeline ----------------------------------------------------------------------
-    def _check(self, data: bytes) -> ParsedPackage:
-        try:
-            parsed = parse(data, limits=self.limits)
-        except ParseError as exc:
-            raise Rejection(exc.message, [{"code": exc.code, "message": exc.message,
-                                           "line": exc.line, "column": exc.column}],
-                            code=exc.code) from None
+    def _check(self, data: bytes | ParsedPackage) -> ParsedPackage:
+        if isinstance(data, ParsedPackage):
+            parsed = data
+        else:
+            try:
+                parsed = parse(data, limits=self.limits)
+            except ParseError as exc:
+                raise Rejection(exc.message, [{"code": exc.code, "message": exc.message,
+                                               "line": exc.line, "column": exc.column}],
+                                code=exc.code) from None
         report = validate(parsed, profile="interop")
         if not report.valid:
             reasons = [f.to_dict() for f in report.errors]
