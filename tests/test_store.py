@@ -5,11 +5,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import inspect
 
-from docaxis.store import PackageFacts, Store
+from docaxis.store import BlobRef, BlobStore, PackageFacts, Store
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -115,23 +116,94 @@ def test_credentials_are_hashed_bound_and_revocable(store: Store) -> None:
     assert store.agency_for_token(token) is None
 
 
-def test_blob_store_detects_corruption(store: Store) -> None:
-    digest = store.blobs.put(b"payload")
-    store.blobs.path(digest).write_bytes(b"tampered")
-    with pytest.raises(OSError, match="corrupt"):
-        store.blobs.get(digest)
+def test_blob_log_detects_corruption_and_missing_bytes(store: Store) -> None:
+    from docaxis.store import BlobError
+
+    ref = store.blobs.put(b"payload")
+    assert store.blobs.get(ref) == b"payload"
+    path = store.blobs.segment_path(ref.segment or "")
+    raw = bytearray(path.read_bytes())
+    raw[ref.offset] ^= 0x01  # one bit flipped on disk
+    path.write_bytes(bytes(raw))
+    with pytest.raises(BlobError, match="corrupt"):
+        store.blobs.get(ref)
+    with pytest.raises(BlobError, match="missing"):
+        store.blobs.get(BlobRef("a" * 64, None, 0, 7))
 
 
-def test_batched_blob_writes_and_batched_acceptance(store: Store) -> None:
+def test_blob_log_appends_a_batch_to_one_segment_and_rolls_over(tmp_path: Path) -> None:
+    blobs = BlobStore(tmp_path / "blobs", segment_bytes=100)
+    refs = blobs.put_many([b"a" * 60, b"b" * 60])
+    assert refs[0].segment == refs[1].segment and refs[1].offset == 60
+    later = blobs.put(b"c" * 10)  # the segment is past 100 bytes: a new one begins
+    assert later.segment != refs[0].segment and later.offset == 0
+    assert [blobs.get(r) for r in [*refs, later]] == [b"a" * 60, b"b" * 60, b"c" * 10]
+    again = BlobStore(tmp_path / "blobs", segment_bytes=100)  # another process, say
+    assert again.put(b"d").segment not in {refs[0].segment, later.segment}
+    assert again.get(refs[1]) == b"b" * 60
+
+
+def test_the_first_layout_one_file_per_blob_is_still_read(store: Store) -> None:
+    import hashlib
+
+    from sqlalchemy import update
+
+    from docaxis.store._models import PackageRow
+
+    data = b"<edXML>kept by schema revision 0001</edXML>"
+    acceptance = store.accept(data, FACTS, node="hanoi")
+    legacy = store.blobs.legacy_path(hashlib.sha256(data).hexdigest())
+    legacy.parent.mkdir(parents=True)
+    legacy.write_bytes(data)
+    with store.session() as session, session.begin():
+        session.execute(update(PackageRow).values(blob_segment=None, blob_offset=None))
+    assert store.package_bytes(acceptance.sha256) == data
+
+
+def test_batched_acceptance_deduplicates_within_and_across_batches(store: Store) -> None:
     from docaxis.store import Accept
 
     datas = [f"<edXML>{i}</edXML>".encode() for i in range(5)]
-    digests = store.blobs.put_many([*datas, datas[0]])
-    assert digests[0] == digests[-1] and len(set(digests)) == 5
-    assert [store.blobs.get(d) for d in digests[:5]] == datas
-    assert not list(store.blobs.root.rglob(".tmp-*"))  # no temporary files left behind
     items = [Accept(d, PackageFacts("document", "000.00.00.G22", f"doc-{i}"), "hanoi",
-                    outbox=(("central", "package", {}),)) for i, d in enumerate(datas)]
+                    outbox=(("central", "package", {"k": "v"}),)) for i, d in enumerate(datas)]
     results = store.accept_many([*items, items[1]])
     assert [r.duplicate for r in results] == [False] * 5 + [True]
+    assert results[5].accepted_at == results[1].accepted_at
     assert len(store.pending_outbox()) == 5
+    # each first acceptance names the hand-over it owes, as the outbox has it
+    owed = {h.id: h for r in results for h in r.handovers}
+    assert owed == {i.id: i for i in store.pending_outbox()}
+    again = store.accept_many(items[3:])
+    assert all(r.duplicate and not r.handovers for r in again)
+    assert [r.accepted_at for r in again] == [r.accepted_at for r in results[3:5]]
+
+
+def test_two_stores_accepting_the_same_package_at_once_log_it_once(store: Store) -> None:
+    """Two worker processes of one node may receive the same package at the same instant
+    (a re-sent hand-over): one logs it, the other gets the original acceptance."""
+    import threading
+
+    from docaxis.store import Accept
+
+    other = Store(store.url, store.blobs.root)
+    items = [Accept(f"<edXML>{i}</edXML>".encode(),
+                    PackageFacts("document", "000.00.00.G22", f"doc-{i}"), "hanoi",
+                    outbox=(("central", "package", {}),)) for i in range(40)]
+    results: dict[str, list[Any]] = {}
+    barrier = threading.Barrier(2)
+
+    def worker(name: str, target: Store) -> None:
+        barrier.wait()
+        results[name] = target.accept_many(items)
+
+    threads = [threading.Thread(target=worker, args=(n, t))
+               for n, t in (("a", store), ("b", other))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    other.close()
+    firsts = [not (a.duplicate and b.duplicate) and (a.duplicate != b.duplicate)
+              for a, b in zip(results["a"], results["b"], strict=True)]
+    assert all(firsts)  # exactly one of the two logged each package
+    assert len(store.pending_outbox(limit=1000)) == 40

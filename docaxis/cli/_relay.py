@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import tempfile
 from pathlib import Path
@@ -79,12 +80,16 @@ def demo_command(amqp_url: str, in_process: bool, folder: Path | None, keep_runn
 
 @cli.command("serve")
 @_CONFIG
-def serve_command(config_path: str | None) -> None:
+@click.option("--workers", type=click.IntRange(1, 64), default=None,
+              help="Consumer processes for this node (default: [node] workers, or 1).")
+def serve_command(config_path: str | None, workers: int | None) -> None:
     """Run one node (API + consumers + outbox) from its node.toml."""
     if not config_path:
         raise click.UsageError("--config node.toml is required")
     try:
         config = NodeConfig.load(config_path)
+        if workers is not None:
+            config = dataclasses.replace(config, workers=workers)
         asyncio.run(serve(config, ready=lambda url: stderr.print(
             f"node {config.node_id} serving on {url} (OpenAPI at {url}/docs)")))
     except ConfigError as exc:

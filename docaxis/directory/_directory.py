@@ -9,6 +9,7 @@ up to the parent.
 
 from __future__ import annotations
 
+import json
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -117,6 +118,24 @@ class Directory:
             raise DirectoryError(f"{path}: {exc}") from None
         return cls.from_mapping(data)
 
+    def to_toml(self) -> str:
+        """This directory in the layout :meth:`from_toml` reads (an operator's export)."""
+        lines: list[str] = []
+        for node in self.nodes.values():
+            lines.append(f"[node.{_quote(node.id)}]")
+            lines += [f"{key} = {_quote(value)}" for key, value in (
+                ("tier", node.tier), ("parent", node.parent), ("amqp_url", node.amqp_url),
+                ("http", node.http)) if value]
+            lines.append("")
+        for agency in self.agencies.values():
+            lines.append("[[agency]]")
+            lines += [f"{key} = {_quote(value)}" for key, value in (
+                ("code", agency.code), ("name", agency.name), ("node", agency.node),
+                ("tier", agency.tier),
+                ("certificate_fingerprint", agency.certificate_fingerprint)) if value]
+            lines.append("")
+        return "\n".join(lines)
+
     def _check(self) -> None:
         for node in self.nodes.values():
             if node.parent is not None and node.parent not in self.nodes:
@@ -219,3 +238,8 @@ def _req(spec: Mapping[str, Any], key: str, where: str) -> Any:
     if key not in spec:
         raise DirectoryError(f"{where}: {key!r} is required")
     return spec[key]
+
+
+def _quote(value: str) -> str:
+    """A TOML basic string (JSON's escapes are TOML's)."""
+    return json.dumps(value, ensure_ascii=False)

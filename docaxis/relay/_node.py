@@ -99,21 +99,31 @@ class RelayNode:
     limits: ParseLimits = field(default_factory=ParseLimits)
     prefetch: int = 256
     batch_size: int = 128
+    #: outbox rows older than this (seconds) that are still pending are re-sent by the sweep
+    #: (a hand-over that failed, or one owed by a worker process that died)
+    sweep_after: float = 5.0
     _consumer: Consumer | None = field(default=None, init=False, repr=False)
     _receiver: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
     _incoming: asyncio.Queue[tuple[Message, asyncio.Future[None]]] = field(
         default_factory=asyncio.Queue, init=False, repr=False)
     _dispatcher: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
-    _wake: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
+    _sweeper: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
+    _loop: asyncio.AbstractEventLoop | None = field(default=None, init=False, repr=False)
+    _handovers: asyncio.Queue[list[tuple[OutboxItem, bytes]]] = field(
+        default_factory=asyncio.Queue, init=False, repr=False)
+    _in_flight: set[int] = field(default_factory=set, init=False, repr=False)
+    _handed: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
 
     # -- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
         self._receiver = asyncio.create_task(self._receive_forever())
         broker = self.links(self.node_id)
         await broker.declare_node(self.node_id)
         self._consumer = await broker.consume(self.node_id, self.on_message,
                                               prefetch=self.prefetch)
-        self._dispatcher = asyncio.create_task(self._dispatch_forever())
+        self._dispatcher = asyncio.create_task(self._hand_over_forever())
+        self._sweeper = asyncio.create_task(self._sweep_forever())
 
     async def stop(self) -> None:
         if self._consumer is not None:
@@ -122,10 +132,12 @@ class RelayNode:
             self._receiver.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._receiver
-        if self._dispatcher is not None:
-            self._dispatcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._dispatcher
+        for task in (self._dispatcher, self._sweeper):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._loop = None
 
     # -- agency-facing -----------------------------------------------------------------
     def submit(self, data: bytes | ParsedPackage, *, agency: str | None = None) -> Acceptance:
@@ -141,10 +153,8 @@ class RelayNode:
         if agency is not None and sender != agency:
             raise Rejection(f"agency {agency} may not post a package From {sender}",
                             [{"code": "RELAY-NOT-SENDER"}], code="RELAY-NOT-SENDER")
-        acceptance = self._commit(parsed, received_from=None, origin=self.node_id,
-                                  from_parent=False)
-        self._wake.set()
-        return acceptance
+        return self._commit(parsed, received_from=None, origin=self.node_id,
+                            from_parent=False)
 
     # -- hop ---------------------------------------------------------------------------
     async def on_message(self, message: Message) -> None:
@@ -160,6 +170,9 @@ class RelayNode:
         """Take what has arrived (up to ``batch_size``), check each package, commit them all
         in one transaction, then let the transport acknowledge them."""
         while True:
+            while len(self._in_flight) > 2 * self.prefetch:  # hand-overs lag: wait for them
+                self._handed.clear()
+                await self._handed.wait()
             batch = [await self._incoming.get()]
             while len(batch) < self.batch_size and not self._incoming.empty():
                 batch.append(self._incoming.get_nowait())
@@ -194,7 +207,6 @@ class RelayNode:
             for _, future in plans:
                 if not future.done():
                     future.set_result(None)
-            self._wake.set()
 
     # -- pipeline ----------------------------------------------------------------------
     def _check(self, data: bytes | ParsedPackage) -> ParsedPackage:
@@ -239,8 +251,8 @@ class RelayNode:
                 else "document")
         where = f" from node {received_from}" if received_from else " from its agency system"
         events: list[tuple[str, str | None, str | None]] = [
-            ("received", package.sender, what + where),
-            ("verified", package.sender, "signature valid, signer = From")]
+            ("received", package.sender, f"{what}{where}; verified: signature valid, "
+                                         "signer = From")]
         for recipient in recipients:
             try:
                 route = self.directory.route(self.node_id, recipient)
@@ -298,6 +310,9 @@ class RelayNode:
                     if kind in ("received", "delivered", "routed"))
         for origin, batch in receipts.items():
             self._notify(origin, batch)
+        self._hand_over_soon([(item, plan.accept.data)
+                              for plan, acceptance in zip(plans, acceptances, strict=True)
+                              for item in acceptance.handovers])
         return acceptances
 
     def _link(self, package: DocumentPackage, sha256: str) -> None:
@@ -315,33 +330,71 @@ class RelayNode:
                                      detail=f"{action} by {package.document_id}")
 
     # -- hand-over ---------------------------------------------------------------------
-    async def dispatch_once(self, batch: int = 256) -> int:
-        """Hand over pending outbox rows: publish them concurrently, each with its confirm,
-        then mark them sent (one transaction). A crash in between re-sends; the next node
-        deduplicates."""
+    def _hand_over_soon(self, items: list[tuple[OutboxItem, bytes]]) -> None:
+        """Queue just-committed hand-overs (with their bytes, already in memory) for the
+        hand-over task. Thread-safe. A node that is not running leaves them to the sweep."""
+        loop = self._loop
+        if not items or loop is None:
+            return
+        self._in_flight.update(item.id for item, _ in items)
+        loop.call_soon_threadsafe(self._handovers.put_nowait, items)
+
+    async def _hand_over_forever(self) -> None:
+        """Publish queued hand-overs concurrently, each with its confirm; then mark them
+        sent (one transaction, off the event loop). A failure leaves them pending for the
+        sweep; a crash in between re-sends, and the next node deduplicates."""
+        while True:
+            items = await self._handovers.get()
+            while not self._handovers.empty():
+                items += self._handovers.get_nowait()
+            try:
+                await self._publish_all(items)
+                fault_point("after-publish")
+                await asyncio.to_thread(self.store.mark_sent_many, [i for i, _ in items],
+                                        node=self.node_id)
+            except Exception:
+                pass  # still pending: the sweep re-sends them
+            finally:
+                self._in_flight.difference_update(item.id for item, _ in items)
+                self._handed.set()
+
+    async def _publish_all(self, items: list[tuple[OutboxItem, bytes]]) -> None:
+        async def publish(item: OutboxItem, data: bytes) -> None:
+            await self.links(item.destination_node).publish(item.destination_node, Message(
+                data, item.headers, message_id=f"{item.sha256}:{self.node_id}"))
+
+        await asyncio.gather(*(publish(item, data) for item, data in items))
+
+    async def dispatch_once(self, batch: int = 256, *, older_than: float = 0.0) -> int:
+        """Sweep the outbox: hand over pending rows (older than ``older_than`` seconds, and
+        not being handed over by this process right now), then mark them sent. Returns
+        how many were handed over.
+
+        Rows of another worker process of this node may be sent twice; the next node
+        deduplicates.
+        """
         sent = 0
         while True:
-            items = self.store.pending_outbox(limit=batch)
+            items = [item for item in await asyncio.to_thread(
+                self.store.pending_outbox, limit=batch, older_than=older_than)
+                if item.id not in self._in_flight]
             if not items:
                 return sent
-
-            async def hand_over(item: OutboxItem) -> None:
-                data = self.store.package_bytes(item.sha256)
-                await self.links(item.destination_node).publish(item.destination_node, Message(
-                    data, item.headers, message_id=f"{item.sha256}:{self.node_id}"))
-
-            await asyncio.gather(*(hand_over(item) for item in items))
+            loaded = [(item, await asyncio.to_thread(self.store.package_bytes, item.sha256))
+                      for item in items]
+            await self._publish_all(loaded)
             fault_point("after-publish")
-            self.store.mark_sent_many(items, node=self.node_id)
+            await asyncio.to_thread(self.store.mark_sent_many, items, node=self.node_id)
             sent += len(items)
 
-    async def _dispatch_forever(self) -> None:
+    async def _sweep_forever(self) -> None:
+        """Re-send what is still pending ``sweep_after`` seconds after its commit: a failed
+        hand-over, or one owed by a process that died (this one, before a restart, or
+        another worker of the node). Younger rows belong to a live hand-over task."""
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=1.0)
-            self._wake.clear()
             try:
-                await self.dispatch_once()
+                await self.dispatch_once(older_than=self.sweep_after)
+                await asyncio.sleep(min(1.0, self.sweep_after))
             except Exception:
                 await asyncio.sleep(0.5)
 

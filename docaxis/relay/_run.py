@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,6 +39,8 @@ class NodeConfig:
     anchors: tuple[Path, ...]
     crls: tuple[Path, ...]
     allow_sha1: bool = False
+    #: processes consuming the node's queues (competing consumers on one store)
+    workers: int = 1
 
     @classmethod
     def load(cls, path: Path | str) -> NodeConfig:
@@ -56,11 +59,14 @@ class NodeConfig:
             raise ConfigError(f"{path}: [node] needs {exc.args[0]!r}") from None
         data = base / node.get("data", f"var/{node_id}")
         database = node.get("database") or f"sqlite:///{data / 'node.db'}"
+        workers = node.get("workers", 1)
+        if not isinstance(workers, int) or not 1 <= workers <= 64:
+            raise ConfigError(f"{path}: [node] workers must be a whole number from 1 to 64")
         return cls(node_id, directory, data, database, node.get("amqp_url"),
                    node.get("listen", "127.0.0.1:8100"),
                    tuple(base / p for p in trust.get("anchors", [])),
                    tuple(base / p for p in trust.get("crls", [])),
-                   bool(trust.get("allow_sha1", False)))
+                   bool(trust.get("allow_sha1", False)), workers)
 
     def open_store(self) -> Store:
         self.data.mkdir(parents=True, exist_ok=True)
@@ -97,16 +103,11 @@ class BrokerPool:
             await broker.close()
 
 
-async def serve(config: NodeConfig, *, ready: Callable[[str], None] | None = None) -> None:
-    """Run one node: its consumers, its outbox dispatcher and its HTTP API."""
-    import uvicorn
-
-    from docaxis.api import create_app
-
+async def open_node(config: NodeConfig, store: Store) -> tuple[RelayNode, BrokerPool]:
+    """The node's relay, connected to its own broker and its neighbours' (not started)."""
     directory = Directory.from_toml(config.directory)
     if config.node_id not in directory.nodes:
         raise ConfigError(f"node {config.node_id!r} is not in {config.directory}")
-    store = config.open_store()
     verifier = Verifier(VerificationPolicy(TrustStore.load(config.anchors, crls=config.crls),
                                            allow_sha1=config.allow_sha1))
     neighbours = [config.node_id, *(n.id for n in directory.children(config.node_id))]
@@ -115,8 +116,29 @@ async def serve(config: NodeConfig, *, ready: Callable[[str], None] | None = Non
         neighbours.append(parent)
     pool = BrokerPool(config.amqp_url, directory)
     await pool.connect_all(neighbours)
-    node = RelayNode(config.node_id, directory, store, pool, verifier)
+    return RelayNode(config.node_id, directory, store, pool, verifier), pool
+
+
+async def serve(config: NodeConfig, *, ready: Callable[[str], None] | None = None) -> None:
+    """Run one node: its HTTP API and ``config.workers`` consumer processes (this one and
+    ``workers - 1`` more, competing consumers on the node's queues and its store)."""
+    import multiprocessing
+    import signal
+
+    import uvicorn
+
+    from docaxis.api import create_app
+
+    store = config.open_store()  # migrated here, before any other worker opens it
+    if config.workers > 1 and config.amqp_url is None:
+        raise ConfigError("several workers need RabbitMQ: set [node] amqp_url")
+    node, pool = await open_node(config, store)
     await node.start()
+    spawn = multiprocessing.get_context("spawn")  # a clean interpreter: no inherited sockets
+    others = [spawn.Process(target=run_worker, args=(config,), name=f"{config.node_id}-{n}",
+                            daemon=True) for n in range(1, config.workers)]
+    for process in others:
+        process.start()
     host, _, port = config.listen.rpartition(":")
     server = uvicorn.Server(uvicorn.Config(create_app(node), host=host or "127.0.0.1",
                                            port=int(port), log_level="warning"))
@@ -125,9 +147,46 @@ async def serve(config: NodeConfig, *, ready: Callable[[str], None] | None = Non
     try:
         await server.serve()
     finally:
+        for process in others:
+            if process.pid is not None and process.is_alive():
+                os.kill(process.pid, signal.SIGTERM)
+        for process in others:
+            process.join(timeout=30)
         await node.stop()
         await pool.close()
         store.close()
+
+
+def run_worker(config: NodeConfig) -> None:
+    """A worker process of a node: consumers, hand-overs and the outbox sweep; no API.
+    Stops (letting in-flight packages finish) on SIGTERM or SIGINT."""
+    import signal
+
+    parent = os.getppid()
+
+    async def orphaned(stop: asyncio.Event) -> None:
+        while os.getppid() == parent:  # the serving process died without telling us
+            await asyncio.sleep(1.0)
+        stop.set()
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        watchdog = asyncio.create_task(orphaned(stop))
+        store = config.open_store()
+        node, pool = await open_node(config, store)
+        await node.start()
+        try:
+            await stop.wait()
+        finally:
+            watchdog.cancel()
+            await node.stop()
+            await pool.close()
+            store.close()
+
+    asyncio.run(main())
 
 
 @dataclass

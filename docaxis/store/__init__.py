@@ -1,6 +1,6 @@
 """The node's store: SQLAlchemy models and repositories, Alembic migrations, blobs."""
 
-from docaxis.store._blobs import BlobStore
+from docaxis.store._blobs import BlobError, BlobRef, BlobStore
 from docaxis.store._store import (
     Accept,
     Acceptance,
@@ -16,6 +16,8 @@ from docaxis.store._store import (
 __all__ = [
     "Accept",
     "Acceptance",
+    "BlobError",
+    "BlobRef",
     "BlobStore",
     "Event",
     "InboxItem",

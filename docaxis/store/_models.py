@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from sqlalchemy import (
+    BigInteger,
     DateTime,
     ForeignKey,
     Index,
@@ -49,6 +50,9 @@ class PackageRow(Base):
     origin_node: Mapped[str | None] = mapped_column(String(100))
     received_from: Mapped[str | None] = mapped_column(String(100))
     received_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # where the exact bytes are in the blob log (None: the one-file-per-blob layout of 0001)
+    blob_segment: Mapped[str | None] = mapped_column(String(64))
+    blob_offset: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class EventRow(Base):

@@ -23,7 +23,7 @@ from sqlalchemy import Engine, create_engine, event, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from docaxis.store._blobs import BlobStore
+from docaxis.store._blobs import BlobRef, BlobStore
 from docaxis.store._models import (
     CredentialRow,
     EventRow,
@@ -70,6 +70,8 @@ class Acceptance:
     business_key: str
     accepted_at: dt.datetime
     duplicate: bool
+    #: the hand-overs this first acceptance owes (outbox rows), for the caller to send now
+    handovers: tuple[OutboxItem, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -169,6 +171,7 @@ class Store:
 
     def close(self) -> None:
         self.engine.dispose()
+        self.blobs.close()
 
     def session(self) -> Session:
         return self._sessions()
@@ -188,37 +191,38 @@ class Store:
     def accept_many(self, items: Sequence[Accept]) -> list[Acceptance]:
         """Log packages and everything they cause in one transaction; deduplicate repeats.
 
-        The bytes go to the blob store first (idempotent, content-addressed, fsync'd); then
-        one transaction inserts each new package's log row, its outbox rows (hand-overs
-        owed), inbox rows (local recipients) and events. A package whose business key is
-        already logged changes nothing and gets its original acceptance back.
+        The bytes are appended to the blob log first (one ``fdatasync`` for the batch);
+        then one transaction inserts each new package's log row, its outbox rows (hand-overs
+        owed, returned in :attr:`Acceptance.handovers`), inbox rows (local recipients) and
+        events. A package whose business key is already logged — by an earlier batch, by
+        another worker process at the same instant, or earlier in this batch — changes
+        nothing and gets its original acceptance back.
         """
-        digests = (self.blobs.put_many([item.data for item in items]) if len(items) > 1
-                   else [self.blobs.put(items[0].data)] if items else [])
-        keys = [business_key(i.facts.sender, i.facts.document_id, d)
-                for i, d in zip(items, digests, strict=True)]
-        results: list[Acceptance] = []
+        if not items:
+            return []
+        keys = [business_key(i.facts.sender, i.facts.document_id,
+                             hashlib.sha256(i.data).hexdigest()) for i in items]
         with self.session() as session, session.begin():
-            existing = dict(session.execute(
-                select(PackageRow.business_key, PackageRow.received_at)
-                .where(PackageRow.business_key.in_(set(keys)))).all())
+            logged = self._accepted_at(session, set(keys))
+            fresh: dict[str, int] = {}  # business key -> index of its first occurrence
+            for index, key in enumerate(keys):
+                if key not in logged:
+                    fresh.setdefault(key, index)
+            refs = dict(zip(fresh, self.blobs.put_many(
+                [items[i].data for i in fresh.values()],
+                [key.rsplit("|", 1)[1] for key in fresh]), strict=True))
             now = utcnow()
-            packages: list[dict[str, Any]] = []
+            inserted = set(session.scalars(
+                self._insert(PackageRow).on_conflict_do_nothing()
+                .returning(PackageRow.business_key),
+                [self._package_row(items[index].facts, items[index], key, refs[key], now)
+                 for key, index in fresh.items()]).all()) if fresh else set()
             outbox: list[dict[str, Any]] = []
             inbox: list[dict[str, Any]] = []
             events: list[dict[str, Any]] = []
-            for item, sha256, key in zip(items, digests, keys, strict=True):
-                if key in existing:
-                    results.append(Acceptance(sha256, key, _aware(existing[key]), True))
-                    continue
-                existing[key] = now
+            for key in inserted:
+                item, sha256 = items[fresh[key]], refs[key].sha256
                 facts = item.facts
-                packages.append({
-                    "sha256": sha256, "size": len(item.data), "kind": facts.kind,
-                    "sender": facts.sender, "document_id": facts.document_id,
-                    "business_key": key, "business_doc_type": facts.business_doc_type,
-                    "status_code": facts.status_code, "origin_node": item.origin_node,
-                    "received_from": item.received_from, "received_at": now})
                 outbox += [{"package_sha256": sha256, "destination_node": destination,
                             "message_kind": kind, "payload_header": json.dumps(headers),
                             "state": "pending", "created_at": now}
@@ -229,15 +233,75 @@ class Store:
                 events += [{"package_sha256": sha256, "document_id": facts.document_id,
                             "node": item.node, "kind": kind, "agency": agency,
                             "detail": detail, "at": now} for kind, agency, detail in item.events]
-                results.append(Acceptance(sha256, key, now, False))
-            for table, rows in ((PackageRow, packages), (OutboxRow, outbox), (InboxRow, inbox),
-                                (EventRow, events)):
+            handovers: dict[str, list[OutboxItem]] = {}
+            if outbox:
+                ids = session.scalars(insert(OutboxRow.__table__).returning(
+                    OutboxRow.__table__.c.id, sort_by_parameter_order=True), outbox).all()
+                documents = {refs[k].sha256: items[fresh[k]].facts.document_id for k in inserted}
+                for row_id, row in zip(ids, outbox, strict=True):
+                    sha256 = row["package_sha256"]
+                    handovers.setdefault(sha256, []).append(OutboxItem(
+                        row_id, sha256, row["destination_node"], row["message_kind"],
+                        json.loads(row["payload_header"]), documents[sha256]))
+            for table, rows in ((InboxRow, inbox), (EventRow, events)):
                 if rows:  # Core executemany (the ORM's bulk path costs more per row)
                     session.execute(insert(table.__table__), rows)
+            if len(inserted) < len(fresh):  # another worker logged some first
+                logged.update(self._accepted_at(session, set(fresh) - inserted))
+        results: list[Acceptance] = []
+        for index, key in enumerate(keys):
+            sha256 = key.rsplit("|", 1)[1]
+            if key in inserted and fresh[key] == index:
+                results.append(Acceptance(sha256, key, now, False,
+                                          tuple(handovers.get(sha256, ()))))
+            else:
+                at = logged.get(key, now)
+                results.append(Acceptance(sha256, key, at, True))
         return results
 
+    def _insert(self, model: type[Any]) -> Any:
+        """An INSERT that can say ON CONFLICT DO NOTHING on this database."""
+        if self.engine.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as dialect_insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert as dialect_insert
+        return dialect_insert(model.__table__)
+
+    @staticmethod
+    def _accepted_at(session: Session, keys: set[str]) -> dict[str, dt.datetime]:
+        if not keys:
+            return {}
+        return {key: _aware(at) for key, at in session.execute(
+            select(PackageRow.business_key, PackageRow.received_at)
+            .where(PackageRow.business_key.in_(keys))).all()}
+
+    @staticmethod
+    def _package_row(facts: PackageFacts, item: Accept, key: str, ref: BlobRef,
+                     now: dt.datetime) -> dict[str, Any]:
+        return {"sha256": ref.sha256, "size": ref.size, "kind": facts.kind,
+                "sender": facts.sender, "document_id": facts.document_id,
+                "business_key": key, "business_doc_type": facts.business_doc_type,
+                "status_code": facts.status_code, "origin_node": item.origin_node,
+                "received_from": item.received_from, "received_at": now,
+                "blob_segment": ref.segment, "blob_offset": ref.offset}
+
     def package_bytes(self, sha256: str) -> bytes:
-        return self.blobs.get(sha256)
+        """The exact bytes of a logged package.
+
+        Raises
+        ------
+        KeyError
+            If no package with this SHA-256 is logged here.
+        BlobError
+            If its bytes are missing or corrupt on disk.
+        """
+        with self.session() as session:
+            row = session.execute(select(PackageRow.blob_segment, PackageRow.blob_offset,
+                                         PackageRow.size)
+                                  .where(PackageRow.sha256 == sha256)).first()
+        if row is None:
+            raise KeyError(sha256)
+        return self.blobs.get(BlobRef(sha256, row[0], row[1] or 0, row[2]))
 
     def package(self, sha256: str) -> PackageRow | None:
         with self.session() as session:
@@ -261,13 +325,18 @@ class Store:
                                  kind=kind, agency=agency, detail=detail, at=at or utcnow()))
 
     # -- outbox ------------------------------------------------------------------------
-    def pending_outbox(self, limit: int = 100) -> list[OutboxItem]:
+    def pending_outbox(self, limit: int = 100, *, older_than: float = 0.0) -> list[OutboxItem]:
+        """Hand-overs not yet marked sent, oldest first (created more than ``older_than``
+        seconds ago)."""
+        query = (select(OutboxRow.id, OutboxRow.package_sha256, OutboxRow.destination_node,
+                        OutboxRow.message_kind, OutboxRow.payload_header, PackageRow.document_id)
+                 .join(PackageRow, PackageRow.sha256 == OutboxRow.package_sha256)
+                 .where(OutboxRow.state == "pending"))
+        if older_than > 0:
+            query = query.where(OutboxRow.created_at
+                                < utcnow() - dt.timedelta(seconds=older_than))
         with self.session() as session:
-            rows = session.execute(
-                select(OutboxRow.id, OutboxRow.package_sha256, OutboxRow.destination_node,
-                       OutboxRow.message_kind, OutboxRow.payload_header, PackageRow.document_id)
-                .join(PackageRow, PackageRow.sha256 == OutboxRow.package_sha256)
-                .where(OutboxRow.state == "pending").order_by(OutboxRow.id).limit(limit)).all()
+            rows = session.execute(query.order_by(OutboxRow.id).limit(limit)).all()
             return [OutboxItem(r[0], r[1], r[2], r[3], json.loads(r[4] or "{}"), r[5])
                     for r in rows]
 
@@ -386,7 +455,7 @@ class Store:
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:
     cursor = connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA synchronous=FULL")  # a commit survives a power loss
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()

@@ -17,6 +17,7 @@ import contextlib
 from typing import Any
 
 import aio_pika
+import aiormq
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 
 from docaxis.transport._broker import (
@@ -63,6 +64,7 @@ class RabbitMQBroker(Broker):
         self.url = url
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractChannel | None = None
+        self._known_exchanges: set[str] = set()
 
     async def connect(self) -> None:
         try:
@@ -113,24 +115,30 @@ class RabbitMQBroker(Broker):
         for name in names:
             await channel.queue_delete(name)
         await channel.exchange_delete(exchange_name(node))
+        self._known_exchanges.discard(exchange_name(node))
 
     async def publish(self, node: str, message: Message) -> None:
         await self._publish(node, message, _INBOUND)
 
     async def _publish(self, node: str, message: Message, routing_key: str) -> None:
+        exchange = exchange_name(node)
         try:
-            exchange = await self.channel.get_exchange(exchange_name(node), ensure=True)
-            confirmation = await exchange.publish(
-                aio_pika.Message(message.body, headers=dict(message.headers),
-                                 message_id=message.message_id,
-                                 delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
-                routing_key=routing_key, mandatory=True)
-        except TransportError:
-            raise
+            if exchange not in self._known_exchanges:  # once per exchange: a clear error
+                await self.channel.get_exchange(exchange, ensure=True)
+                self._known_exchanges.add(exchange)
+            # straight to the channel: aio-pika's Message object costs more than the frame
+            channel = await self.channel.get_underlay_channel()
+            confirmation = await channel.basic_publish(
+                message.body, exchange=exchange, routing_key=routing_key, mandatory=True,
+                properties=aiormq.spec.Basic.Properties(
+                    headers=dict(message.headers), message_id=message.message_id,
+                    delivery_mode=2))  # persistent
         except Exception as exc:
+            self._known_exchanges.discard(exchange)  # deleted meanwhile? check it again
             raise TransportError(f"hand-over to node {node!r} failed: {exc}") from exc
-        if confirmation is not None and getattr(confirmation, "delivery_tag", 1) is None:
-            raise TransportError(f"hand-over to node {node!r} was not confirmed")
+        if not isinstance(confirmation, aiormq.spec.Basic.Ack):  # returned: unroutable
+            raise TransportError(f"hand-over to node {node!r} was not confirmed "
+                                 f"({type(confirmation).__name__})")
 
     async def consume(self, node: str, handler: Handler, *, prefetch: int = 16) -> Consumer:
         if self._connection is None:
