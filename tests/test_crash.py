@@ -52,13 +52,14 @@ class Cluster:
     def config(self, node: str) -> Path:
         return self.folder / f"{node}.toml"
 
-    def start(self, node: str, fault: str | None = None) -> None:
+    def start(self, node: str, fault: str | None = None, workers: int = 1) -> None:
         env = dict(os.environ)
         if fault:
             env["DOCAXIS_FAULT"] = fault
             env["DOCAXIS_FAULT_ONCE"] = str(self.folder / f"{node}-{fault}.fired")
         self.processes[node] = subprocess.Popen(
-            [sys.executable, str(ROOT / "cli.py"), "serve", "--config", str(self.config(node))],
+            [sys.executable, str(ROOT / "cli.py"), "serve", "--config", str(self.config(node)),
+             "--workers", str(workers)],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         url = f"http://127.0.0.1:{self.ports[node]}/openapi.json"
 
@@ -194,3 +195,19 @@ def test_broker_connection_dropped_mid_run(cluster: Cluster) -> None:
     wait_until(lambda: cluster.delivered() == 2, 90, "delivery after the reconnect")
     wait_until(cluster.settled, 60, "every outbox and queue to drain")
     assert cluster.delivered() == 2
+
+
+def test_a_node_with_two_worker_processes_delivers_each_package_once(cluster: Cluster) -> None:
+    """``serve --workers 2``: two competing consumers on central's queue and one store."""
+    cluster.start("central", workers=2)
+    for name in ("danang", "hanoi"):
+        cluster.start(name)
+    for number in range(40):
+        assert cluster.post(_package(cluster.pki, f"7{number}")).status_code == 202
+    wait_until(lambda: cluster.delivered() == 40, 90, "40 deliveries")
+    wait_until(cluster.settled, 60, "every outbox and queue to drain")
+    assert cluster.delivered() == 40
+    # both processes committed packages: each appends to a blob segment of its own
+    segments = list((cluster.folder / "var" / "central" / "blobs" / "segments").glob("*.seg"))
+    writers = {path.stem.split("-")[1] for path in segments if path.stat().st_size > 0}
+    assert len(writers) == 2, segments
