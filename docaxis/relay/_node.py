@@ -380,12 +380,14 @@ class RelayNode:
                 if item.id not in self._in_flight]
             if not items:
                 return sent
-            loaded = [(item, await asyncio.to_thread(self.store.package_bytes, item.sha256))
-                      for item in items]
+            loaded = await asyncio.to_thread(self._with_bytes, items)
             await self._publish_all(loaded)
             fault_point("after-publish")
             await asyncio.to_thread(self.store.mark_sent_many, items, node=self.node_id)
             sent += len(items)
+
+    def _with_bytes(self, items: list[OutboxItem]) -> list[tuple[OutboxItem, bytes]]:
+        return [(item, self.store.package_bytes(item.sha256)) for item in items]
 
     async def _sweep_forever(self) -> None:
         """Re-send what is still pending ``sweep_after`` seconds after its commit: a failed
