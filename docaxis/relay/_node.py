@@ -272,10 +272,15 @@ class RelayNode:
         headers = {KIND: "package", ORIGIN: origin or self.node_id, FROM_NODE: self.node_id}
         for node, agencies in next_hops.items():
             events.append(("routed", None, f"to node {node} for {', '.join(agencies)}"))
+        status = None
+        if isinstance(package, StatusPackage) and inbox and package.document_id:
+            # the status reached the document's sender: it is that recipient's latest word
+            status = (package.document_id, package.sender or "?", package.status_code or "??")
         return _Plan(parsed, Accept(parsed.source, facts, self.node_id, received_from,
                                     origin, tuple((node, "package", headers)
                                                   for node in next_hops),
-                                    tuple(inbox), tuple(events)), origin)
+                                    tuple(inbox), tuple(events), _links(package), status),
+                     origin)
 
     def _commit(self, parsed: ParsedPackage, *, received_from: str | None, origin: str,
                 from_parent: bool) -> Acceptance:
@@ -296,12 +301,6 @@ class RelayNode:
             if acceptance.duplicate:
                 continue
             fault_point("after-commit")
-            package = plan.parsed.package
-            if isinstance(package, DocumentPackage) and package.business_doc_type in (1, 2, 3):
-                self._link(package, acceptance.sha256)
-            if isinstance(package, StatusPackage) and plan.accept.inbox and package.document_id:
-                self.store.record_status(package.document_id, package.sender or "?",
-                                         package.status_code or "??", acceptance.sha256)
             if plan.origin and plan.origin != self.node_id:
                 receipts.setdefault(plan.origin, []).extend(
                     HopReceipt(plan.accept.facts.document_id, acceptance.sha256, self.node_id,
@@ -314,20 +313,6 @@ class RelayNode:
                               for plan, acceptance in zip(plans, acceptances, strict=True)
                               for item in acceptance.handovers])
         return acceptances
-
-    def _link(self, package: DocumentPackage, sha256: str) -> None:
-        """Recall / update / replace: record it in the trace of the document it acts on."""
-        action = {1: "recall", 2: "update", 3: "replace"}[package.business_doc_type]
-        business = package.business
-        targets = [r.document_id for r in business.replacements if r.document_id] if (
-            business is not None and package.business_doc_type == 3) else []
-        if not targets:
-            targets = [(business.document_id if business else None) or package.document_id]
-        for target in targets:
-            if target:
-                self.store.add_event(self.node_id, action, sha256=sha256, document_id=target,
-                                     agency=package.sender,
-                                     detail=f"{action} by {package.document_id}")
 
     # -- hand-over ---------------------------------------------------------------------
     def _hand_over_soon(self, items: list[tuple[OutboxItem, bytes]]) -> None:
@@ -422,6 +407,12 @@ class RelayNode:
         if origin != self.node_id:
             await self._send_receipts(origin, receipts)
             return
+        # store work off the event loop: it keeps serving hops meanwhile
+        await asyncio.to_thread(self._record_hop_receipts, receipts)
+
+    def _record_hop_receipts(self, receipts: list[HopReceipt]) -> None:
+        """At the origin node: put each hop's receipt in the document's trace; tell the
+        sender about a refusal."""
         events, document_ids = [], []
         for receipt in receipts:
             document_id = receipt.document_id
@@ -456,6 +447,22 @@ class RelayNode:
                           node=self.node_id, inbox=[row.sender],
                           events=[("rejection_notice", row.sender,
                                    f"refused at node {receipt.node}; the sender is told")])
+
+
+def _links(package: DocumentPackage | StatusPackage) -> tuple[
+        tuple[str, str, str | None, str | None], ...]:
+    """A recall / update / replacement, as events in the trace of the documents it acts on
+    (``BussinessDocType`` 1 / 2 / 3; a replacement names them in ``ReplacementInfoList``)."""
+    if not isinstance(package, DocumentPackage) or package.business_doc_type not in (1, 2, 3):
+        return ()
+    action = {1: "recall", 2: "update", 3: "replace"}[package.business_doc_type]
+    business = package.business
+    targets = [r.document_id for r in business.replacements if r.document_id] if (
+        business is not None and package.business_doc_type == 3) else []
+    if not targets:
+        targets = [(business.document_id if business else None) or package.document_id]
+    return tuple((target, action, package.sender, f"{action} by {package.document_id}")
+                 for target in targets if target)
 
 
 def _now() -> str:

@@ -60,6 +60,11 @@ class Accept:
     outbox: tuple[tuple[str, str, dict[str, str]], ...] = ()
     inbox: tuple[str, ...] = ()
     events: tuple[tuple[str, str | None, str | None], ...] = ()
+    #: events in the trace of *other* documents this package acts on (a recall, update or
+    #: replacement): ``(document_id, kind, agency, detail)``
+    linked: tuple[tuple[str, str, str | None, str | None], ...] = ()
+    #: a recipient's status this package brings home: ``(document_id, recipient, code)``
+    status: tuple[str, str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -197,6 +202,11 @@ class Store:
         events. A package whose business key is already logged — by an earlier batch, by
         another worker process at the same instant, or earlier in this batch — changes
         nothing and gets its original acceptance back.
+
+        What a first acceptance causes elsewhere — an event in the trace of the document a
+        recall acts on (:attr:`Accept.linked`), the status a receipt brings home
+        (:attr:`Accept.status`) — is written in the same transaction, so a crash can never
+        leave the package logged (and so deduplicated) without its consequences.
         """
         if not items:
             return []
@@ -220,6 +230,7 @@ class Store:
             outbox: list[dict[str, Any]] = []
             inbox: list[dict[str, Any]] = []
             events: list[dict[str, Any]] = []
+            statuses: list[dict[str, Any]] = []
             for key in inserted:
                 item, sha256 = items[fresh[key]], refs[key].sha256
                 facts = item.facts
@@ -233,6 +244,14 @@ class Store:
                 events += [{"package_sha256": sha256, "document_id": facts.document_id,
                             "node": item.node, "kind": kind, "agency": agency,
                             "detail": detail, "at": now} for kind, agency, detail in item.events]
+                events += [{"package_sha256": sha256, "document_id": document_id,
+                            "node": item.node, "kind": kind, "agency": agency,
+                            "detail": detail, "at": now}
+                           for document_id, kind, agency, detail in item.linked]
+                if item.status is not None:
+                    document_id, recipient, code = item.status
+                    statuses.append({"document_id": document_id, "recipient": recipient,
+                                     "status_code": code, "receipt_sha256": sha256, "at": now})
             handovers: dict[str, list[OutboxItem]] = {}
             if outbox:
                 ids = session.scalars(insert(OutboxRow.__table__).returning(
@@ -246,6 +265,8 @@ class Store:
             for table, rows in ((InboxRow, inbox), (EventRow, events)):
                 if rows:  # Core executemany (the ORM's bulk path costs more per row)
                     session.execute(insert(table.__table__), rows)
+            if statuses:
+                session.execute(self._insert(ReceiptRow).on_conflict_do_nothing(), statuses)
             if len(inserted) < len(fresh):  # another worker logged some first
                 logged.update(self._accepted_at(session, set(fresh) - inserted))
         results: list[Acceptance] = []
