@@ -73,6 +73,16 @@ async def _steady_rate(depth: Callable[[], Awaitable[int]], count: int,
     raise TimeoutError("the consumer stalled")
 
 
+async def _wait_depth(depth: Callable[[], Awaitable[int]], count: int,
+                      timeout: float = 60.0) -> None:
+    """Wait until a queue holds ``count`` messages."""
+    deadline = time.perf_counter() + timeout
+    while await depth() < count:
+        if time.perf_counter() > deadline:
+            raise TimeoutError("the consumer stalled")
+        await asyncio.sleep(0.01)
+
+
 async def _fill(channel: aio_pika.abc.AbstractChannel, exchange: str, routing_key: str,
                 packages: list[bytes], headers: dict[str, str]) -> None:
     target = await channel.get_exchange(exchange) if exchange else channel.default_exchange
@@ -160,6 +170,9 @@ class _Bench:
         tag = await source.consume(relay)
         try:
             rate = await _steady_rate(lambda: self._depth("raw.target"), self.count)
+            # let the stragglers finish: closing the channel under a running publish
+            # breaks the connection the next candidate uses
+            await _wait_depth(lambda: self._depth("raw.target"), self.count)
         finally:
             await source.cancel(tag)
             await channel.close()

@@ -218,6 +218,42 @@ def test_a_message_never_acknowledged_is_delivered_again(
     run(scenario())
 
 
+def test_deliveries_finishing_out_of_order_are_each_settled_exactly(
+    make_broker: Callable[[], Broker],
+) -> None:
+    """Acknowledgements go many at a time: the ones finished after an unfinished delivery
+    are acknowledged, the unfinished one is not — it comes again, alone."""
+    async def scenario() -> None:
+        broker = await _started(make_broker)
+        handled: list[str] = []
+
+        async def handler(message: Message) -> None:
+            if message.message_id == "slow":
+                await asyncio.Event().wait()  # never finishes: stopped below
+            handled.append(message.message_id)
+
+        await broker.publish("hanoi", Message(b"<p/>", message_id="slow"))
+        for i in range(5):
+            await broker.publish("hanoi", Message(b"<p/>", message_id=f"fast-{i}"))
+        consumer = await broker.consume("hanoi", handler, prefetch=16)
+        await wait_until(lambda: len(handled) == 5)
+        await consumer.stop(timeout=0.2)  # "slow" is cancelled, never acknowledged
+        again: list[str] = []
+
+        async def works(message: Message) -> None:
+            again.append(message.message_id)
+
+        consumer = await broker.consume("hanoi", works)
+        await wait_until(lambda: again == ["slow"])
+        await broker.publish("hanoi", Message(b"<p/>", message_id="marker"))
+        await wait_until(lambda: "marker" in again)  # anything redelivered came before it
+        await consumer.stop()
+        assert again == ["slow", "marker"]
+        await broker.close()
+
+    run(scenario())
+
+
 def test_prefetch_bounds_messages_in_flight(make_broker: Callable[[], Broker]) -> None:
     async def scenario() -> None:
         broker = await _started(make_broker)

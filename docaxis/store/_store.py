@@ -231,7 +231,7 @@ class Store:
             inbox: list[dict[str, Any]] = []
             events: list[dict[str, Any]] = []
             statuses: list[dict[str, Any]] = []
-            for key in inserted:
+            for key in (k for k in fresh if k in inserted):  # in the order received
                 item, sha256 = items[fresh[key]], refs[key].sha256
                 facts = item.facts
                 outbox += [{"package_sha256": sha256, "destination_node": destination,
@@ -254,11 +254,19 @@ class Store:
                                      "status_code": code, "receipt_sha256": sha256, "at": now})
             handovers: dict[str, list[OutboxItem]] = {}
             if outbox:
-                ids = session.scalars(insert(OutboxRow.__table__).returning(
-                    OutboxRow.__table__.c.id, sort_by_parameter_order=True), outbox).all()
+                # ids matched back by (package, destination): asking for them in parameter
+                # order would make SQLAlchemy insert the rows one by one
+                columns = OutboxRow.__table__.c
+                ids: dict[tuple[str, str], list[int]] = {}
+                for row_id, sha256, node in sorted(session.execute(
+                        insert(OutboxRow.__table__).returning(
+                            columns.id, columns.package_sha256, columns.destination_node),
+                        outbox), reverse=True):
+                    ids.setdefault((sha256, node), []).append(row_id)
                 documents = {refs[k].sha256: items[fresh[k]].facts.document_id for k in inserted}
-                for row_id, row in zip(ids, outbox, strict=True):
+                for row in outbox:
                     sha256 = row["package_sha256"]
+                    row_id = ids[sha256, row["destination_node"]].pop()  # lowest id first
                     handovers.setdefault(sha256, []).append(OutboxItem(
                         row_id, sha256, row["destination_node"], row["message_kind"],
                         json.loads(row["payload_header"]), documents[sha256]))

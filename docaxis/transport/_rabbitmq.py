@@ -14,11 +14,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
+import heapq
+from functools import partial
+from typing import Any, cast
 
 import aio_pika
 import aiormq
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractIncomingMessage,
+    AbstractRobustChannel,
+    AbstractRobustConnection,
+)
 
 from docaxis.transport._broker import (
     PARKED_REASON_HEADER,
@@ -143,12 +150,11 @@ class RabbitMQBroker(Broker):
     async def consume(self, node: str, handler: Handler, *, prefetch: int = 16) -> Consumer:
         if self._connection is None:
             raise TransportError("the broker is not connected")
-        channel = await self._connection.channel()
+        channel = cast(AbstractRobustChannel, await self._connection.channel())
         await channel.set_qos(prefetch_count=prefetch)
-        queue = await channel.get_queue(inbound_queue_name(node), ensure=True)
+        await channel.get_queue(inbound_queue_name(node), ensure=True)  # a clear error
         consumer = _RabbitConsumer(self, node, channel, handler)
-        consumer.tag = await queue.consume(consumer.on_message, no_ack=False)
-        consumer.queue = queue
+        await consumer.subscribe()
         return consumer
 
     async def _drain(self, node: str) -> list[AbstractIncomingMessage]:
@@ -191,41 +197,144 @@ class RabbitMQBroker(Broker):
 
 
 class _RabbitConsumer(Consumer):
-    def __init__(self, broker: RabbitMQBroker, node: str, channel: AbstractChannel,
+    """Consumes a node's inbound queue straight off the AMQP channel.
+
+    aio-pika's robust channel owns the connection (it reopens it after a failure, then calls
+    :meth:`subscribe` again); deliveries are taken from aiormq directly — one task each,
+    no per-message wrapper — and acknowledged in order, many at a time
+    (:class:`_Acknowledger`).
+    """
+
+    def __init__(self, broker: RabbitMQBroker, node: str, channel: AbstractRobustChannel,
                  handler: Handler) -> None:
         self._broker, self._node, self._channel, self._handler = broker, node, channel, handler
-        self.tag: str | None = None
-        self.queue: Any = None
-        self._in_flight: set[asyncio.Task[None]] = set()
+        self._subscription: tuple[aiormq.abc.AbstractChannel, str] | None = None
+        self._acks: _Acknowledger | None = None
+        self._in_flight: set[asyncio.Task[Any]] = set()
+        self._stopped = False
+        channel.reopen_callbacks.add(self._on_reopen)
 
-    async def on_message(self, incoming: AbstractIncomingMessage) -> None:
+    async def subscribe(self) -> None:
+        """Start (or, on a reopened channel, restart) taking deliveries."""
+        underlay = await self._channel.get_underlay_channel()
+        acks = _Acknowledger(underlay)
+        result = await underlay.basic_consume(
+            inbound_queue_name(self._node), partial(self._on_delivery, acks), no_ack=False)
+        self._acks = acks
+        self._subscription = (underlay, str(result.consumer_tag))
+
+    async def _on_reopen(self, _channel: object) -> None:
+        if not self._stopped:  # deliveries of the lost channel come again on the new one
+            await self.subscribe()
+
+    async def _on_delivery(self, acks: _Acknowledger,
+                           delivered: aiormq.abc.DeliveredMessage) -> None:
+        tag = delivered.delivery_tag
+        if tag is None:
+            return
         task = asyncio.current_task()
         if task is not None:
             self._in_flight.add(task)
+        acks.delivered(tag)
+        settled = False
         try:
-            message = _message(incoming)
+            message = _message_of(delivered)
             try:
                 await self._handler(message)
             except Reject as exc:
                 await self._broker._after_failure(self._node, message, f"rejected: {exc}",
                                                   park=True)
             except asyncio.CancelledError:
-                raise  # not acknowledged: RabbitMQ delivers it again
+                raise
             except Exception as exc:
                 await self._broker._after_failure(self._node, message,
                                                   f"{type(exc).__name__}: {exc}", park=False)
-            await incoming.ack()
+            settled = True
         finally:
             if task is not None:
                 self._in_flight.discard(task)
+            if settled:
+                acks.finished(tag)
+            else:  # cancelled, or its retry could not be handed over: deliver it again
+                acks.abandoned(tag)
 
     async def stop(self, timeout: float | None = 30.0) -> None:
-        if self.queue is not None and self.tag is not None:
+        self._stopped = True
+        self._channel.reopen_callbacks.discard(self._on_reopen)
+        if self._subscription is not None:
+            underlay, tag = self._subscription
             with contextlib.suppress(Exception):
-                await self.queue.cancel(self.tag)
+                await underlay.basic_cancel(tag)
         await _finish(self._in_flight, timeout)
+        if self._acks is not None:
+            await self._acks.drain()
         with contextlib.suppress(Exception):
             await self._channel.close()  # anything unacknowledged goes back to the queue
+
+
+class _Acknowledger:
+    """Acknowledges one channel's deliveries in order, many with one ``basic.ack``.
+
+    ``basic.ack(multiple=True)`` settles every delivery up to a tag, so only a run of
+    *finished* deliveries can be acknowledged at once: the lowest delivery still being
+    handled holds the later ones back until it finishes. A delivery abandoned (its handler
+    cancelled, or its retry not handed over) is returned to the queue on its own, before
+    any acknowledgement that could cover it. One task sends everything, so frames leave in
+    the order decided. Tags belong to one channel: after a reconnect a new acknowledger
+    starts afresh (the old channel's unacknowledged deliveries come again anyway).
+    """
+
+    def __init__(self, channel: aiormq.abc.AbstractChannel) -> None:
+        self.channel = channel
+        self._open: set[int] = set()  # delivered, handler still running
+        self._finished: list[int] = []  # heap: finished, not yet acknowledged
+        self._abandoned: list[int] = []  # to return to the queue
+        self._sender: asyncio.Task[None] | None = None
+
+    def delivered(self, tag: int) -> None:
+        self._open.add(tag)
+
+    def finished(self, tag: int) -> None:
+        self._open.discard(tag)
+        heapq.heappush(self._finished, tag)
+        self._wake()
+
+    def abandoned(self, tag: int) -> None:
+        self._open.discard(tag)
+        self._abandoned.append(tag)
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.get_running_loop().create_task(self._send_soon())
+
+    async def _send_soon(self) -> None:
+        await asyncio.sleep(0)  # the deliveries finishing in this turn join in
+        await self._send()
+
+    async def _send(self) -> None:
+        try:
+            while self._abandoned or self._finished:
+                while self._abandoned:
+                    await self.channel.basic_nack(self._abandoned.pop(), requeue=True,
+                                                  wait=False)
+                lowest_open = min(self._open, default=None)
+                last = None
+                while self._finished and (lowest_open is None
+                                          or self._finished[0] < lowest_open):
+                    last = heapq.heappop(self._finished)
+                if last is None:
+                    return  # the rest wait for the lowest open delivery
+                await self.channel.basic_ack(last, multiple=True, wait=False)
+        except Exception:
+            return  # the channel is gone: its unacknowledged deliveries come again
+
+    async def drain(self) -> None:
+        """Send what is decided (at stop, once every handler has finished)."""
+        if self._sender is not None:
+            with contextlib.suppress(Exception):
+                await self._sender
+        await self._send()
 
 
 async def _finish(tasks: set[asyncio.Task[None]], timeout: float | None) -> None:
@@ -237,6 +346,13 @@ async def _finish(tasks: set[asyncio.Task[None]], timeout: float | None) -> None
         task.cancel()
     if pending:
         await asyncio.gather(*pending, return_exceptions=True)
+
+
+def _message_of(delivered: aiormq.abc.DeliveredMessage) -> Message:
+    properties = delivered.header.properties
+    headers = {str(k): v.decode() if isinstance(v, bytes) else str(v)
+               for k, v in (properties.headers or {}).items()}
+    return Message(delivered.body, headers, properties.message_id or "")
 
 
 def _message(incoming: AbstractIncomingMessage) -> Message:
