@@ -8,6 +8,7 @@ the validator and the verifier. The OpenAPI description is at ``/openapi.json``.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
@@ -69,7 +70,8 @@ def create_app(node: RelayNode) -> FastAPI:
             return _error(422, "API-WRONG-KIND", f"this endpoint takes {expect} packages, "
                                                  f"not {parsed.kind} packages")
         try:
-            acceptance = node.submit(parsed, agency=agency)
+            # check and commit in a thread: the node's loop keeps serving hops meanwhile
+            acceptance = await asyncio.to_thread(node.submit, parsed, agency=agency)
         except Rejection as exc:
             status = 403 if exc.code == "RELAY-NOT-SENDER" else 422
             return _error(status, exc.code, exc.message, exc.reasons)
@@ -86,8 +88,10 @@ def create_app(node: RelayNode) -> FastAPI:
     async def post_status(request: Request, agency: Caller) -> Response:
         return await accept(request, agency, "status")
 
+    # endpoints that only touch the store are plain functions: FastAPI runs them in its
+    # thread pool, so the node's event loop never waits on the database
     @app.get("/v1/agencies/{code}/inbox", summary="List an agency's inbox")
-    async def inbox(code: str, agency: Caller, all: bool = False) -> list[dict[str, Any]]:
+    def inbox(code: str, agency: Caller, all: bool = False) -> list[dict[str, Any]]:
         own(agency, code)
         return [{"id": i.id, "sha256": i.sha256, "document_id": i.document_id, "kind": i.kind,
                  "state": i.state, "received_at": i.created_at.isoformat()}
@@ -95,7 +99,7 @@ def create_app(node: RelayNode) -> FastAPI:
 
     @app.get("/v1/agencies/{code}/inbox/{item_id}", summary="Fetch a package (exact bytes)",
              response_class=Response)
-    async def fetch(code: str, item_id: int, agency: Caller) -> Response:
+    def fetch(code: str, item_id: int, agency: Caller) -> Response:
         own(agency, code)
         item = node.store.inbox_item(code, item_id)
         if item is None:
@@ -105,14 +109,14 @@ def create_app(node: RelayNode) -> FastAPI:
                         headers={"X-Docaxis-SHA256": item.sha256, "X-Docaxis-Kind": item.kind})
 
     @app.post("/v1/agencies/{code}/inbox/{item_id}/ack", summary="Acknowledge a fetched package")
-    async def acknowledge(code: str, item_id: int, agency: Caller) -> dict[str, Any]:
+    def acknowledge(code: str, item_id: int, agency: Caller) -> dict[str, Any]:
         own(agency, code)
         if not node.store.acknowledge(code, item_id, node=node.node_id):
             raise HTTPException(404, ("API-NOT-FOUND", f"no inbox item {item_id}"))
         return {"id": item_id, "state": "acknowledged"}
 
     @app.get("/v1/trace/{document_id:path}", summary="The trace of one of your documents")
-    async def trace(document_id: str, agency: Caller) -> dict[str, Any]:
+    def trace(document_id: str, agency: Caller) -> dict[str, Any]:
         found = node.store.trace(document_id)
         senders = {row for row in node.store.senders_of(document_id)}
         if not found.events and not senders:

@@ -102,6 +102,8 @@ class RelayNode:
     #: outbox rows older than this (seconds) that are still pending are re-sent by the sweep
     #: (a hand-over that failed, or one owed by a worker process that died)
     sweep_after: float = 5.0
+    #: hop receipts toward one origin wait this long (seconds) to travel together
+    receipt_interval: float = 0.2
     _consumer: Consumer | None = field(default=None, init=False, repr=False)
     _receiver: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
     _incoming: asyncio.Queue[tuple[Message, asyncio.Future[None]]] = field(
@@ -113,6 +115,10 @@ class RelayNode:
         default_factory=asyncio.Queue, init=False, repr=False)
     _in_flight: set[int] = field(default_factory=set, init=False, repr=False)
     _handed: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
+    _receipts_out: dict[str, list[HopReceipt]] = field(default_factory=dict, init=False,
+                                                       repr=False)
+    _receipt_timer: asyncio.TimerHandle | None = field(default=None, init=False, repr=False)
+    _sending: set[asyncio.Task[None]] = field(default_factory=set, init=False, repr=False)
 
     # -- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
@@ -137,6 +143,11 @@ class RelayNode:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        if self._receipt_timer is not None:  # receipts still held: send them now
+            self._receipt_timer.cancel()
+            self._flush_receipts()
+        if self._sending:
+            await asyncio.wait(set(self._sending), timeout=5)
         self._loop = None
 
     # -- agency-facing -----------------------------------------------------------------
@@ -387,9 +398,31 @@ class RelayNode:
 
     # -- hop receipts ------------------------------------------------------------------
     def _notify(self, origin: str, receipts: list[HopReceipt]) -> None:
-        if not origin or origin == self.node_id or not receipts:
+        """Send hop receipts toward the origin node, in the background. Thread-safe."""
+        loop = self._loop
+        if not origin or origin == self.node_id or not receipts or loop is None:
             return
-        asyncio.get_running_loop().create_task(self._send_receipts(origin, receipts))
+        loop.call_soon_threadsafe(self._queue_receipts, origin, receipts)
+
+    def _queue_receipts(self, origin: str, receipts: list[HopReceipt]) -> None:
+        """Hold receipts for ``receipt_interval`` seconds, so that those of many packages —
+        this node's own and those it passes on toward their origin — travel as one
+        message per origin. A route of n hops would otherwise carry n(n+1)/2 receipt
+        messages per package, more than the packages themselves."""
+        self._receipts_out.setdefault(origin, []).extend(receipts)
+        if self._receipt_timer is None and self._loop is not None:
+            self._receipt_timer = self._loop.call_later(self.receipt_interval,
+                                                        self._flush_receipts)
+
+    def _flush_receipts(self) -> list[asyncio.Task[None]]:
+        self._receipt_timer = None
+        out, self._receipts_out = self._receipts_out, {}
+        tasks = [asyncio.get_running_loop().create_task(self._send_receipts(origin, batch))
+                 for origin, batch in out.items()]
+        self._sending.update(tasks)
+        for task in tasks:
+            task.add_done_callback(self._sending.discard)
+        return tasks
 
     async def _send_receipts(self, origin: str, receipts: list[HopReceipt]) -> None:
         target = self.directory.next_node(self.node_id, origin)
@@ -405,7 +438,7 @@ class RelayNode:
         raw = json.loads(message.body)
         receipts = [HopReceipt(**r) for r in (raw if isinstance(raw, list) else [raw])]
         if origin != self.node_id:
-            await self._send_receipts(origin, receipts)
+            self._queue_receipts(origin, receipts)  # passed on with this node's own
             return
         # store work off the event loop: it keeps serving hops meanwhile
         await asyncio.to_thread(self._record_hop_receipts, receipts)

@@ -7,12 +7,14 @@ changing the URL. The schema is managed by Alembic (:meth:`Store.migrate`).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import hmac
 import json
 import secrets
-from collections.abc import Iterable, Sequence
+import threading
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -160,8 +162,12 @@ class Store:
 
     def __init__(self, url: str, blobs: Path | str) -> None:
         self.url = url
-        self.engine: Engine = create_engine(url, pool_pre_ping=True)
-        if self.engine.dialect.name == "sqlite":
+        sqlite = url.startswith("sqlite")
+        # a server connection can go stale; a SQLite file cannot: no ping per checkout
+        self.engine: Engine = create_engine(url, pool_pre_ping=not sqlite)
+        self._write_lock: contextlib.AbstractContextManager[Any] = (
+            threading.Lock() if sqlite else contextlib.nullcontext())
+        if sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self.blobs = BlobStore(blobs)
@@ -180,6 +186,18 @@ class Store:
 
     def session(self) -> Session:
         return self._sessions()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """A session in a write transaction, committed on success.
+
+        SQLite takes one writer at a time. Writers of this process queue on a lock instead
+        of meeting in SQLite's busy handler, whose back-off sleeps (up to 100 ms a try) made
+        a hop wait on another thread's commit long after it was done. Writers of other
+        processes (``serve --workers``) still meet there.
+        """
+        with self._write_lock, self.session() as session, session.begin():
+            yield session
 
     # -- message log -------------------------------------------------------------------
     def accept(
@@ -212,7 +230,7 @@ class Store:
             return []
         keys = [business_key(i.facts.sender, i.facts.document_id,
                              hashlib.sha256(i.data).hexdigest()) for i in items]
-        with self.session() as session, session.begin():
+        with self.transaction() as session:
             logged = self._accepted_at(session, set(keys))
             fresh: dict[str, int] = {}  # business key -> index of its first occurrence
             for index, key in enumerate(keys):
@@ -340,7 +358,7 @@ class Store:
         """Record several events in one transaction."""
         if not events:
             return
-        with self.session() as session, session.begin():
+        with self.transaction() as session:
             session.execute(insert(EventRow), [
                 {"package_sha256": e.sha256 or "", "document_id": doc, "node": e.node,
                  "kind": e.kind, "agency": e.agency, "detail": e.detail, "at": e.at}
@@ -349,7 +367,7 @@ class Store:
     def add_event(self, node: str, kind: str, *, sha256: str, document_id: str | None,
                   agency: str | None = None, detail: str | None = None,
                   at: dt.datetime | None = None) -> None:
-        with self.session() as session, session.begin():
+        with self.transaction() as session:
             session.add(EventRow(package_sha256=sha256, document_id=document_id, node=node,
                                  kind=kind, agency=agency, detail=detail, at=at or utcnow()))
 
@@ -374,7 +392,7 @@ class Store:
         if not items:
             return
         now = utcnow()
-        with self.session() as session, session.begin():
+        with self.transaction() as session:
             session.execute(update(OutboxRow)
                             .where(OutboxRow.id.in_([i.id for i in items]),
                                    OutboxRow.state == "pending")
@@ -385,7 +403,7 @@ class Store:
                  "detail": f"to node {i.destination_node}", "at": now} for i in items])
 
     def mark_sent(self, outbox_id: int) -> None:
-        with self.session() as session, session.begin():
+        with self.transaction() as session:
             row = session.get(OutboxRow, outbox_id)
             if row is not None and row.state == "pending":
                 row.state, row.sent_at = "sent", utcnow()
@@ -410,7 +428,7 @@ class Store:
 
     def acknowledge(self, agency: str, item_id: int, *, node: str) -> bool:
         """Mark an inbox item fetched-and-acknowledged by its agency (idempotent)."""
-        with self.session() as session, session.begin():
+        with self.transaction() as session:
             row = session.get(InboxRow, item_id)
             if row is None or row.agency != agency:
                 return False
@@ -426,7 +444,7 @@ class Store:
                       receipt_sha256: str, at: dt.datetime | None = None) -> bool:
         """Record a recipient's status about a document; False if already recorded."""
         try:
-            with self.session() as session, session.begin():
+            with self.transaction() as session:
                 session.add(ReceiptRow(document_id=document_id, recipient=recipient,
                                        status_code=status_code, receipt_sha256=receipt_sha256,
                                        at=at or utcnow()))
@@ -458,7 +476,7 @@ class Store:
     def issue_credential(self, agency: str, label: str | None = None) -> str:
         """Create an API token for ``agency``; only its hash is stored. Returns the token."""
         token = "dx_" + secrets.token_urlsafe(32)
-        with self.session() as session, session.begin():
+        with self.transaction() as session:
             session.add(CredentialRow(agency=agency, token_hash=_hash_token(token), label=label))
         return token
 
@@ -472,7 +490,7 @@ class Store:
         return row.agency if hmac.compare_digest(row.token_hash, digest) else None
 
     def revoke_credentials(self, agency: str) -> int:
-        with self.session() as session, session.begin():
+        with self.transaction() as session:
             rows: Sequence[CredentialRow] = session.scalars(
                 select(CredentialRow).where(CredentialRow.agency == agency,
                                             CredentialRow.revoked_at.is_(None))).all()
