@@ -221,6 +221,8 @@ async def _latency(bench: _Bench, count: int, rate: float) -> list[float]:
     store.close()
     packages = [bench.network.document(SENDER, [RECIPIENT], number=f"L{i}")
                 for i in range(count)]
+    for node in ROUTE:  # the throughput rounds left packages in hanoi's queue
+        await (await bench.channel.get_queue(inbound_queue_name(node))).purge()
     servers = [_serve(configs[node]) for node in ROUTE]
     target = NodeConfig.load(configs[ROUTE[-1]]).open_store()
     try:
