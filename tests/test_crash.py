@@ -72,6 +72,19 @@ class Cluster:
 
         wait_until(up, 60, f"node {node} to start")
 
+    def workers(self, node: str) -> list[int]:
+        """The pids of the worker processes ``serve --workers N`` started for ``node``."""
+        parent, found = self.processes[node].pid, []
+        for entry in Path("/proc").iterdir():
+            try:
+                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                command = (entry / "cmdline").read_bytes()
+            except (OSError, IndexError):
+                continue
+            if int(stat[1]) == parent and b"spawn_main" in command:
+                found.append(int(entry.name))
+        return sorted(found)
+
     def died(self, node: str) -> bool:
         return self.processes[node].poll() is not None
 
@@ -211,3 +224,23 @@ def test_a_node_with_two_worker_processes_delivers_each_package_once(cluster: Cl
     segments = list((cluster.folder / "var" / "central" / "blobs" / "segments").glob("*.seg"))
     writers = {path.stem.split("-")[1] for path in segments if path.stat().st_size > 0}
     assert len(writers) == 2, segments
+
+
+def test_a_killed_worker_process_is_replaced_and_nothing_is_lost_or_doubled(
+    cluster: Cluster,
+) -> None:
+    cluster.start("central", workers=2)
+    for name in ("danang", "hanoi"):
+        cluster.start(name)
+    wait_until(lambda: len(cluster.workers("central")) == 1, 30, "central's second worker")
+    [worker] = cluster.workers("central")
+    for number in range(40):
+        assert cluster.post(_package(cluster.pki, f"8{number}")).status_code == 202
+        if number == 10:
+            os.kill(worker, signal.SIGKILL)  # mid-stream: whatever it held is redelivered
+    wait_until(lambda: cluster.workers("central") not in ([], [worker]), 30,
+               "a new worker in place of the killed one")
+    wait_until(lambda: cluster.delivered() == 40, 90, "40 deliveries")
+    wait_until(cluster.settled, 60, "every outbox and queue to drain")
+    assert cluster.delivered() == 40
+    assert not cluster.died("central")

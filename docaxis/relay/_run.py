@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
+import time
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +22,7 @@ from docaxis.store import Store, Trace
 from docaxis.transport import Broker, InMemoryBroker, RabbitMQBroker
 
 DEFAULT_AMQP = "amqp://guest:guest@127.0.0.1:5672/"
+_log = logging.getLogger("docaxis.relay")
 
 
 class ConfigError(DocaxisError):
@@ -135,26 +138,75 @@ async def serve(config: NodeConfig, *, ready: Callable[[str], None] | None = Non
     node, pool = await open_node(config, store)
     await node.start()
     spawn = multiprocessing.get_context("spawn")  # a clean interpreter: no inherited sockets
-    others = [spawn.Process(target=run_worker, args=(config,), name=f"{config.node_id}-{n}",
-                            daemon=True) for n in range(1, config.workers)]
-    for process in others:
-        process.start()
+    others = _Workers(config, spawn)
+    others.start()
     host, _, port = config.listen.rpartition(":")
     server = uvicorn.Server(uvicorn.Config(create_app(node), host=host or "127.0.0.1",
                                            port=int(port), log_level="warning"))
     if ready:
         ready(f"http://{host}:{port}")
+    supervisor = asyncio.create_task(others.supervise())
     try:
         await server.serve()
     finally:
-        for process in others:
+        supervisor.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await supervisor
+        for process in others.processes:
             if process.pid is not None and process.is_alive():
                 os.kill(process.pid, signal.SIGTERM)
-        for process in others:
+        for process in others.processes:
             process.join(timeout=30)
         await node.stop()
         await pool.close()
         store.close()
+
+
+class _Workers:
+    """The extra worker processes of a node (``workers - 1``), kept at strength.
+
+    A worker that dies — killed, out of memory, crashed — loses nothing: its unacknowledged
+    deliveries go back to the queue, and the outbox sweep re-sends what it committed but
+    did not hand over. :meth:`supervise` starts a new one in its place, waiting longer
+    after each death in quick succession (1 s, 2 s, 4 s … at most 60 s) so that a worker
+    that cannot start does not spin.
+    """
+
+    def __init__(self, config: NodeConfig, context: Any) -> None:
+        self.config, self.context = config, context
+        self.processes: list[Any] = []
+        self._backoff: list[float] = []
+        self._started_at: list[float] = []
+
+    def _spawn(self, slot: int) -> Any:
+        process = self.context.Process(target=run_worker, args=(self.config,),
+                                       name=f"{self.config.node_id}-{slot + 1}", daemon=True)
+        process.start()
+        return process
+
+    def start(self) -> None:
+        now = time.monotonic()
+        self.processes = [self._spawn(slot) for slot in range(self.config.workers - 1)]
+        self._backoff = [1.0] * len(self.processes)
+        self._started_at = [now] * len(self.processes)
+
+    async def supervise(self, every: float = 0.5) -> None:
+        while True:
+            await asyncio.sleep(every)
+            now = time.monotonic()
+            for slot, process in enumerate(self.processes):
+                if process.exitcode is None:
+                    continue
+                lived = now - self._started_at[slot]
+                if lived > 60:
+                    self._backoff[slot] = 1.0
+                if lived < self._backoff[slot]:
+                    continue  # died young: wait a little before the next one
+                _log.warning("node %s: worker %s (pid %s) ended with %s; starting another",
+                             self.config.node_id, process.name, process.pid, process.exitcode)
+                self.processes[slot] = self._spawn(slot)
+                self._started_at[slot] = now
+                self._backoff[slot] = min(60.0, self._backoff[slot] * 2)
 
 
 def run_worker(config: NodeConfig) -> None:

@@ -12,12 +12,18 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+import os
 import secrets
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: SQLite's busy handler alone keeps processes apart
+    fcntl = None  # type: ignore[assignment]
 
 from alembic import command
 from alembic.config import Config
@@ -166,7 +172,7 @@ class Store:
         # a server connection can go stale; a SQLite file cannot: no ping per checkout
         self.engine: Engine = create_engine(url, pool_pre_ping=not sqlite)
         self._write_lock: contextlib.AbstractContextManager[Any] = (
-            threading.Lock() if sqlite else contextlib.nullcontext())
+            _WriterLock(self.engine.url.database) if sqlite else contextlib.nullcontext())
         if sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
@@ -183,6 +189,8 @@ class Store:
     def close(self) -> None:
         self.engine.dispose()
         self.blobs.close()
+        if isinstance(self._write_lock, _WriterLock):
+            self._write_lock.close()
 
     def session(self) -> Session:
         return self._sessions()
@@ -191,10 +199,10 @@ class Store:
     def transaction(self) -> Iterator[Session]:
         """A session in a write transaction, committed on success.
 
-        SQLite takes one writer at a time. Writers of this process queue on a lock instead
-        of meeting in SQLite's busy handler, whose back-off sleeps (up to 100 ms a try) made
-        a hop wait on another thread's commit long after it was done. Writers of other
-        processes (``serve --workers``) still meet there.
+        SQLite takes one writer at a time: writers queue on a :class:`_WriterLock` (threads
+        of this process and other processes of the node) instead of meeting in SQLite's busy
+        handler, whose back-off sleeps (up to 100 ms a try) kept a hop waiting long after
+        the other writer's commit was done. PostgreSQL needs no such lock.
         """
         with self._write_lock, self.session() as session, session.begin():
             yield session
@@ -497,6 +505,45 @@ class Store:
             for row in rows:
                 row.revoked_at = utcnow()
             return len(rows)
+
+
+class _WriterLock:
+    """One SQLite writer at a time among the threads and processes sharing a database file.
+
+    A thread lock, then an exclusive ``flock`` on ``<database>-writer.lock`` (one open file
+    per store, so the kernel tells processes apart): a waiter wakes the moment the writer
+    is done. An in-memory database needs only the thread lock.
+    """
+
+    def __init__(self, database: str | None) -> None:
+        self._thread = threading.Lock()
+        self._path = (Path(f"{database}-writer.lock")
+                      if database and database != ":memory:" and fcntl is not None else None)
+        self._fd: int | None = None
+
+    def __enter__(self) -> None:
+        self._thread.acquire()
+        try:
+            if self._path is not None and fcntl is not None:
+                if self._fd is None:
+                    self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+                fcntl.flock(self._fd, fcntl.LOCK_EX)
+        except BaseException:
+            self._thread.release()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if self._fd is not None and fcntl is not None:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            self._thread.release()
+
+    def close(self) -> None:
+        with self._thread:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:
