@@ -221,6 +221,38 @@ def test_poison_package_is_parked_at_the_next_node_and_the_origin_is_told(
     run(scenario())
 
 
+def test_a_recipient_unknown_at_a_later_node_is_reported_to_the_sender(
+    tmp_path: Path, pki: DevPKI, broker_url: str | None,
+) -> None:
+    """Directories drift: danang knows Hà Nội's agency, central (not yet updated) does not.
+    The other recipient still gets the document; the sender is told about the one that
+    could not be reached, with the stable code."""
+    import json
+
+    from docaxis.directory import Directory
+
+    async def scenario() -> None:
+        network, broker = await _start(tmp_path, pki, broker_url)
+        sender, lost, reached = "000.00.00.H43", "000.00.00.H01", "000.00.00.G22"
+        central = network.nodes["central"]
+        central.directory = Directory(dict(central.directory.nodes), {
+            code: agency for code, agency in central.directory.agencies.items()
+            if code != lost})
+        document = network.document(sender, [lost, reached], number="15")
+        network.nodes["danang"].submit(document, agency=sender)
+        await wait_until(lambda: len(_inbox(network, "central", reached)) == 1, 30)
+        danang = network.nodes["danang"]
+        await wait_until(lambda: any(i.kind == "rejection" for i in danang.store.inbox(sender)), 30)
+        [notice] = [i for i in danang.store.inbox(sender) if i.kind == "rejection"]
+        body = json.loads(danang.store.package_bytes(notice.sha256))
+        assert body["recipient"] == lost and body["rejected_by_node"] == "central"
+        assert [r["code"] for r in body["reasons"]] == ["RELAY-UNKNOWN-DESTINATION"]
+        assert _inbox(network, "hanoi", lost) == []
+        await _stop(network, broker)
+
+    run(scenario())
+
+
 def acceptance_document(network: Network, acceptance) -> str:  # type: ignore[no-untyped-def]
     row = network.nodes["danang"].store.package(acceptance.sha256)
     assert row is not None and row.document_id

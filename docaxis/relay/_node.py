@@ -317,7 +317,7 @@ class RelayNode:
                     HopReceipt(plan.accept.facts.document_id, acceptance.sha256, self.node_id,
                                kind, _now(), agency, detail)
                     for kind, agency, detail in plan.accept.events
-                    if kind in ("received", "delivered", "routed"))
+                    if kind in ("received", "delivered", "routed", "unroutable"))
         for origin, batch in receipts.items():
             self._notify(origin, batch)
         self._hand_over_soon([(item, plan.accept.data)
@@ -458,28 +458,35 @@ class RelayNode:
             document_ids.append(document_id)
         self.store.add_events(events, document_ids=document_ids)
         for receipt in receipts:
-            if receipt.kind == "rejected":
+            if receipt.kind in ("rejected", "unroutable"):
                 self._notify_sender(receipt)
 
     def _notify_sender(self, receipt: HopReceipt) -> None:
-        """A later node refused a package sent from here: put a rejection notice (JSON,
-        with every reason and its stable code) into the sending agency's inbox."""
+        """A later node refused a package sent from here, or could not route it to one of
+        its recipients (its directory does not know the agency): put a rejection notice
+        (JSON, with every reason and its stable code) into the sending agency's inbox."""
         row = self.store.package(receipt.sha256)
         if row is None or not row.sender:
             return
-        try:
-            reasons = json.loads(receipt.detail or "[]")
-        except ValueError:
-            reasons = [{"message": receipt.detail}]
+        if receipt.kind == "unroutable":
+            reasons: list[dict[str, object]] = [{
+                "code": UnknownDestination.default_code, "recipient": receipt.agency,
+                "message": receipt.detail}]
+            what = f"not deliverable to {receipt.agency}: unknown at node {receipt.node}"
+        else:
+            try:
+                reasons = json.loads(receipt.detail or "[]")
+            except ValueError:
+                reasons = [{"message": receipt.detail}]
+            what = f"refused at node {receipt.node}"
         notice = json.dumps({
             "kind": "rejection", "document_id": row.document_id,
             "package_sha256": receipt.sha256, "rejected_by_node": receipt.node,
-            "at": receipt.at, "reasons": reasons,
+            "recipient": receipt.agency, "at": receipt.at, "reasons": reasons,
         }, ensure_ascii=False, indent=2).encode()
         self.store.accept(notice, PackageFacts("rejection", None, row.document_id),
                           node=self.node_id, inbox=[row.sender],
-                          events=[("rejection_notice", row.sender,
-                                   f"refused at node {receipt.node}; the sender is told")])
+                          events=[("rejection_notice", row.sender, f"{what}; the sender is told")])
 
 
 def _links(package: DocumentPackage | StatusPackage) -> tuple[
