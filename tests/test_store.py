@@ -47,7 +47,7 @@ FACTS = PackageFacts(kind="document", sender="000.00.00.G22",
 def test_migrations_create_every_table(store: Store) -> None:
     tables = set(inspect(store.engine).get_table_names())
     assert {"packages", "events", "outbox", "inbox", "receipts", "credentials",
-            "alembic_version"} <= tables
+            "directory_nodes", "directory_agencies", "alembic_version"} <= tables
     store.migrate()  # idempotent
 
 
@@ -207,3 +207,20 @@ def test_two_stores_accepting_the_same_package_at_once_log_it_once(store: Store)
               for a, b in zip(results["a"], results["b"], strict=True)]
     assert all(firsts)  # exactly one of the two logged each package
     assert len(store.pending_outbox(limit=1000)) == 40
+
+
+def test_directory_entries_round_trip_and_replace(store: Store) -> None:
+    from docaxis.directory import Agency, Node
+
+    assert store.directory_entries() == ([], [])
+    nodes = [Node("central", "central"), Node("hanoi", "province", "central",
+                                              amqp_url="amqp://broker.hanoi/hanoi")]
+    agencies = [Agency("000.00.00.H01", "UBND TP Hà Nội", "hanoi", "province", "ab" * 32)]
+    store.save_directory_entries(nodes, agencies)
+    assert store.directory_entries() == (nodes, agencies)
+    moved = Agency("000.00.00.H01", "UBND TP Hà Nội", "central")
+    store.save_directory_entries([], [moved])  # update by code
+    assert store.directory_entries() == (nodes, [moved])
+    store.save_directory_entries([Node("central", "central")], [], replace=True)
+    assert store.directory_entries() == ([Node("central", "central")], [])
+    assert not store.remove_directory_agency("000.00.00.H01")

@@ -1,4 +1,5 @@
-"""``demo``, ``serve``, ``trace`` and ``token``: running nodes and following documents."""
+"""``demo``, ``serve``, ``trace``, ``token``, ``parked`` and ``directory``: running nodes and
+following documents."""
 
 from __future__ import annotations
 
@@ -14,7 +15,15 @@ from rich.table import Table
 
 from docaxis.cli._main import EXIT_INVALID, EXIT_OK, EXIT_USAGE, cli, stderr, stdout
 from docaxis.edxml import STATUS_CODES
-from docaxis.relay._run import DEFAULT_AMQP, ConfigError, NodeConfig, demo, serve
+from docaxis.relay._run import (
+    DEFAULT_AMQP,
+    ConfigError,
+    NodeConfig,
+    demo,
+    import_directory,
+    load_directory,
+    serve,
+)
 from docaxis.store import Store, Trace
 
 _CONFIG = click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
@@ -173,3 +182,46 @@ def parked_command(config_path: str | None, replay: bool) -> None:
             await broker.close()
 
     asyncio.run(run())
+
+
+@cli.group("directory")
+def directory_group() -> None:
+    """The node's directory: network.toml, with the entries kept in its database over it."""
+
+
+@directory_group.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--config", "config_path", required=True,
+              type=click.Path(exists=True, dir_okay=False), help="The node's node.toml.")
+@click.option("--replace", is_flag=True,
+              help="Keep exactly the file's entries in the database (else add / update).")
+def directory_import_command(file: str, config_path: str, replace: bool) -> None:
+    """Put a network.toml's nodes and agencies into the node's database (checked first:
+    the result must be a consistent directory that still holds this node)."""
+    config = NodeConfig.load(config_path)
+    store = config.open_store()
+    try:
+        directory = import_directory(config, store, file, replace=replace)
+    except ConfigError as exc:
+        stderr.print(f"[bold red]{exc.code}[/] {escape(exc.message)}")
+        raise SystemExit(EXIT_INVALID) from None
+    finally:
+        store.close()
+    stdout.print(f"the node's directory now has {len(directory.nodes)} node(s) and "
+                 f"{len(directory.agencies)} agencies; restart its processes to use it")
+
+
+@directory_group.command("export")
+@click.option("--config", "config_path", required=True,
+              type=click.Path(exists=True, dir_okay=False), help="The node's node.toml.")
+def directory_export_command(config_path: str) -> None:
+    """Print the directory the node runs with (file and database together) as TOML."""
+    config = NodeConfig.load(config_path)
+    store = config.open_store()
+    try:
+        click.echo(load_directory(config, store).to_toml(), nl=False)
+    except ConfigError as exc:
+        stderr.print(f"[bold red]{exc.code}[/] {escape(exc.message)}")
+        raise SystemExit(EXIT_INVALID) from None
+    finally:
+        store.close()

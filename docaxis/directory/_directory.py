@@ -118,6 +118,22 @@ class Directory:
             raise DirectoryError(f"{path}: {exc}") from None
         return cls.from_mapping(data)
 
+    def overlaid(self, nodes: Iterable[Node], agencies: Iterable[Agency]) -> Directory:
+        """This directory with ``nodes`` and ``agencies`` added, or replacing those with the
+        same id / code — a node's database entries over its network.toml. The result is
+        checked like any directory.
+
+        Raises
+        ------
+        DirectoryError
+            If the result is inconsistent (an agency on an unknown node, a cycle …).
+        """
+        merged_nodes = dict(self.nodes)
+        merged_nodes.update((node.id, node) for node in nodes)
+        merged_agencies = dict(self.agencies)
+        merged_agencies.update((agency.code, agency) for agency in agencies)
+        return Directory(merged_nodes, merged_agencies)
+
     def to_toml(self) -> str:
         """This directory in the layout :meth:`from_toml` reads (an operator's export)."""
         lines: list[str] = []

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from docaxis._errors import DocaxisError
-from docaxis.directory import Directory
+from docaxis.directory import Directory, DirectoryError
 from docaxis.dsig import TrustStore, VerificationPolicy, Verifier
 from docaxis.relay._demo import build_demo_network, connect_broker, demo_pki, run_suffix, wait_for
 from docaxis.relay._node import RelayNode
@@ -34,7 +34,8 @@ class NodeConfig:
     """What ``node.toml`` says (paths resolved against the file's folder)."""
 
     node_id: str
-    directory: Path
+    #: network.toml; ``None``: the directory is only what the node's database holds
+    directory: Path | None
     data: Path
     database: str
     amqp_url: str | None
@@ -57,9 +58,9 @@ class NodeConfig:
         trust = raw.get("trust") or {}
         try:
             node_id = node["id"]
-            directory = base / node["directory"]
         except KeyError as exc:
             raise ConfigError(f"{path}: [node] needs {exc.args[0]!r}") from None
+        directory = base / node["directory"] if node.get("directory") else None
         data = base / node.get("data", f"var/{node_id}")
         database = node.get("database") or f"sqlite:///{data / 'node.db'}"
         workers = node.get("workers", 1)
@@ -106,11 +107,58 @@ class BrokerPool:
             await broker.close()
 
 
+def load_directory(config: NodeConfig, store: Store) -> Directory:
+    """The node's directory: its network.toml (if it names one) with the entries kept in its
+    database over it — an agency added or moved there wins over the file.
+
+    Raises
+    ------
+    ConfigError
+        If there is no directory at all, it is inconsistent, or it lacks this node.
+    """
+    try:
+        base = Directory.from_toml(config.directory) if config.directory else Directory()
+        nodes, agencies = store.directory_entries()
+        directory = base.overlaid(nodes, agencies)
+    except DirectoryError as exc:
+        raise ConfigError(f"the directory of node {config.node_id!r}: {exc.message}") from None
+    if config.node_id not in directory.nodes:
+        where = (f"{config.directory} or the node's database" if config.directory
+                 else "the node's database (import one: docaxis directory import)")
+        raise ConfigError(f"node {config.node_id!r} is not in {where}")
+    return directory
+
+
+def import_directory(config: NodeConfig, store: Store, source: Path | str, *,
+                     replace: bool = False) -> Directory:
+    """Put a network.toml's nodes and agencies into the node's database (add / update by id
+    and code; with ``replace``, the database keeps exactly these). Nothing is written unless
+    the directory the node would then run with is consistent and still holds the node.
+    Returns that directory; running processes use it once restarted.
+
+    Raises
+    ------
+    ConfigError
+        If the file is unreadable or the resulting directory is inconsistent.
+    """
+    try:
+        incoming = Directory.from_toml(source)
+        base = Directory.from_toml(config.directory) if config.directory else Directory()
+        current = base if replace else base.overlaid(*store.directory_entries())
+        result = current.overlaid(incoming.nodes.values(), incoming.agencies.values())
+    except DirectoryError as exc:
+        raise ConfigError(f"{source}: {exc.message}") from None
+    if config.node_id not in result.nodes:
+        raise ConfigError(f"{source}: the directory would no longer hold node "
+                          f"{config.node_id!r}")
+    store.save_directory_entries(incoming.nodes.values(), incoming.agencies.values(),
+                                 replace=replace)
+    return result
+
+
 async def open_node(config: NodeConfig, store: Store) -> tuple[RelayNode, BrokerPool]:
     """The node's relay, connected to its own broker and its neighbours' (not started)."""
-    directory = Directory.from_toml(config.directory)
-    if config.node_id not in directory.nodes:
-        raise ConfigError(f"node {config.node_id!r} is not in {config.directory}")
+    directory = load_directory(config, store)
     verifier = Verifier(VerificationPolicy(TrustStore.load(config.anchors, crls=config.crls),
                                            allow_sha1=config.allow_sha1))
     neighbours = [config.node_id, *(n.id for n in directory.children(config.node_id))]

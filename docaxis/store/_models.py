@@ -128,3 +128,27 @@ class CredentialRow(Base):
     label: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class DirectoryNodeRow(Base):
+    """A node of the directory kept in the database (over or instead of network.toml)."""
+
+    __tablename__ = "directory_nodes"
+
+    id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    tier: Mapped[str] = mapped_column(String(20))
+    parent: Mapped[str | None] = mapped_column(String(100))
+    amqp_url: Mapped[str | None] = mapped_column(Text)
+    http: Mapped[str | None] = mapped_column(Text)
+
+
+class DirectoryAgencyRow(Base):
+    """An agency of the directory kept in the database: its code and home node."""
+
+    __tablename__ = "directory_agencies"
+
+    code: Mapped[str] = mapped_column(String(13), primary_key=True)
+    name: Mapped[str] = mapped_column(String(500), default="")
+    node: Mapped[str] = mapped_column(String(100))
+    tier: Mapped[str | None] = mapped_column(String(20))
+    certificate_fingerprint: Mapped[str | None] = mapped_column(String(128))

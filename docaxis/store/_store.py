@@ -31,9 +31,12 @@ from sqlalchemy import Engine, create_engine, event, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from docaxis.directory import Agency, Node
 from docaxis.store._blobs import BlobRef, BlobStore
 from docaxis.store._models import (
     CredentialRow,
+    DirectoryAgencyRow,
+    DirectoryNodeRow,
     EventRow,
     InboxRow,
     OutboxRow,
@@ -479,6 +482,42 @@ class Store:
             rows = session.scalars(select(PackageRow.sender).where(
                 PackageRow.document_id == document_id, PackageRow.kind == "document")).all()
         return sorted({r for r in rows if r})
+
+    # -- directory ---------------------------------------------------------------------
+    def directory_entries(self) -> tuple[list[Node], list[Agency]]:
+        """The nodes and agencies kept in this database (empty when none were imported)."""
+        with self.session() as session:
+            nodes = [Node(r.id, r.tier, r.parent, r.amqp_url, r.http) for r in session.scalars(
+                select(DirectoryNodeRow).order_by(DirectoryNodeRow.id))]
+            agencies = [Agency(r.code, r.name, r.node, r.tier, r.certificate_fingerprint)
+                        for r in session.scalars(
+                            select(DirectoryAgencyRow).order_by(DirectoryAgencyRow.code))]
+        return nodes, agencies
+
+    def save_directory_entries(self, nodes: Iterable[Node], agencies: Iterable[Agency], *,
+                               replace: bool = False) -> None:
+        """Add or update nodes and agencies (by id / code) in one transaction; with
+        ``replace``, the database keeps exactly these."""
+        with self.transaction() as session:
+            if replace:
+                session.execute(DirectoryAgencyRow.__table__.delete())
+                session.execute(DirectoryNodeRow.__table__.delete())
+            for node in nodes:
+                session.merge(DirectoryNodeRow(id=node.id, tier=node.tier, parent=node.parent,
+                                               amqp_url=node.amqp_url, http=node.http))
+            for agency in agencies:
+                session.merge(DirectoryAgencyRow(
+                    code=agency.code, name=agency.name, node=agency.node, tier=agency.tier,
+                    certificate_fingerprint=agency.certificate_fingerprint))
+
+    def remove_directory_agency(self, code: str) -> bool:
+        """Drop an agency from the database's directory; False if it was not there."""
+        with self.transaction() as session:
+            row = session.get(DirectoryAgencyRow, code)
+            if row is None:
+                return False
+            session.delete(row)
+            return True
 
     # -- credentials -------------------------------------------------------------------
     def issue_credential(self, agency: str, label: str | None = None) -> str:
