@@ -306,3 +306,60 @@ def test_recall_of_a_delivered_document_travels_and_is_linked(
         await _stop(network, broker)
 
     run(scenario())
+
+
+def test_the_sweep_takes_over_a_dead_processs_hand_overs_at_once_and_leaves_a_live_ones(
+    tmp_path: Path, pki: DevPKI,
+) -> None:
+    """Outbox rows name the process that owes them. A row owed by a process that died is
+    handed over by the next sweep, without waiting out the grace; one owed by a live
+    process is left to it; this process's own wait out the grace."""
+    import socket
+    import sys
+
+    from docaxis.edxml import parse
+    from docaxis.store import process_token
+
+    def token_of(process: subprocess.Popen[bytes]) -> str:
+        fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return f"{socket.gethostname()}:{process.pid}:{fields[19]}"
+
+    async def scenario() -> None:
+        broker = InMemoryBroker(FAST)
+        await broker.connect()
+        network = build_network(tmp_path, pki, lambda _node: broker)
+        for node in network.nodes.values():
+            await broker.declare_node(node.node_id)
+        danang = network.nodes["danang"]  # not started: no hand-over task, no sweeper
+
+        def commit_as(owner: str, number: str) -> None:
+            document = network.document("000.00.00.H43", ["000.00.00.H01"], number=number)
+            danang.store.claimant = owner
+            plan = danang._plan(parse(document), received_from=None, origin="danang",
+                                from_parent=False)
+            danang.store.accept_many([plan.accept])
+
+        worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+        try:
+            commit_as(token_of(worker), "61")  # a live worker owes this one
+            gone = subprocess.Popen([sys.executable, "-c", "pass"])
+            dead = token_of(gone)  # readable until reaped, even once it has exited
+            gone.wait()
+            commit_as(dead, "62")  # its owner was killed before handing it over
+            danang.store.claimant = process_token()
+            commit_as(danang.store.claimant, "63")  # this process's own, fresh
+            assert await danang.dispatch_once(older_than=60) == 1  # only the dead one's
+            pending = danang.store.pending_outbox()
+            assert {item.claimed_by for item in pending} == {token_of(worker),
+                                                             danang.store.claimant}
+            worker.kill()
+            worker.wait()
+            assert await danang.dispatch_once(older_than=60) == 1  # now the worker's too
+            assert await danang.dispatch_once(older_than=0) == 1  # own, past the grace
+            assert danang.store.pending_outbox() == []
+        finally:
+            if worker.poll() is None:
+                worker.kill()
+        await _stop(network, broker)
+
+    run(scenario())

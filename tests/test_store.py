@@ -224,3 +224,18 @@ def test_directory_entries_round_trip_and_replace(store: Store) -> None:
     store.save_directory_entries([Node("central", "central")], [], replace=True)
     assert store.directory_entries() == ([Node("central", "central")], [])
     assert not store.remove_directory_agency("000.00.00.H01")
+
+
+def test_an_outbox_row_is_claimed_by_one_sweeper_only(store: Store) -> None:
+    store.accept(b"<p>owed</p>", FACTS, node="hanoi", outbox=[("central", "package", {})])
+    [item] = store.pending_outbox()
+    assert item.claimed_by == store.claimant  # the committing process owes it
+    other = Store(store.url, store.blobs.root)
+    other.claimant = "elsewhere:1:1"
+    try:
+        [won] = other.claim_outbox([item])
+        assert won.claimed_by == "elsewhere:1:1"
+        assert store.claim_outbox([item]) == []  # the owner changed meanwhile: lost
+        assert store.pending_outbox()[0].claimed_by == "elsewhere:1:1"
+    finally:
+        other.close()

@@ -33,7 +33,7 @@ from docaxis.edxml import (
     validate,
 )
 from docaxis.relay._faults import fault_point
-from docaxis.store import Accept, Acceptance, Event, OutboxItem, PackageFacts, Store
+from docaxis.store import Accept, Acceptance, Event, OutboxItem, PackageFacts, Store, is_alive
 from docaxis.transport import Broker, Consumer, Message, Reject
 
 KIND = "x-docaxis-kind"
@@ -362,33 +362,52 @@ class RelayNode:
         await asyncio.gather(*(publish(item, data) for item, data in items))
 
     async def dispatch_once(self, batch: int = 256, *, older_than: float = 0.0) -> int:
-        """Sweep the outbox: hand over pending rows (older than ``older_than`` seconds, and
-        not being handed over by this process right now), then mark them sent. Returns
-        how many were handed over.
-
-        Rows of another worker process of this node may be sent twice; the next node
-        deduplicates.
-        """
-        sent = 0
+        """Sweep the outbox once: hand over the pending rows this process should send now
+        (:meth:`_owed_here`), claimed for it first, then mark them sent. Returns how many
+        were handed over."""
+        sent, after = 0, 0
         while True:
-            items = [item for item in await asyncio.to_thread(
-                self.store.pending_outbox, limit=batch, older_than=older_than)
-                if item.id not in self._in_flight]
-            if not items:
+            pending = await asyncio.to_thread(self.store.pending_outbox, limit=batch,
+                                              after_id=after)
+            if not pending:
                 return sent
+            after = pending[-1].id
+            now = dt.datetime.now(dt.UTC)
+            owed = [item for item in pending if self._owed_here(item, older_than, now)]
+            if not owed:
+                continue
+            items = await asyncio.to_thread(self.store.claim_outbox, owed)
+            if not items:
+                continue
             loaded = await asyncio.to_thread(self._with_bytes, items)
             await self._publish_all(loaded)
             fault_point("after-publish")
             await asyncio.to_thread(self.store.mark_sent_many, items, node=self.node_id)
             sent += len(items)
 
+    def _owed_here(self, item: OutboxItem, grace: float, now: dt.datetime) -> bool:
+        """Whether this process should hand ``item`` over now.
+
+        Its own rows, once ``grace`` seconds old (the hand-over task failed them); rows of a
+        process of this host that is gone — killed before it handed them over — at once;
+        rows of an owner whose life cannot be judged (another host, or written before
+        claims existed) once ``grace`` old. A live process's rows are its own business.
+        """
+        if item.id in self._in_flight:
+            return False
+        old = item.created_at is None or (now - item.created_at).total_seconds() > grace
+        if item.claimed_by == self.store.claimant:
+            return old
+        alive = is_alive(item.claimed_by)
+        return True if alive is False else (old and alive is None)
+
     def _with_bytes(self, items: list[OutboxItem]) -> list[tuple[OutboxItem, bytes]]:
         return [(item, self.store.package_bytes(item.sha256)) for item in items]
 
     async def _sweep_forever(self) -> None:
-        """Re-send what is still pending ``sweep_after`` seconds after its commit: a failed
-        hand-over, or one owed by a process that died (this one, before a restart, or
-        another worker of the node). Younger rows belong to a live hand-over task."""
+        """Re-send what is owed and not in hand: this process's rows still pending
+        ``sweep_after`` seconds after their commit (a failed hand-over), and at once the
+        rows of a process that died (this node before a restart, or a worker of it)."""
         while True:
             try:
                 await self.dispatch_once(older_than=self.sweep_after)

@@ -1,6 +1,7 @@
 """The node's store: SQLAlchemy models and repositories, Alembic migrations, blobs."""
 
 from docaxis.store._blobs import BlobError, BlobRef, BlobStore
+from docaxis.store._claims import is_alive, process_token
 from docaxis.store._store import (
     Accept,
     Acceptance,
@@ -26,4 +27,6 @@ __all__ = [
     "Store",
     "Trace",
     "business_key",
+    "is_alive",
+    "process_token",
 ]

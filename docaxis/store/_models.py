@@ -84,6 +84,9 @@ class OutboxRow(Base):
     message_kind: Mapped[str] = mapped_column(String(20), default="package")
     payload_header: Mapped[str | None] = mapped_column(Text)  # JSON transport headers
     state: Mapped[str] = mapped_column(String(10), default="pending", index=True)
+    #: the process that owes the hand-over (``host:pid:start``); the outbox sweep of
+    #: another process takes the row over only once that process is gone
+    claimed_by: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 

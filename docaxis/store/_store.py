@@ -8,6 +8,7 @@ changing the URL. The schema is managed by Alembic (:meth:`Store.migrate`).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import hashlib
 import hmac
@@ -33,6 +34,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from docaxis.directory import Agency, Node
 from docaxis.store._blobs import BlobRef, BlobStore
+from docaxis.store._claims import process_token
 from docaxis.store._models import (
     CredentialRow,
     DirectoryAgencyRow,
@@ -92,12 +94,17 @@ class Acceptance:
 
 @dataclass(frozen=True)
 class OutboxItem:
+    """A hand-over owed to another node (a pending outbox row)."""
+
     id: int
     sha256: str
     destination_node: str
     message_kind: str
     headers: dict[str, str]
     document_id: str | None = None
+    #: the process that owes it (:func:`process_token`), None for rows of before claims
+    claimed_by: str | None = None
+    created_at: dt.datetime | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -180,6 +187,8 @@ class Store:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self.blobs = BlobStore(blobs)
+        #: this process, as the owner of the hand-overs it commits
+        self.claimant = process_token()
 
     def migrate(self) -> None:
         """Bring the schema to the newest Alembic revision."""
@@ -265,7 +274,8 @@ class Store:
                 facts = item.facts
                 outbox += [{"package_sha256": sha256, "destination_node": destination,
                             "message_kind": kind, "payload_header": json.dumps(headers),
-                            "state": "pending", "created_at": now}
+                            "state": "pending", "created_at": now,
+                            "claimed_by": self.claimant}
                            for destination, kind, headers in item.outbox]
                 inbox += [{"agency": agency, "package_sha256": sha256,
                            "document_id": facts.document_id, "kind": facts.kind,
@@ -298,7 +308,8 @@ class Store:
                     row_id = ids[sha256, row["destination_node"]].pop()  # lowest id first
                     handovers.setdefault(sha256, []).append(OutboxItem(
                         row_id, sha256, row["destination_node"], row["message_kind"],
-                        json.loads(row["payload_header"]), documents[sha256]))
+                        json.loads(row["payload_header"]), documents[sha256], self.claimant,
+                        now))
             for table, rows in ((InboxRow, inbox), (EventRow, events)):
                 if rows:  # Core executemany (the ORM's bulk path costs more per row)
                     session.execute(insert(table.__table__), rows)
@@ -383,20 +394,45 @@ class Store:
                                  kind=kind, agency=agency, detail=detail, at=at or utcnow()))
 
     # -- outbox ------------------------------------------------------------------------
-    def pending_outbox(self, limit: int = 100, *, older_than: float = 0.0) -> list[OutboxItem]:
+    def pending_outbox(self, limit: int = 100, *, older_than: float = 0.0,
+                       after_id: int = 0) -> list[OutboxItem]:
         """Hand-overs not yet marked sent, oldest first (created more than ``older_than``
-        seconds ago)."""
+        seconds ago; ids above ``after_id``, to page through them)."""
         query = (select(OutboxRow.id, OutboxRow.package_sha256, OutboxRow.destination_node,
-                        OutboxRow.message_kind, OutboxRow.payload_header, PackageRow.document_id)
+                        OutboxRow.message_kind, OutboxRow.payload_header, PackageRow.document_id,
+                        OutboxRow.claimed_by, OutboxRow.created_at)
                  .join(PackageRow, PackageRow.sha256 == OutboxRow.package_sha256)
-                 .where(OutboxRow.state == "pending"))
+                 .where(OutboxRow.state == "pending", OutboxRow.id > after_id))
         if older_than > 0:
             query = query.where(OutboxRow.created_at
                                 < utcnow() - dt.timedelta(seconds=older_than))
         with self.session() as session:
             rows = session.execute(query.order_by(OutboxRow.id).limit(limit)).all()
-            return [OutboxItem(r[0], r[1], r[2], r[3], json.loads(r[4] or "{}"), r[5])
-                    for r in rows]
+            return [OutboxItem(r[0], r[1], r[2], r[3], json.loads(r[4] or "{}"), r[5], r[6],
+                               _aware(r[7]) if r[7] else None) for r in rows]
+
+    def claim_outbox(self, items: Sequence[OutboxItem]) -> list[OutboxItem]:
+        """Take pending hand-overs over for this process; returns those it won.
+
+        A row is taken only if it is still pending and still owed by the owner ``items``
+        say, so that of two processes sweeping at once, each row goes to one of them.
+        """
+        owners: dict[str | None, list[OutboxItem]] = {}
+        for item in items:
+            owners.setdefault(item.claimed_by, []).append(item)
+        won: set[int] = set()
+        with self.transaction() as session:
+            for owner, owed in owners.items():
+                owned = (OutboxRow.claimed_by.is_(None) if owner is None
+                         else OutboxRow.claimed_by == owner)
+                won.update(session.scalars(
+                    update(OutboxRow)
+                    .where(OutboxRow.id.in_([i.id for i in owed]),
+                           OutboxRow.state == "pending", owned)
+                    .values(claimed_by=self.claimant)
+                    .returning(OutboxRow.id)).all())
+        return [dataclasses.replace(item, claimed_by=self.claimant)
+                for item in items if item.id in won]
 
     def mark_sent_many(self, items: Sequence[OutboxItem], *, node: str) -> None:
         """Mark hand-overs done and log them, in one transaction."""
