@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import subprocess
 import uuid
@@ -45,14 +46,23 @@ def make_broker(request: pytest.FixtureRequest) -> Iterator[Callable[[], Broker]
     if request.param == "memory":
         yield lambda: InMemoryBroker(FAST)
         return
+    with _vhost() as vhost:
+        yield lambda: RabbitMQBroker(f"amqp://guest:guest@127.0.0.1:5672/{vhost}", FAST)
+
+
+@contextlib.contextmanager
+def _vhost() -> Iterator[str]:
+    """A RabbitMQ vhost of the test's own (skips where RabbitMQ is not installed)."""
     if RABBITMQCTL is None:
         pytest.skip("RabbitMQ is not installed here (.ci/run installs and starts it)")
     vhost = f"docaxis-test-{uuid.uuid4().hex[:12]}"
     subprocess.run([RABBITMQCTL, "add_vhost", vhost], check=True, capture_output=True)
     subprocess.run([RABBITMQCTL, "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"],
                    check=True, capture_output=True)
-    yield lambda: RabbitMQBroker(f"amqp://guest:guest@127.0.0.1:5672/{vhost}", FAST)
-    subprocess.run([RABBITMQCTL, "delete_vhost", vhost], check=False, capture_output=True)
+    try:
+        yield vhost
+    finally:
+        subprocess.run([RABBITMQCTL, "delete_vhost", vhost], check=False, capture_output=True)
 
 
 async def _started(make: Callable[[], Broker], node: str = "hanoi") -> Broker:
@@ -288,15 +298,16 @@ def test_publishing_to_an_undeclared_node_is_an_error(make_broker: Callable[[], 
     run(scenario())
 
 
-def test_a_consumer_resumes_after_the_broker_drops_its_connection() -> None:
+@pytest.fixture
+def rabbitmq_vhost() -> Iterator[str]:
+    with _vhost() as vhost:
+        yield vhost
+
+
+def test_a_consumer_resumes_after_the_broker_drops_its_connection(rabbitmq_vhost: str) -> None:
     """RabbitMQ only: every connection of the vhost is closed while a consumer runs; the
     consumer is back on the reopened channel and nothing is lost."""
-    if RABBITMQCTL is None:
-        pytest.skip("RabbitMQ is not installed here (.ci/run installs and starts it)")
-    vhost = f"docaxis-test-{uuid.uuid4().hex[:12]}"
-    subprocess.run([RABBITMQCTL, "add_vhost", vhost], check=True, capture_output=True)
-    subprocess.run([RABBITMQCTL, "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"],
-                   check=True, capture_output=True)
+    vhost = rabbitmq_vhost
 
     async def scenario() -> None:
         broker = await _started(lambda: RabbitMQBroker(
@@ -322,10 +333,7 @@ def test_a_consumer_resumes_after_the_broker_drops_its_connection() -> None:
         await consumer.stop()
         await broker.close()
 
-    try:
-        run(scenario())
-    finally:
-        subprocess.run([RABBITMQCTL, "delete_vhost", vhost], check=False, capture_output=True)
+    run(scenario())
 
 
 def test_rabbitmq_down_is_a_clear_error() -> None:

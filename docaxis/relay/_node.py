@@ -99,8 +99,8 @@ class RelayNode:
     limits: ParseLimits = field(default_factory=ParseLimits)
     prefetch: int = 256
     batch_size: int = 128
-    #: outbox rows older than this (seconds) that are still pending are re-sent by the sweep
-    #: (a hand-over that failed, or one owed by a worker process that died)
+    #: this process's outbox rows still pending this long (seconds) are re-sent by the
+    #: sweep (their hand-over failed); a dead process's rows are taken over at once
     sweep_after: float = 5.0
     #: hop receipts toward one origin wait this long (seconds) to travel together
     receipt_interval: float = 0.2
@@ -433,15 +433,13 @@ class RelayNode:
             self._receipt_timer = self._loop.call_later(self.receipt_interval,
                                                         self._flush_receipts)
 
-    def _flush_receipts(self) -> list[asyncio.Task[None]]:
+    def _flush_receipts(self) -> None:
         self._receipt_timer = None
         out, self._receipts_out = self._receipts_out, {}
-        tasks = [asyncio.get_running_loop().create_task(self._send_receipts(origin, batch))
-                 for origin, batch in out.items()]
-        self._sending.update(tasks)
-        for task in tasks:
+        for origin, batch in out.items():
+            task = asyncio.get_running_loop().create_task(self._send_receipts(origin, batch))
+            self._sending.add(task)
             task.add_done_callback(self._sending.discard)
-        return tasks
 
     async def _send_receipts(self, origin: str, receipts: list[HopReceipt]) -> None:
         target = self.directory.next_node(self.node_id, origin)
