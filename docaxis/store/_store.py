@@ -386,13 +386,6 @@ class Store:
                  "kind": e.kind, "agency": e.agency, "detail": e.detail, "at": e.at}
                 for e, doc in zip(events, document_ids, strict=True)])
 
-    def add_event(self, node: str, kind: str, *, sha256: str, document_id: str | None,
-                  agency: str | None = None, detail: str | None = None,
-                  at: dt.datetime | None = None) -> None:
-        with self.transaction() as session:
-            session.add(EventRow(package_sha256=sha256, document_id=document_id, node=node,
-                                 kind=kind, agency=agency, detail=detail, at=at or utcnow()))
-
     # -- outbox ------------------------------------------------------------------------
     def pending_outbox(self, limit: int = 100, *, older_than: float = 0.0,
                        after_id: int = 0) -> list[OutboxItem]:
