@@ -1,6 +1,6 @@
 """Run the benchmarks and print Markdown tables.
 
-``python -m benchmarks [--quick] [validate] [dsig] [relay]`` (no name: all of them).
+``python -m benchmarks [--quick] [validate] [dsig] [hostile] [relay]`` (no name: all of them).
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 import platform
 import sys
 
-from benchmarks import bench_dsig, bench_relay, bench_validate
+from benchmarks import bench_dsig, bench_hostile, bench_relay, bench_validate
 
 
 def main(argv: list[str]) -> int:
@@ -20,6 +20,8 @@ def main(argv: list[str]) -> int:
         print(bench_validate.run(quick))
     if not only or "dsig" in only:
         print(bench_dsig.run(quick))
+    if not only or "hostile" in only:
+        print(bench_hostile.run(quick))
     if not only or "relay" in only:
         print(bench_relay.run(quick))
     return 0

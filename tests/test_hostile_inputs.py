@@ -28,7 +28,7 @@ from docaxis.edxml import (
     parse,
     validate,
 )
-from docaxis.edxml._parser import _xml_parser
+from docaxis.edxml._parser import PARSER_OPTIONS
 
 ROOT_OPEN = f'<edXML xmlns="{EDXML_NS}">'.encode()
 #: Peak Python-side allocation allowed while rejecting a hostile input.
@@ -224,7 +224,7 @@ def _parser_tree(data: bytes):  # type: ignore[no-untyped-def]
     from lxml import etree
 
     try:
-        return etree.fromstring(data, _xml_parser(False))
+        return etree.fromstring(data, etree.XMLParser(**PARSER_OPTIONS))
     except etree.XMLSyntaxError:
         return etree.fromstring(b"<empty/>")
 

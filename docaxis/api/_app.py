@@ -27,6 +27,51 @@ def _error(status: int, code: str, message: str,
                                                      "reasons": reasons or []})
 
 
+class BodyTooLarge(Exception):
+    """A request body over the node's package size limit."""
+
+
+class BadLength(Exception):
+    """A ``Content-Length`` that is not a non-negative integer."""
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, never more than ``limit`` bytes in memory.
+
+    A declared ``Content-Length`` over the limit is refused before a byte is read; without
+    one (chunked transfer) the body is refused as soon as it grows past the limit.
+
+    Raises
+    ------
+    BodyTooLarge
+        Declared or streamed size over ``limit``.
+    BadLength
+        ``Content-Length`` present but not a non-negative integer.
+    """
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not (declared.isascii() and declared.isdigit()) or len(declared) > 20:
+            raise BadLength(f"Content-Length {declared[:30]!r} is not a byte count")
+        if int(declared) > limit:
+            raise BodyTooLarge(f"the body is {int(declared)} bytes; this node accepts packages "
+                               f"of at most {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(f"the body is over {limit} bytes, the most this node accepts")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+#: refusals that are about who may do what (403), not about the package (422)
+_FORBIDDEN = frozenset({"RELAY-NOT-SENDER", "RELAY-NOT-RECIPIENT", "RELAY-NOT-ORIGINAL-SENDER"})
+
+#: inbox ids are database integers: anything outside answers "not found", never a 500
+_MAX_ID = 2**31 - 1
+
+
 def caller(request: Request, authorization: Annotated[str | None, Header()] = None) -> str:
     """The agency a request's Bearer token belongs to (401 otherwise)."""
     if not authorization or not authorization.startswith("Bearer "):
@@ -61,7 +106,12 @@ def create_app(node: RelayNode) -> FastAPI:
                                       f"agency {agency} may not act for agency {code}"))
 
     async def accept(request: Request, agency: str, expect: str) -> Response:
-        data = await request.body()
+        try:
+            data = await read_body(request, node.limits.max_bytes)
+        except BodyTooLarge as exc:
+            return _error(413, "API-TOO-LARGE", str(exc))
+        except BadLength as exc:
+            return _error(400, "API-BAD-LENGTH", str(exc))
         try:
             parsed = parse(data, limits=node.limits)  # parsed once: the node checks this tree
         except ParseError as exc:
@@ -73,7 +123,7 @@ def create_app(node: RelayNode) -> FastAPI:
             # check and commit in a thread: the node's loop keeps serving hops meanwhile
             acceptance = await asyncio.to_thread(node.submit, parsed, agency=agency)
         except Rejection as exc:
-            status = 403 if exc.code == "RELAY-NOT-SENDER" else 422
+            status = 403 if exc.code in _FORBIDDEN else 422
             return _error(status, exc.code, exc.message, exc.reasons)
         return JSONResponse(status_code=202, content={
             "sha256": acceptance.sha256, "business_key": acceptance.business_key,
@@ -101,7 +151,7 @@ def create_app(node: RelayNode) -> FastAPI:
              response_class=Response)
     def fetch(code: str, item_id: int, agency: Caller) -> Response:
         own(agency, code)
-        item = node.store.inbox_item(code, item_id)
+        item = node.store.inbox_item(code, item_id) if 0 < item_id <= _MAX_ID else None
         if item is None:
             raise HTTPException(404, ("API-NOT-FOUND", f"no inbox item {item_id}"))
         media = "application/json" if item.kind == "rejection" else XML
@@ -111,19 +161,20 @@ def create_app(node: RelayNode) -> FastAPI:
     @app.post("/v1/agencies/{code}/inbox/{item_id}/ack", summary="Acknowledge a fetched package")
     def acknowledge(code: str, item_id: int, agency: Caller) -> dict[str, Any]:
         own(agency, code)
-        if not node.store.acknowledge(code, item_id, node=node.node_id):
+        if not 0 < item_id <= _MAX_ID or not node.store.acknowledge(code, item_id,
+                                                                     node=node.node_id):
             raise HTTPException(404, ("API-NOT-FOUND", f"no inbox item {item_id}"))
         return {"id": item_id, "state": "acknowledged"}
 
     @app.get("/v1/trace/{document_id:path}", summary="The trace of one of your documents")
     def trace(document_id: str, agency: Caller) -> dict[str, Any]:
-        found = node.store.trace(document_id)
-        senders = {row for row in node.store.senders_of(document_id)}
-        if not found.events and not senders:
-            raise HTTPException(404, ("API-NOT-FOUND", f"no document {document_id} here"))
-        if agency not in senders:
-            raise HTTPException(403, ("API-FORBIDDEN",
-                                      "only the sending agency may read a document's trace"))
+        # documents are keyed by (verified sender, DocumentId): the caller sees its own
+        # document of that id; another agency's answers 404 as an unknown one does (no
+        # existence oracle)
+        found = node.store.trace(document_id, sender=agency)
+        if not found.events:
+            raise HTTPException(404, ("API-NOT-FOUND", f"no document {document_id} of yours "
+                                      "here"))
         return found.to_dict()
 
     return app

@@ -128,7 +128,13 @@ class TrustStore:
         """
         found = self._infos.get(der)
         if found is None:
-            found = CertInfo.of(x509.load_der_x509_certificate(der), der)
+            try:
+                cert = x509.load_der_x509_certificate(der)
+                found = CertInfo.of(cert, der)
+                cert.public_key()  # an unreadable key is an unreadable certificate
+            except (ValueError, TypeError, UnsupportedAlgorithm, x509.DuplicateExtension,
+                    x509.UnsupportedGeneralNameType) as exc:
+                raise ValueError(f"unreadable certificate: {exc}") from None
             with self._lock:
                 if len(self._infos) > 10_000:
                     self._infos.clear()
@@ -285,15 +291,22 @@ def _check_ca(cert: x509.Certificate, failures: list[Failure]) -> None:
 
 def _signed_by(cert: x509.Certificate, issuer: x509.Certificate, allow_legacy: bool,
                failures: list[Failure]) -> bool:
-    algorithm = cert.signature_hash_algorithm
+    try:
+        algorithm = cert.signature_hash_algorithm
+    except UnsupportedAlgorithm:
+        failures.append(Failure(
+            "EDX-SIG-ALGORITHM",
+            f"certificate {cert.subject.rfc4514_string()!r} is signed with an unknown "
+            f"algorithm (OID {cert.signature_algorithm_oid.dotted_string})"))
+        return False
     if isinstance(algorithm, _LEGACY_CERT_HASHES) and not allow_legacy:
         failures.append(Failure(
             "EDX-SIG-ALGORITHM",
             f"certificate {cert.subject.rfc4514_string()!r} is signed with "
             f"{algorithm.name.upper()} (only with the legacy flag)"))
         return False
-    key = issuer.public_key()
     try:
+        key = issuer.public_key()
         if isinstance(key, rsa.RSAPublicKey):
             key.verify(cert.signature, cert.tbs_certificate_bytes, padding.PKCS1v15(),
                        algorithm)  # type: ignore[arg-type]

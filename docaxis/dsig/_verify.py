@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from lxml import etree
@@ -276,6 +276,8 @@ class Verifier:
     def _check(self, run: _Run, root: etree._Element, signature: etree._Element, *,
                strict: bool, attachments: Any,
                id_attribute: str | None) -> _Outcome | None:
+        """Structure first (cheap, bounded), then certificates, then digests and the
+        signature value: a hostile signature is refused before any canonicalisation."""
         children = [c for c in signature if isinstance(c.tag, str)]
         tags = [c.tag for c in children]
         if tags[:2] != [f"{_DS}SignedInfo", f"{_DS}SignatureValue"] or any(
@@ -283,6 +285,8 @@ class Verifier:
                 for t in tags) or tags.count(f"{_DS}KeyInfo") > 1:
             run.fail("EDX-SIG-STRUCTURE", "Signature must hold SignedInfo, SignatureValue and "
                      "KeyInfo only (no Object, nothing else)")
+            return None
+        if not _within_limits(run, signature):
             return None
         signed_info, signature_value = children[0], children[1]
         key_info = children[2] if len(children) > 2 else None
@@ -300,13 +304,14 @@ class Verifier:
             run.algorithms["canonicalization"] = c14n.name
         if method is not None:
             run.algorithms["signature"] = method.name
-        whole = 0
-        for reference in si[2:]:
-            whole += self._reference(run, root, signature, reference, strict=strict,
-                                     attachments=attachments, id_attribute=id_attribute)
+        plans = [self._reference_plan(run, root, signature, reference, strict=strict,
+                                      id_attribute=id_attribute) for reference in si[2:]]
+        whole = sum(1 for plan in plans if plan is not None and plan.uri == "")
         if strict and whole != 1:
             run.fail("EDX-SIG-REFERENCE", f"exactly one Reference URI=\"\" is required, "
                      f"found {whole}")
+        if run.failures:  # structure or algorithms wrong: no digest is worth computing
+            return None
         certificates = self._certificates(run, key_info)
         if not certificates:
             return None
@@ -316,15 +321,22 @@ class Verifier:
             require_revocation=self.policy.require_revocation)
         run.failures += chain_failures
         self._key_usage(run, leaf, strict=strict)
+        for plan in plans:
+            assert plan is not None
+            self._digest(run, signature, plan, attachments)
         if c14n is not None and method is not None:
-            self._signature_value(run, leaf.cert, method, canonical(signed_info, c14n),
-                                  signature_value.text)
+            try:
+                signed = canonical(signed_info, c14n)
+            except etree.C14NError as exc:
+                run.fail("EDX-SIG-STRUCTURE", f"SignedInfo cannot be canonicalised: {exc}")
+            else:
+                self._signature_value(run, leaf.cert, method, signed, signature_value.text)
         return _Outcome(leaf, tuple(chain))
 
-    def _reference(self, run: _Run, root: etree._Element, signature: etree._Element,
-                   reference: etree._Element, *, strict: bool, attachments: Any,
-                   id_attribute: str | None) -> int:
-        """Check one Reference; return 1 when it is the whole-document reference."""
+    def _reference_plan(self, run: _Run, root: etree._Element, signature: etree._Element,
+                        reference: etree._Element, *, strict: bool,
+                        id_attribute: str | None) -> _ReferencePlan | None:
+        """Check one Reference's structure and algorithms (no digest yet)."""
         uri = reference.get("URI")
         parts = [c for c in reference if isinstance(c.tag, str)]
         transforms_el = parts[0] if parts and parts[0].tag == f"{_DS}Transforms" else None
@@ -333,22 +345,22 @@ class Verifier:
                 rest[1].tag != f"{_DS}DigestValue":
             run.fail("EDX-SIG-STRUCTURE", f"Reference {uri!r} must hold DigestMethod and "
                      "DigestValue")
-            return 0
+            return None
         digest_method = run.algorithm(DIGEST_METHODS, rest[0].get("Algorithm"), "DigestMethod")
         if digest_method is not None:
             run.algorithms.setdefault("digest", digest_method.name)
-        transforms = [t.get("Algorithm") for t in transforms_el] if transforms_el is not None \
-            else []
+        transform_els = ([t for t in transforms_el if isinstance(t.tag, str)]
+                         if transforms_el is not None else [])
+        transforms = [t.get("Algorithm") for t in transform_els]
         enveloped = ENVELOPED in transforms
         c14n = _DEFAULT_C14N
         inclusive: list[str] | None = None
-        for transform_el, transform in zip(transforms_el if transforms_el is not None else [],
-                                           transforms, strict=True):
+        for transform_el, transform in zip(transform_els, transforms, strict=True):
             if transform == ENVELOPED:
                 continue
             found = run.algorithm(CANONICALIZATIONS, transform, "Transform")
             if found is None:
-                return 0
+                return None
             c14n = found
             prefixes = transform_el.find("{http://www.w3.org/2001/10/xml-exc-c14n#}"
                                          "InclusiveNamespaces")
@@ -358,10 +370,13 @@ class Verifier:
         if uri is not None and uri.startswith("cid:"):
             if not strict:
                 run.fail("EDX-SIG-REFERENCE", f"Reference {uri!r}: cid: is an edXML reference")
-                return 0
-            self._attachment_reference(run, uri, attachments, digest_method, expected,
-                                       transforms)
-            return 0
+                return None
+            if transforms:
+                run.fail("EDX-SIG-TRANSFORM", f"Reference {uri!r}: attachment references take "
+                         "no transforms")
+                return None
+            return _ReferencePlan(uri, None, "", False, c14n, inclusive, digest_method,
+                                  expected, transforms)
         if uri == "":
             target: etree._Element | etree._ElementTree = root.getroottree()
             label = "the whole package (URI=\"\")" if strict else "the whole document (URI=\"\")"
@@ -369,7 +384,7 @@ class Verifier:
         elif uri is not None and uri.startswith("#") and not strict and id_attribute:
             target_el = self._by_id(run, root, uri[1:], id_attribute)
             if target_el is None:
-                return 0
+                return None
             target = target_el
             label = f"element {uri} ({etree.QName(target_el).localname})"
             contains_signature = any(a is target_el for a in signature.iterancestors())
@@ -377,36 +392,47 @@ class Verifier:
             run.fail("EDX-SIG-REFERENCE", f"Reference URI {uri!r} is not allowed: only "
                      "URI=\"\"" + (" and cid: attachments" if strict else " and #id") +
                      " (anything else is a wrapping vector)")
-            return 0
+            return None
         if contains_signature and not enveloped:
             run.fail("EDX-SIG-TRANSFORM", f"Reference {uri!r} covers the signature itself but "
                      "has no enveloped-signature transform")
-            return 0
-        if digest_method is None:
-            return 1 if uri == "" else 0
-        if contains_signature:
-            with detached(signature):
-                data = canonical(target, c14n, with_comments=False, inclusive_prefixes=inclusive)
-        else:
-            data = canonical(target, c14n, with_comments=False, inclusive_prefixes=inclusive)
-        if hashlib.new(digest_method.hash, data).digest() != expected:
-            run.fail("EDX-SIG-DIGEST", f"digest of {label} does not match: the signed content "
-                     "was changed (or re-serialised) after signing")
-        run.covers.append(f"{label}, transforms: "
-                          f"{', '.join('enveloped-signature' if t == ENVELOPED else CANONICALIZATIONS[t].name for t in transforms if t in CANONICALIZATIONS or t == ENVELOPED) or 'none'}")  # noqa: E501
-        return 1 if uri == "" else 0
+            return None
+        return _ReferencePlan(uri, target, label, contains_signature, c14n, inclusive,
+                              digest_method, expected, transforms)
+
+    def _digest(self, run: _Run, signature: etree._Element, plan: _ReferencePlan,
+                attachments: Any) -> None:
+        """Compute and compare one planned reference's digest."""
+        uri, digest_method = plan.uri, plan.digest_method
+        if uri.startswith("cid:"):
+            self._attachment_reference(run, uri, attachments, digest_method, plan.expected)
+            return
+        if digest_method is None or plan.target is None:
+            return
+        try:
+            if plan.contains_signature:
+                with detached(signature):
+                    data = canonical(plan.target, plan.c14n, with_comments=False,
+                                     inclusive_prefixes=plan.inclusive)
+            else:
+                data = canonical(plan.target, plan.c14n, with_comments=False,
+                                 inclusive_prefixes=plan.inclusive)
+        except etree.C14NError as exc:
+            run.fail("EDX-SIG-DIGEST", f"{plan.label} cannot be canonicalised: {exc}")
+            return
+        if hashlib.new(digest_method.hash, data).digest() != plan.expected:
+            run.fail("EDX-SIG-DIGEST", f"digest of {plan.label} does not match: the signed "
+                     "content was changed (or re-serialised) after signing")
+        names = [("enveloped-signature" if t == ENVELOPED else CANONICALIZATIONS[t].name)
+                 for t in plan.transforms if t in CANONICALIZATIONS or t == ENVELOPED]
+        run.covers.append(f"{plan.label}, transforms: {', '.join(names) or 'none'}")
 
     def _attachment_reference(self, run: _Run, uri: str, attachments: Any,
-                              digest_method: Any, expected: bytes | None,
-                              transforms: list[str | None]) -> None:
+                              digest_method: Any, expected: bytes | None) -> None:
         content_id = _strip_cid(uri)
         attachment = attachments.get(content_id)
         if attachment is None or attachment.content is None:
             run.fail("EDX-SIG-REFERENCE", f"Reference {uri!r} names no attachment")
-            return
-        if transforms:
-            run.fail("EDX-SIG-TRANSFORM", f"Reference {uri!r}: attachment references take no "
-                     "transforms")
             return
         try:
             digest = hashlib.new(digest_method.hash) if digest_method else None
@@ -466,8 +492,8 @@ class Verifier:
         if value is None:
             run.fail("EDX-SIG-VALUE", "SignatureValue is not base64")
             return
-        key = leaf.public_key()
         try:
+            key = leaf.public_key()
             if method.key == "rsa" and isinstance(key, rsa.RSAPublicKey):
                 key.verify(value, signed, padding.PKCS1v15(), method.hash())
             elif method.key == "ecdsa" and isinstance(key, ec.EllipticCurvePublicKey):
@@ -479,7 +505,7 @@ class Verifier:
                 run.fail("EDX-SIG-ALGORITHM", f"{method.name} does not match the certificate's "
                          "key type")
                 return
-        except (InvalidSignature, ValueError):
+        except (InvalidSignature, ValueError, UnsupportedAlgorithm):
             run.fail("EDX-SIG-VALUE", "SignatureValue does not verify with the signer's key")
 
     def _bind(self, run: _Run, outcome: _Outcome, parsed: ParsedPackage) -> None:
@@ -527,6 +553,72 @@ class Verifier:
             package=run.package,
             verification_time=run.at.isoformat(), checked_at=now.isoformat(),
             legacy_sha1=run.legacy, parsed=parsed)
+
+
+@dataclass(frozen=True)
+class _ReferencePlan:
+    """One Reference, checked for structure and algorithms, with what its digest needs."""
+
+    uri: str
+    target: etree._Element | etree._ElementTree | None
+    label: str
+    contains_signature: bool
+    c14n: C14N
+    inclusive: list[str] | None
+    digest_method: Any
+    expected: bytes | None
+    transforms: list[str | None]
+
+
+#: Caps on the signature's shape, checked before any digest (SECURITY.md, bounded cost):
+#: a strict signature has one ``URI=""`` reference plus one per attachment, at most two
+#: transforms per reference, a short chain in KeyInfo and a handful of attributes.
+MAX_REFERENCES = 101
+MAX_TRANSFORMS = 4
+MAX_CERTIFICATES = 10
+MAX_SIGNATURE_ELEMENTS = 2_000
+MAX_ATTRIBUTES = 16
+
+
+def _within_limits(run: _Run, signature: etree._Element) -> bool:
+    """The signature's size and shape are within the caps (each breach has its code)."""
+    signed_info = signature[0]
+    if len(signed_info) > MAX_REFERENCES + 2:  # counted by libxml2, before any Python walk
+        run.fail("EDX-SIG-LIMIT", f"SignedInfo holds {len(signed_info)} elements; at most "
+                 f"{MAX_REFERENCES} references")
+        return False
+    references = certificates = elements = 0
+    for element in signature.iter():
+        elements += 1
+        if elements > MAX_SIGNATURE_ELEMENTS:
+            run.fail("EDX-SIG-LIMIT", f"the signature holds more than {MAX_SIGNATURE_ELEMENTS} "
+                     "elements")
+            return False
+        tag = element.tag
+        if not isinstance(tag, str):
+            continue
+        if len(element.attrib) > MAX_ATTRIBUTES or len(element.nsmap) > 2 * MAX_ATTRIBUTES:
+            run.fail("EDX-SIG-LIMIT", f"{etree.QName(tag).localname} carries "
+                     f"{len(element.attrib)} attributes and {len(element.nsmap)} namespaces "
+                     f"in scope; at most {MAX_ATTRIBUTES} and {2 * MAX_ATTRIBUTES}")
+            return False
+        if tag == f"{_DS}Reference":
+            references += 1
+        elif tag == f"{_DS}X509Certificate":
+            certificates += 1
+        elif tag == f"{_DS}Transforms" and len(element) > MAX_TRANSFORMS:
+            run.fail("EDX-SIG-LIMIT", f"a Reference has {len(element)} transforms; at most "
+                     f"{MAX_TRANSFORMS}")
+            return False
+    if references > MAX_REFERENCES:
+        run.fail("EDX-SIG-LIMIT", f"SignedInfo holds {references} references; at most "
+                 f"{MAX_REFERENCES}")
+        return False
+    if certificates > MAX_CERTIFICATES:
+        run.fail("EDX-SIG-LIMIT", f"KeyInfo carries {certificates} certificates; at most "
+                 f"{MAX_CERTIFICATES}")
+        return False
+    return True
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,12 @@ class NestingTooDeep(ParseError):
     default_code = "EDX-XML-DEPTH"
 
 
+class TooManyElements(ParseError):
+    """More elements, or more children of one element, than the parser's limits allow."""
+
+    default_code = "EDX-XML-LIMIT"
+
+
 class BadEncoding(ParseError):
     """The input is not UTF-8 (or declares another encoding)."""
 
@@ -75,6 +81,29 @@ class LegacyFormat(WrongNamespace):
     """The pre-2016 ``e-doc.vn`` / SOAP format, which this axis does not accept."""
 
     default_code = "EDX-XML-LEGACY"
+
+
+class RelativeNamespace(ParseError):
+    """A namespace declaration whose URI is relative (``xmlns:x="u"``): C14N refuses it."""
+
+    default_code = "EDX-XML-NAMESPACE-URI"
+
+
+class HiddenMarkup(ParseError):
+    """A comment or processing instruction inside the package.
+
+    Canonicalisation without comments drops them, so they could change what a reader sees
+    (``<Subject>A<!---->B</Subject>``) without touching the signature; real traffic has none.
+    """
+
+    default_code = "EDX-XML-COMMENT"
+
+
+class DuplicateBlock(ParseError):
+    """A block that must occur once occurs twice (``MessageHeader``, ``edXMLBody``, …), or two
+    attachments share a ``ContentId``: readers differ on which copy wins."""
+
+    default_code = "EDX-XML-DUPLICATE"
 
 
 class NotAPackage(ParseError):

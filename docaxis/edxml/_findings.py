@@ -123,11 +123,11 @@ def element_path(element: etree._Element) -> str:
         if isinstance(tag, str):
             ns, _, local = tag[1:].partition("}") if tag[0] == "{" else ("", "", tag)
             name = _PREFIXES.get(ns, f"{{{ns}}}" if ns else "") + local
-            parent = node.getparent()
-            if parent is not None:
-                same = [sibling for sibling in parent if sibling.tag == tag]
-                if len(same) > 1:
-                    name += f"[{same.index(node) + 1}]"
+            if node.getparent() is not None:
+                # siblings counted by libxml2 (C), not a Python list per step
+                before = sum(1 for _ in node.itersiblings(tag, preceding=True))
+                if before or next(node.itersiblings(tag), None) is not None:
+                    name += f"[{before + 1}]"
             steps.append(name)
         node = node.getparent()
     return "/" + "/".join(reversed(steps))

@@ -18,7 +18,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
-import threading
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
@@ -27,12 +26,16 @@ from lxml import etree
 from docaxis.edxml import _model as m
 from docaxis.edxml._errors import (
     BadEncoding,
+    DuplicateBlock,
     ForbiddenDoctype,
+    HiddenMarkup,
     LegacyFormat,
     MalformedXML,
     NestingTooDeep,
     NotAPackage,
     PackageTooLarge,
+    RelativeNamespace,
+    TooManyElements,
     WrongNamespace,
 )
 from docaxis.edxml._namespaces import (
@@ -63,10 +66,16 @@ class ParseLimits:
         parser enables ``huge_tree``; the cap still bounds memory.
     max_depth:
         Deepest accepted element nesting (the standard needs 10; default 32).
+    max_elements:
+        Most elements in one package (a real one has a few hundred; default 20,000).
+    max_children:
+        Most child elements of one element (recipients, attachments; default 5,000).
     """
 
     max_bytes: int = 10 * 1024 * 1024
     max_depth: int = 32
+    max_elements: int = 20_000
+    max_children: int = 5_000
 
     @property
     def huge_tree(self) -> bool:
@@ -160,14 +169,29 @@ def _check_declared_encoding(data: bytes, start: int, end: int) -> None:
         )
 
 
+def _check_first_bytes(data: bytes) -> None:
+    """UTF-8 only, judged from the first bytes (XML 1.0 Appendix F), before libxml2 runs:
+    libxml2 would otherwise detect UTF-16/UTF-32 (with or without a byte order mark) or
+    EBCDIC itself and parse the document. A UTF-8 document starts with an optional UTF-8
+    BOM and then ``<`` or whitespace, and never contains a NUL byte."""
+    if data.startswith((b"\x00\x00\xfe\xff", b"\xff\xfe\x00\x00")):
+        raise BadEncoding("input is UTF-32 (byte order mark); edXML is UTF-8", line=1, column=1)
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise BadEncoding("input is UTF-16 (byte order mark); edXML is UTF-8", line=1, column=1)
+    head = data[:4]
+    if b"\x00" in head:
+        width = "UTF-16" if head.count(b"\x00") <= 2 else "UTF-32"
+        raise BadEncoding(f"input looks like {width} without a byte order mark; edXML is UTF-8",
+                          line=1, column=1)
+    start = 3 if data.startswith(b"\xef\xbb\xbf") else 0
+    if len(data) > start and data[start] not in b"< \t\r\n":
+        raise BadEncoding(f"input does not start like UTF-8 XML (first byte 0x{data[start]:02X}"
+                          "; EBCDIC or another encoding?)", line=1, column=1)
+
+
 def _scan_prolog(data: bytes) -> None:
     """Check encoding and refuse a DOCTYPE, looking only at what precedes the root."""
-    if data.startswith((b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff", b"\xff\xfe\x00\x00")):
-        raise BadEncoding("input is UTF-16/UTF-32 (byte order mark); edXML is UTF-8", line=1,
-                          column=1)
-    if data[:2] in (b"\x00<", b"<\x00"):
-        raise BadEncoding("input looks like UTF-16 without a byte order mark", line=1,
-                          column=1)
+    _check_first_bytes(data)
     pos = 3 if data.startswith(b"\xef\xbb\xbf") else 0
     size = len(data)
     while pos < size:
@@ -206,36 +230,6 @@ def _lc(data: bytes, offset: int) -> dict[str, int]:
 
 # ------------------------------------------------------------------------- libxml2
 
-_local = threading.local()
-
-
-def _xml_parser(huge_tree: bool) -> etree.XMLParser:
-    attr = "huge" if huge_tree else "normal"
-    parser = getattr(_local, attr, None)
-    if parser is None:
-        parser = etree.XMLParser(
-            resolve_entities=False,
-            no_network=True,
-            load_dtd=False,
-            dtd_validation=False,
-            huge_tree=huge_tree,
-        )
-        setattr(_local, attr, parser)
-    return parser
-
-
-_depth_checks: dict[int, etree.XPath] = {}
-
-
-def _too_deep(root: etree._Element, max_depth: int) -> etree._Element | None:
-    check = _depth_checks.get(max_depth)
-    if check is None:
-        check = etree.XPath("(/" + "/".join(["*"] * (max_depth + 1)) + ")[1]")
-        _depth_checks[max_depth] = check
-    found = check(root)
-    return found[0] if found else None
-
-
 def _first_invalid_utf8(data: bytes) -> int | None:
     try:
         data.decode("utf-8")
@@ -244,14 +238,19 @@ def _first_invalid_utf8(data: bytes) -> int | None:
     return None
 
 
-def _parse_tree(data: bytes, limits: ParseLimits) -> etree._Element:
+def _parse_tree(data: bytes, limits: ParseLimits, *, comments: bool = False) -> etree._Element:
     if len(data) > limits.max_bytes:
         raise PackageTooLarge(
             f"package is {len(data)} bytes, the limit is {limits.max_bytes} bytes"
         )
     _scan_prolog(data)
+    declarations = data.count(b"xmlns")
+    if declarations > MAX_NAMESPACE_DECLARATIONS:  # libxml2 handles each one slowly
+        raise TooManyElements(f"the package declares namespaces {declarations} times (or "
+                              f"writes 'xmlns' that often); at most "
+                              f"{MAX_NAMESPACE_DECLARATIONS}")
     try:
-        root = etree.fromstring(data, _xml_parser(limits.huge_tree))
+        return _pull(data, limits, comments=comments)
     except etree.XMLSyntaxError as exc:
         bad = _first_invalid_utf8(data)
         if bad is not None:
@@ -265,23 +264,86 @@ def _parse_tree(data: bytes, limits: ParseLimits) -> etree._Element:
                 f"elements nest deeper than the parser allows ({message.strip()})",
                 line=line, column=column,
             ) from None
-        if "huge text node" in message.lower() or "huge input" in message.lower():
+        lowered = message.lower()
+        if "huge text node" in lowered or "huge input" in lowered or "too long" in lowered:
             raise PackageTooLarge(f"text node too large ({message.strip()})", line=line,
                                   column=column) from None
         raise MalformedXML(f"not well-formed XML: {message.strip()}", line=line,
                            column=column) from None
     except ValueError as exc:  # e.g. lxml refusing unicode input with a declaration
         raise MalformedXML(f"cannot parse input: {exc}") from None
-    deep = _too_deep(root, limits.max_depth)
-    if deep is not None:
-        raise NestingTooDeep(
-            f"elements nest deeper than {limits.max_depth} levels", line=deep.sourceline,
-            column=None,
-        )
+
+
+#: libxml2's settings (SECURITY.md): never its own encoding detection, no entities, no
+#: network, no DTD; nothing that changes what would be canonicalised
+PARSER_OPTIONS: Final[dict[str, Any]] = {
+    "encoding": "utf-8", "resolve_entities": False, "no_network": True, "load_dtd": False,
+    "dtd_validation": False,
+}
+#: namespace declarations in one package (real ones have two or three)
+MAX_NAMESPACE_DECLARATIONS: Final = 256
+_CHUNK = 1 << 16
+_EVENTS = ("start", "end", "start-ns", "comment", "pi")
+
+
+def _pull(data: bytes, limits: ParseLimits, *, comments: bool) -> etree._Element:
+    """Parse in chunks, judging the shape as libxml2 reports it: depth, element count,
+    children per element, namespace URIs, comments (refused unless ``comments``). A hostile
+    shape is refused as soon as it is seen, so its cost is bounded by the limits, not by
+    the input's size."""
+    events = _EVENTS[:3] if comments else _EVENTS
+    parser = etree.XMLPullParser(events=events, huge_tree=limits.huge_tree, **PARSER_OPTIONS)
+    max_depth, max_elements, max_children = (limits.max_depth, limits.max_elements,
+                                             limits.max_children)
+    children: list[int] = []  # child count of each open element
+    elements = 0
+    for at in range(0, len(data), _CHUNK):
+        parser.feed(data[at:at + _CHUNK])
+        for event, item in parser.read_events():
+            if event == "start":
+                elements += 1
+                if children:
+                    children[-1] += 1
+                    if children[-1] > max_children:
+                        parent = item.getparent()
+                        raise TooManyElements(
+                            f"{local(parent.tag) if parent is not None else 'an element'} "
+                            f"has more than {max_children} child elements",
+                            line=item.sourceline)
+                children.append(0)
+                if len(children) > max_depth:
+                    raise NestingTooDeep(f"elements nest deeper than {max_depth} levels",
+                                         line=item.sourceline, column=None)
+                if elements > max_elements:
+                    raise TooManyElements(f"the package has more than {max_elements} "
+                                          "elements", line=item.sourceline)
+            elif event == "end":
+                children.pop()
+            elif event == "start-ns":
+                prefix, uri = item
+                if uri and not _SCHEME.match(uri):
+                    name = f"xmlns:{prefix}" if prefix else "xmlns"
+                    raise RelativeNamespace(f"namespace declaration {name}={uri!r} is a "
+                                            "relative URI; namespace names must be absolute")
+            elif children:  # a comment or processing instruction inside the root element
+                parent = item.getparent()
+                where = local(parent.tag) if parent is not None else "the document"
+                what = "a comment" if event == "comment" else "a processing instruction"
+                raise HiddenMarkup(f"{what} inside {where}: C14N drops it, so it could hide "
+                                   "part of a signed value; edXML packages carry none",
+                                   line=item.sourceline)
+    root: etree._Element = parser.close()
     return root
 
 
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
+
+
 # ------------------------------------------------------------------------ structure
+
+def local(tag: object) -> str:
+    return str(tag).rpartition("}")[2]
+
 
 def _children(el: etree._Element | None, tag: str) -> list[etree._Element]:
     if el is None:
@@ -294,6 +356,7 @@ _MESSAGE_HEADER, _STATUS, _STATUS_CODE = q("MessageHeader"), q("Status"), q("Sta
 _TRACE_LIST, _MANIFEST, _REFERENCE = q("TraceHeaderList"), q("edXMLManifest"), q("Reference")
 _ATTACHMENTS, _ATTACHMENT = q("AttachmentEncoded"), q("Attachment")
 _LEGACY_SIGNATURE, _DS_SIGNATURE = q("Signature"), f"{{{DSIG_NS}}}Signature"
+_BUSSINESS, _BUSINESS_ALIAS, _CONTENT_ID = q("Bussiness"), q("Business"), q("ContentId")
 
 
 def _check_root(root: etree._Element) -> None:
@@ -315,14 +378,16 @@ def _check_root(root: etree._Element) -> None:
 
 
 def parse_xml(data: bytes, *, limits: ParseLimits | None = None) -> etree._Element:
-    """Any XML document (not only edXML), with the same hardened settings as :func:`parse`.
+    """Any XML document (not only edXML), with the same hardened settings as :func:`parse`
+    except that comments and processing instructions are allowed (XMLDSig vectors carry
+    them; C14N without comments drops them and generic mode reads no values).
 
     Raises
     ------
     ParseError
         As :func:`parse`, except the edXML namespace and structure checks.
     """
-    return _parse_tree(bytes(data), limits or _DEFAULT_LIMITS)
+    return _parse_tree(bytes(data), limits or _DEFAULT_LIMITS, comments=True)
 
 
 def _signature_info(root: etree._Element, header: etree._Element) -> SignatureInfo | None:
@@ -382,31 +447,22 @@ def parse(
     data = bytes(data)
     root = _parse_tree(data, limits or _DEFAULT_LIMITS)
     _check_root(root)
-    envelope = attachments_el = None
-    for child in root:
-        if child.tag == _ENVELOPE and envelope is None:
-            envelope = child
-        elif child.tag == _ATTACHMENTS and attachments_el is None:
-            attachments_el = child
-    header = body = None
-    for child in envelope if envelope is not None else ():
-        if child.tag == _HEADER and header is None:
-            header = child
-        elif child.tag == _BODY and body is None:
-            body = child
+    envelope = _single(root, _ENVELOPE)
+    attachments_el = _single(root, _ATTACHMENTS)
+    header = _single(envelope, _HEADER) if envelope is not None else None
+    body = _single(envelope, _BODY) if envelope is not None else None
     if envelope is None or header is None:
         raise NotAPackage("edXML/edXMLEnvelope/edXMLHeader is missing",
                           line=(envelope if envelope is not None else root).sourceline)
-    message_header = trace_el = None
-    for child in header:
-        tag = child.tag
-        if tag in (_MESSAGE_HEADER, _STATUS) and message_header is None:
-            message_header = child
-        elif tag == _TRACE_LIST and trace_el is None:
-            trace_el = child
+    message_header = _single(header, _MESSAGE_HEADER, _STATUS)
+    trace_el = _single(header, _TRACE_LIST)
     if message_header is None:
         raise NotAPackage("edXMLHeader has no MessageHeader (or Status)",
                           line=header.sourceline)
+    if trace_el is not None:
+        _single(trace_el, _BUSSINESS, _BUSINESS_ALIAS)
+    if attachments_el is not None:
+        _unique_content_ids(attachments_el)
     is_status = (message_header.tag == _STATUS
                  or next(message_header.iterchildren(_STATUS_CODE), None) is not None)
     return ParsedPackage(
@@ -416,6 +472,39 @@ def parse(
         signature=_signature_info(root, header),
         locations=Locations(envelope, header, message_header, trace_el, body, attachments_el),
     )
+
+
+def _single(parent: etree._Element, *tags: str) -> etree._Element | None:
+    """The one child of ``parent`` with one of ``tags`` (spellings of one block), or None.
+
+    Raises
+    ------
+    DuplicateBlock
+        When there are two: docaxis would read one copy, another implementation the other.
+    """
+    found = None
+    for child in parent.iterchildren(*tags):
+        if found is not None:
+            raise DuplicateBlock(
+                f"{local(child.tag)} occurs more than once in {local(parent.tag)} (line "
+                f"{found.sourceline} and line {child.sourceline}); it must occur once",
+                line=child.sourceline)
+        found = child
+    return found
+
+
+def _unique_content_ids(attachments: etree._Element) -> None:
+    seen: dict[str, int | None] = {}
+    for attachment in attachments.iterchildren(_ATTACHMENT):
+        for content_id in attachment.iterchildren(_CONTENT_ID):
+            value = (content_id.text or "").strip()
+            value = value[4:] if value.lower().startswith("cid:") else value
+            if value in seen:
+                raise DuplicateBlock(
+                    f"two attachments have ContentId {value!r} (line {seen[value]} and line "
+                    f"{content_id.sourceline}); each must be unique",
+                    line=content_id.sourceline)
+            seen[value] = content_id.sourceline
 
 
 def _build_model(kind: m.PackageKind, where: Locations) -> m.Package:

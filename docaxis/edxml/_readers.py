@@ -50,8 +50,9 @@ def _leaf_lines(i: int, kind: str, target: str, source: str) -> list[str]:
     if kind in ("text", "agency", "status"):
         return [*lines, "    if t:", f"        {target} = t"]
     if kind == "int":  # fast path for plain non-negative integers
-        return [*lines, "    if t.isdigit() and t.isascii():", f"        {target} = int(t)",
-                "    elif t:", f"        {target} = CONVERT(F{i}, t)[0]"]
+        return [*lines, "    if t.isascii() and t.isdigit() and len(t) <= 18:",
+                f"        {target} = int(t)", "    elif t:",
+                f"        {target} = CONVERT(F{i}, t)[0]"]
     return [*lines, "    if t:", f"        {target} = CONVERT(F{i}, t)[0]"]
 
 

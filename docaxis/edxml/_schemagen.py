@@ -52,7 +52,7 @@ MANIFEST_KEYS = ("AttachmentIds", "ManifestNamesAttachment", "ManifestIds",
                  "AttachmentAnnounced")
 
 _DATE = r"[0-9]{4}/(0[1-9]|1[0-2])/(0[1-9]|[12][0-9]|3[01])"
-_NOT_BLANK = r"[\s\S]*\S[\s\S]*"
+_NOT_BLANK = r"\s*\S[\s\S]*"  # one non-space; this form is linear for libxml2
 _DATETIME = _DATE + r" ([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
 
 

@@ -63,6 +63,8 @@ def standards_dir() -> Path | None:
 
 
 _schemas: dict[tuple[str, str], etree.XMLSchema] = {}
+_XS = "{http://www.w3.org/2001/XMLSchema}"
+_IDENTITY_CONSTRAINTS = (f"{_XS}unique", f"{_XS}key", f"{_XS}keyref")
 _schemas_lock = threading.Lock()
 
 
@@ -84,11 +86,21 @@ def schema_for(kind: m.PackageKind, profile: Profile) -> etree.XMLSchema:
                     text = (folder / SCHEMA_FILES[key]).read_bytes()
                 else:  # pragma: no cover - only when installed without package data
                     text = generate_schema(kind, profile).encode()
-                schema = etree.XMLSchema(etree.fromstring(text, parser))
+                document = etree.fromstring(text, parser)
+                # identity constraints (unique recipients, manifest keys) are checked by the
+                # validator in linear time: libxml2 compares key sequences pairwise, so
+                # 8,000 To entries cost it a second (the published XSDs keep them)
+                for constraint in document.iter(*_IDENTITY_CONSTRAINTS):
+                    constraint.getparent().remove(constraint)
+                schema = etree.XMLSchema(document)
                 _schemas[key] = schema
     return schema
 
 
+
+#: A report stops after this many findings (and says so): the cost of validating a
+#: package never grows with how many things are wrong in it.
+MAX_FINDINGS = 200
 
 _ELEMENT_IN_MESSAGE = re.compile(r"Element '(\{[^}]*\}[^']+|[^']+)'")
 _BLANK = etree.XPath("not(normalize-space(.))")
@@ -112,6 +124,7 @@ _DUPLICATE_KEY = "Duplicate key-sequence"
 _BUSINESS_TYPE_TAGS = frozenset({q("BussinessDocType"), q("BusinessDocType")})
 _BUSINESS_INFO_TAGS = frozenset({q("BussinessDocumentInfo"), q("BusinessDocumentInfo")})
 _DOCUMENT_ID, _REPLACEMENT_LIST = q("DocumentId"), q("ReplacementInfoList")
+_TO, _ORGAN_ID = q("To"), q("OrganId")
 _REPLACEMENT = q("ReplacementInfo")
 _BUSSINESS, _BUSINESS_ALIAS, _CONTENT = q("Bussiness"), q("Business"), q("Content")
 
@@ -186,16 +199,20 @@ _RULES: dict[str, _Rules] = {kind: _rules_for(kind) for kind in ("document", "st
 class _Pass:
     """One validation run over one parsed package."""
 
-    __slots__ = ("empty_reported", "findings", "manifest_suspect", "rules")
+    __slots__ = ("empty_reported", "findings", "manifest_suspect", "rules", "truncated")
 
     def __init__(self, rules: _Rules) -> None:
         self.rules = rules
+        self.truncated = False
         self.findings: list[Finding] = []
         self.empty_reported: set[etree._Element] = set()
         self.manifest_suspect = False
 
     def add(self, code: str, severity: Severity, message: str,
             element: etree._Element | None) -> None:
+        if len(self.findings) >= MAX_FINDINGS:
+            self.truncated = True
+            return
         self.findings.append(finding_at(code, severity, message, element))
 
     def judge_leaf(self, element: etree._Element, today: dt.date) -> bool:
@@ -287,13 +304,24 @@ class _Pass:
     def schema(self, parsed: ParsedPackage, profile: Profile, today: dt.date) -> list[Finding]:
         """XSD findings mapped to stable codes; leaf errors are judged by the leaf's rule."""
         schema = schema_for(parsed.kind, profile)
-        if schema.validate(parsed.root):
-            return []
+        try:
+            if schema.validate(parsed.root):
+                return []
+        except etree.XMLSchemaValidateError as exc:
+            # libxml2 gives up (e.g. a text value over its 10 MB limit in a string facet):
+            # the package cannot be judged, so it is refused with a code, never a crash
+            return [Finding("EDX-XML-SIZE", Severity.ERROR,
+                            f"the package cannot be schema-validated ({exc}); a text value "
+                            "is probably larger than libxml2 accepts", None, None)]
         findings: list[Finding] = []
         judged: set[etree._Element] = set()
+        where = _ElementIndex(parsed.root)
         for entry in schema.error_log:
+            if len(findings) + len(self.findings) >= MAX_FINDINGS:
+                self.truncated = True
+                break
             message = entry.message
-            element = _element_of(parsed.root, entry)
+            element = where.element_of(entry)
             code = "EDX-SCHEMA"
             if "ContentTransferEncoded" in message and "base64Binary" in message:
                 code = "EDX-ATTACHMENT-BASE64"
@@ -359,10 +387,22 @@ class _Pass:
             for child in promulgation:
                 if child.tag == _PROMULGATION[1]:
                     self.judge_leaf(child, today)  # not in the future
-        if self.manifest_suspect:
-            self.manifest(parsed.root)
+        self.recipients(header)
+        self.manifest(parsed.root)
         if business is not None:
             self.business(business)
+
+    def recipients(self, header: etree._Element) -> None:
+        """Each recipient (To/OrganId) is listed once."""
+        seen: set[str] = set()
+        for to in header.iterchildren(_TO):
+            organ_id = (to.findtext(_ORGAN_ID) or "").strip()
+            if not organ_id:
+                continue
+            if organ_id in seen:
+                self.add("EDX-TO-DUPLICATE", Severity.ERROR,
+                         f"To/OrganId {organ_id[:40]} is listed more than once", to)
+            seen.add(organ_id)
 
     def manifest(self, root: etree._Element) -> None:
         """Manifest references and attachments match, compared after stripping ``cid:``."""
@@ -396,7 +436,8 @@ class _Pass:
             tag = child.tag
             if tag in _BUSINESS_TYPE_TAGS:
                 text = (child.text or "").strip()
-                kind = int(text) if text.isdigit() else None
+                kind = int(text) if text.isascii() and text.isdigit() and len(text) < 4 \
+                    else None
             elif tag == _DOCUMENT_ID:
                 has_target = bool((child.text or "").strip())
             elif tag in _BUSINESS_INFO_TAGS:
@@ -421,15 +462,25 @@ class _Pass:
                      "ignored", business)
 
 
-def _element_of(root: etree._Element, entry: etree._LogEntry) -> etree._Element | None:
-    """The element an XSD error is about (named in the message, on the entry's line)."""
-    match = _ELEMENT_IN_MESSAGE.search(entry.message)
-    if not match:
-        return None
-    for candidate in root.iter(match.group(1)):
-        if candidate.sourceline == entry.line:
-            return candidate
-    return None
+class _ElementIndex:
+    """Elements by (Clark name, line), built on first use in one pass over the tree: the
+    element each XSD error is about is then a lookup, not a walk (a package with 16,000
+    bad entries would otherwise cost 16,000 walks)."""
+
+    def __init__(self, root: etree._Element) -> None:
+        self._root = root
+        self._index: dict[tuple[str, int], etree._Element] | None = None
+
+    def element_of(self, entry: etree._LogEntry) -> etree._Element | None:
+        """The element an XSD error is about (named in the message, on the entry's line)."""
+        match = _ELEMENT_IN_MESSAGE.search(entry.message)
+        if not match:
+            return None
+        if self._index is None:
+            self._index = {}
+            for element in self._root.iter(etree.Element):
+                self._index.setdefault((element.tag, element.sourceline or 0), element)
+        return self._index.get((match.group(1), entry.line))
 
 
 def _strip_cid(content_id: object) -> str:
@@ -527,6 +578,10 @@ def validate(
     run.findings += _signature_findings(parsed)
     if profile == "strict":
         run.findings += _prefix_findings(parsed)
+    if run.truncated:
+        run.findings.append(Finding(
+            "EDX-FINDINGS-TRUNCATED", Severity.ERROR,
+            f"more than {MAX_FINDINGS} findings: the report stops here (fix these first)"))
     located = {f.line for f in run.findings if f.line is not None}
     combined = [f for f in schema if f.line not in located] + run.findings
     findings: list[Finding] = []

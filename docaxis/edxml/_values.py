@@ -21,6 +21,9 @@ class Problem(NamedTuple):
 
 
 NO_PROBLEMS: Final[tuple[Problem, ...]] = ()
+#: integer fields of the standard are small codes and counts; more digits are refused
+#: before conversion (Python refuses over 4,300 and converts long ones in quadratic time)
+MAX_INT_DIGITS: Final = 18
 _BOOLEANS: Final = {"true": True, "false": False, "1": True, "0": False}
 
 #: Agency code → why it is invalid (``None`` when valid); codes repeat a lot in traffic.
@@ -87,7 +90,11 @@ def _int(f: Field, text: str) -> tuple[int | None, tuple[Problem, ...]]:
     body = text[1:] if text[:1] in "+-" else text
     if not (body.isascii() and body.isdigit()):
         return None, (Problem("EDX-VALUE", Severity.ERROR,
-                              f"{f.tag} must be an integer, found {text!r}"),)
+                              f"{f.tag} must be an integer, found {text[:40]!r}"),)
+    if len(body) > MAX_INT_DIGITS:
+        return None, (Problem("EDX-VALUE", Severity.ERROR,
+                              f"{f.tag} has {len(body)} digits, at most {MAX_INT_DIGITS} are "
+                              "accepted"),)
     value = int(text)
     if f.values is not None and value not in f.values:
         allowed = ", ".join(str(v) for v in sorted(f.values))  # type: ignore[type-var]
@@ -101,6 +108,9 @@ def _int(f: Field, text: str) -> tuple[int | None, tuple[Problem, ...]]:
 
 def _date(f: Field, text: str) -> tuple[dt.date | None, tuple[Problem, ...]]:
     legacy = False
+    if not text.isascii():  # int() would read other scripts' digits (٢٠٢٤)
+        return None, (Problem("EDX-DATE-FORMAT", Severity.ERROR,
+                              f"{f.tag} {text[:40]!r} is not a date in the form yyyy/MM/dd"),)
     if len(text) == 10 and text[4] == "/" and text[7] == "/":
         year, month, day = text[:4], text[5:7], text[8:]
     elif len(text) == 10 and text[2] == "/" and text[5] == "/":

@@ -160,10 +160,20 @@ class RelayNode:
             With every reason (parse/validation/verification codes) when refused.
         """
         parsed = self._check(data)
-        sender = parsed.package.sender
+        package = parsed.package
+        sender = package.sender
         if agency is not None and sender != agency:
             raise Rejection(f"agency {agency} may not post a package From {sender}",
                             [{"code": "RELAY-NOT-SENDER"}], code="RELAY-NOT-SENDER")
+        if agency is not None and isinstance(package, StatusPackage):
+            rf = package.header.response_for
+            document_sender = rf.organ_id if rf is not None else None
+            if not document_sender or not self.store.has_received(
+                    agency, document_sender, package.document_id or ""):
+                message = (f"{agency} has not received {document_sender}'s document "
+                           f"{package.document_id!r} here: only a recipient may answer it")
+                raise Rejection(message, [{"code": "RELAY-NOT-RECIPIENT", "message": message}],
+                                code="RELAY-NOT-RECIPIENT")
         return self._commit(parsed, received_from=None, origin=self.node_id,
                             from_parent=False)
 
@@ -250,12 +260,16 @@ class RelayNode:
             rf = package.header.response_for
             recipients = [rf.organ_id] if rf is not None and rf.organ_id else []
             facts = PackageFacts("status", package.sender, package.document_id,
-                                 status_code=package.status_code)
+                                 status_code=package.status_code,
+                                 document_sender=rf.organ_id if rf is not None else None)
         else:
             assert isinstance(package, DocumentPackage)
             recipients = [code for code in package.recipients if code]
             facts = PackageFacts("document", package.sender, package.document_id,
-                                 business_doc_type=package.business_doc_type)
+                                 business_doc_type=package.business_doc_type,
+                                 recipients=tuple(recipients))
+            self._authorize_business(package)
+        _check_lengths(facts)
         inbox: list[str] = []
         next_hops: dict[str, list[str]] = {}
         what = (f"status {package.status_code}" if isinstance(package, StatusPackage)
@@ -274,6 +288,8 @@ class RelayNode:
                                     code=exc.code) from None
                 continue
             if route.kind == "local":
+                if isinstance(package, StatusPackage):
+                    self._authorize_status(package, recipient)
                 inbox.append(recipient)
                 events.append(("delivered", recipient, "in the recipient's inbox"))
             elif route.node == received_from or (from_parent and route.kind == "up"):
@@ -292,6 +308,31 @@ class RelayNode:
                                                   for node in next_hops),
                                     tuple(inbox), tuple(events), _links(package), status),
                      origin)
+
+    def _authorize_status(self, package: StatusPackage, document_sender: str) -> None:
+        """A status is accepted only from a recipient of the document it answers (the
+        document of ``document_sender`` with that DocumentId, as logged here)."""
+        document_id = package.document_id or ""
+        known = [recipients for sender, recipients in self.store.documents_with_id(document_id)
+                 if sender == document_sender]
+        if not any(package.sender in recipients for recipients in known):
+            why = ("is not a recipient of" if known else "answers no document known here as")
+            message = (f"status from {package.sender} {why} {document_sender}'s document "
+                       f"{document_id!r}")
+            raise Rejection(message, [{"code": "RELAY-NOT-RECIPIENT", "message": message}],
+                            code="RELAY-NOT-RECIPIENT")
+
+    def _authorize_business(self, package: DocumentPackage) -> None:
+        """A recall, update or replacement acts only on its own sender's documents: one
+        that names a DocumentId known here only from other senders is refused."""
+        for target, action, sender, _detail in _links(package):
+            senders = {s for s, _ in self.store.documents_with_id(target)}
+            if senders and sender not in senders:
+                message = (f"{action} by {sender} names document {target!r}, which another "
+                           "agency sent; only its sender may " + action + " it")
+                raise Rejection(message, [{"code": "RELAY-NOT-ORIGINAL-SENDER",
+                                           "message": message}],
+                                code="RELAY-NOT-ORIGINAL-SENDER")
 
     def _commit(self, parsed: ParsedPackage, *, received_from: str | None, origin: str,
                 from_parent: bool) -> Acceptance:
@@ -463,17 +504,21 @@ class RelayNode:
     def _record_hop_receipts(self, receipts: list[HopReceipt]) -> None:
         """At the origin node: put each hop's receipt in the document's trace; tell the
         sender about a refusal."""
-        events, document_ids = [], []
+        events, documents = [], []
+        rows: dict[str, tuple[str | None, str | None] | None] = {}
         for receipt in receipts:
-            document_id = receipt.document_id
-            if document_id is None:  # a node that refused it may not have read it
+            if receipt.sha256 not in rows:
                 row = self.store.package(receipt.sha256)
-                document_id = row.document_id if row is not None else None
+                rows[receipt.sha256] = ((row.document_id, row.document_sender)
+                                        if row is not None else None)
+            known = rows[receipt.sha256]
+            if known is None:  # not a package sent from here: nothing to put it in
+                continue
             events.append(Event(receipt.node, f"hop:{receipt.kind}",
                                 dt.datetime.fromisoformat(receipt.at), receipt.agency,
                                 receipt.detail, receipt.sha256))
-            document_ids.append(document_id)
-        self.store.add_events(events, document_ids=document_ids)
+            documents.append(known)
+        self.store.add_events(events, documents=documents)
         for receipt in receipts:
             if receipt.kind in ("rejected", "unroutable"):
                 self._notify_sender(receipt)
@@ -501,7 +546,8 @@ class RelayNode:
             "package_sha256": receipt.sha256, "rejected_by_node": receipt.node,
             "recipient": receipt.agency, "at": receipt.at, "reasons": reasons,
         }, ensure_ascii=False, indent=2).encode()
-        self.store.accept(notice, PackageFacts("rejection", None, row.document_id),
+        self.store.accept(notice, PackageFacts("rejection", None, row.document_id,
+                                               document_sender=row.document_sender),
                           node=self.node_id, inbox=[row.sender],
                           events=[("rejection_notice", row.sender, f"{what}; the sender is told")])
 
@@ -520,6 +566,27 @@ def _links(package: DocumentPackage | StatusPackage) -> tuple[
         targets = [(business.document_id if business else None) or package.document_id]
     return tuple((target, action, package.sender, f"{action} by {package.document_id}")
                  for target in targets if target)
+
+
+#: the longest value each stored field takes (the database columns' sizes): a package
+#: whose values are longer is refused here, the same on SQLite and PostgreSQL
+_FIELD_LIMITS = (("DocumentId", "document_id", 500), ("From/OrganId", "sender", 13),
+                 ("ResponseFor/OrganId", "document_sender", 13),
+                 ("StatusCode", "status_code", 2))
+
+
+def _check_lengths(facts: PackageFacts) -> None:
+    for label, attr, limit in _FIELD_LIMITS:
+        value = getattr(facts, attr)
+        if value is not None and len(value) > limit:
+            message = f"{label} has {len(value)} characters; at most {limit} are accepted"
+            raise Rejection(message, [{"code": "RELAY-VALUE-TOO-LONG", "message": message}],
+                            code="RELAY-VALUE-TOO-LONG")
+    for recipient in facts.recipients:
+        if len(recipient) > 13:
+            message = f"To/OrganId {recipient[:40]!r}… is longer than an agency code"
+            raise Rejection(message, [{"code": "RELAY-VALUE-TOO-LONG", "message": message}],
+                            code="RELAY-VALUE-TOO-LONG")
 
 
 def _now() -> str:

@@ -47,6 +47,11 @@ class PackageRow(Base):
     business_key: Mapped[str] = mapped_column(String(700), unique=True)
     business_doc_type: Mapped[int] = mapped_column(Integer, default=0)
     status_code: Mapped[str | None] = mapped_column(String(2))
+    #: whose document this package is about: its own sender for a document, the sender
+    #: of the answered document for a status (a document is keyed by sender + DocumentId)
+    document_sender: Mapped[str | None] = mapped_column(String(13))
+    #: a document's recipients (To/OrganId), comma-separated
+    recipients: Mapped[str | None] = mapped_column(Text)
     origin_node: Mapped[str | None] = mapped_column(String(100))
     received_from: Mapped[str | None] = mapped_column(String(100))
     received_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -59,11 +64,13 @@ class EventRow(Base):
     """What happened to a package at a node, in order (the trace)."""
 
     __tablename__ = "events"
-    __table_args__ = (Index("ix_events_document_at", "document_id", "at"),)
+    __table_args__ = (Index("ix_events_document_at", "document_id", "at"),
+                      Index("ix_events_document_sender", "document_id", "document_sender"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     package_sha256: Mapped[str] = mapped_column(String(64), index=True)
     document_id: Mapped[str | None] = mapped_column(String(500))
+    document_sender: Mapped[str | None] = mapped_column(String(13))
     node: Mapped[str] = mapped_column(String(100))
     kind: Mapped[str] = mapped_column(String(40))
     agency: Mapped[str | None] = mapped_column(String(13))
@@ -114,6 +121,7 @@ class ReceiptRow(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     document_id: Mapped[str] = mapped_column(String(500), index=True)
+    document_sender: Mapped[str | None] = mapped_column(String(13))
     recipient: Mapped[str] = mapped_column(String(13))
     status_code: Mapped[str] = mapped_column(String(2))
     receipt_sha256: Mapped[str] = mapped_column(String(64), unique=True)

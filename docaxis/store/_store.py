@@ -59,6 +59,16 @@ class PackageFacts:
     document_id: str | None
     business_doc_type: int = 0
     status_code: str | None = None
+    #: whose document the package is about (a document: its sender; a status: the sender
+    #: of the document it answers); None means the package's own sender
+    document_sender: str | None = None
+    #: a document's recipients (To/OrganId)
+    recipients: tuple[str, ...] = ()
+
+    @property
+    def owner(self) -> str | None:
+        """The sender of the document this package belongs to (its trace's key)."""
+        return self.document_sender if self.document_sender is not None else self.sender
 
 
 @dataclass(frozen=True)
@@ -74,7 +84,8 @@ class Accept:
     inbox: tuple[str, ...] = ()
     events: tuple[tuple[str, str | None, str | None], ...] = ()
     #: events in the trace of *other* documents this package acts on (a recall, update or
-    #: replacement): ``(document_id, kind, agency, detail)``
+    #: replacement): ``(document_id, kind, agency, detail)``; they belong to the document
+    #: of that DocumentId *from this package's sender* (another sender's is never touched)
     linked: tuple[tuple[str, str, str | None, str | None], ...] = ()
     #: a recipient's status this package brings home: ``(document_id, recipient, code)``
     status: tuple[str, str, str] | None = None
@@ -105,6 +116,7 @@ class OutboxItem:
     #: the process that owes it (:func:`process_token`), None for rows of before claims
     claimed_by: str | None = None
     created_at: dt.datetime | None = field(default=None, compare=False)
+    document_sender: str | None = None
 
 
 @dataclass(frozen=True)
@@ -281,16 +293,18 @@ class Store:
                            "document_id": facts.document_id, "kind": facts.kind,
                            "state": "new", "created_at": now} for agency in item.inbox]
                 events += [{"package_sha256": sha256, "document_id": facts.document_id,
-                            "node": item.node, "kind": kind, "agency": agency,
-                            "detail": detail, "at": now} for kind, agency, detail in item.events]
+                            "document_sender": facts.owner, "node": item.node, "kind": kind,
+                            "agency": agency, "detail": detail, "at": now}
+                           for kind, agency, detail in item.events]
                 events += [{"package_sha256": sha256, "document_id": document_id,
-                            "node": item.node, "kind": kind, "agency": agency,
-                            "detail": detail, "at": now}
+                            "document_sender": facts.sender, "node": item.node, "kind": kind,
+                            "agency": agency, "detail": detail, "at": now}
                            for document_id, kind, agency, detail in item.linked]
                 if item.status is not None:
                     document_id, recipient, code = item.status
                     statuses.append({"document_id": document_id, "recipient": recipient,
-                                     "status_code": code, "receipt_sha256": sha256, "at": now})
+                                     "document_sender": facts.owner, "status_code": code,
+                                     "receipt_sha256": sha256, "at": now})
             handovers: dict[str, list[OutboxItem]] = {}
             if outbox:
                 # ids matched back by (package, destination): asking for them in parameter
@@ -302,14 +316,15 @@ class Store:
                             columns.id, columns.package_sha256, columns.destination_node),
                         outbox), reverse=True):
                     ids.setdefault((sha256, node), []).append(row_id)
-                documents = {refs[k].sha256: items[fresh[k]].facts.document_id for k in inserted}
+                documents = {refs[k].sha256: items[fresh[k]].facts for k in inserted}
                 for row in outbox:
                     sha256 = row["package_sha256"]
                     row_id = ids[sha256, row["destination_node"]].pop()  # lowest id first
+                    facts = documents[sha256]
                     handovers.setdefault(sha256, []).append(OutboxItem(
                         row_id, sha256, row["destination_node"], row["message_kind"],
-                        json.loads(row["payload_header"]), documents[sha256], self.claimant,
-                        now))
+                        json.loads(row["payload_header"]), facts.document_id, self.claimant,
+                        now, facts.owner))
             for table, rows in ((InboxRow, inbox), (EventRow, events)):
                 if rows:  # Core executemany (the ORM's bulk path costs more per row)
                     session.execute(insert(table.__table__), rows)
@@ -351,6 +366,8 @@ class Store:
                 "sender": facts.sender, "document_id": facts.document_id,
                 "business_key": key, "business_doc_type": facts.business_doc_type,
                 "status_code": facts.status_code, "origin_node": item.origin_node,
+                "document_sender": facts.owner,
+                "recipients": ",".join(facts.recipients) if facts.recipients else None,
                 "received_from": item.received_from, "received_at": now,
                 "blob_segment": ref.segment, "blob_offset": ref.offset}
 
@@ -376,15 +393,37 @@ class Store:
         with self.session() as session:
             return session.scalar(select(PackageRow).where(PackageRow.sha256 == sha256))
 
-    def add_events(self, events: Sequence[Event], *, document_ids: Sequence[str | None]) -> None:
-        """Record several events in one transaction."""
+    def add_events(self, events: Sequence[Event], *,
+                   documents: Sequence[tuple[str | None, str | None]]) -> None:
+        """Record several events in one transaction; ``documents`` gives, for each, the
+        (DocumentId, sender) of the document whose trace it belongs to."""
         if not events:
             return
         with self.transaction() as session:
             session.execute(insert(EventRow), [
-                {"package_sha256": e.sha256 or "", "document_id": doc, "node": e.node,
-                 "kind": e.kind, "agency": e.agency, "detail": e.detail, "at": e.at}
-                for e, doc in zip(events, document_ids, strict=True)])
+                {"package_sha256": e.sha256 or "", "document_id": doc, "document_sender": owner,
+                 "node": e.node, "kind": e.kind, "agency": e.agency, "detail": e.detail,
+                 "at": e.at}
+                for e, (doc, owner) in zip(events, documents, strict=True)])
+
+    def documents_with_id(self, document_id: str) -> list[tuple[str | None, tuple[str, ...]]]:
+        """The (sender, recipients) of each document logged here with this DocumentId."""
+        with self.session() as session:
+            rows = session.execute(select(PackageRow.sender, PackageRow.recipients).where(
+                PackageRow.document_id == document_id, PackageRow.kind == "document")).all()
+        return [(sender, tuple(filter(None, (recipients or "").split(","))))
+                for sender, recipients in rows]
+
+    def has_received(self, agency: str, sender: str, document_id: str) -> bool:
+        """Whether ``agency``'s inbox here holds the document (sender, DocumentId)."""
+        with self.session() as session:
+            found = session.execute(
+                select(InboxRow.id).join(PackageRow,
+                                         PackageRow.sha256 == InboxRow.package_sha256)
+                .where(InboxRow.agency == agency, InboxRow.document_id == document_id,
+                       InboxRow.kind == "document", PackageRow.sender == sender)
+                .limit(1)).first()
+        return found is not None
 
     # -- outbox ------------------------------------------------------------------------
     def pending_outbox(self, limit: int = 100, *, older_than: float = 0.0,
@@ -393,7 +432,7 @@ class Store:
         seconds ago; ids above ``after_id``, to page through them)."""
         query = (select(OutboxRow.id, OutboxRow.package_sha256, OutboxRow.destination_node,
                         OutboxRow.message_kind, OutboxRow.payload_header, PackageRow.document_id,
-                        OutboxRow.claimed_by, OutboxRow.created_at)
+                        OutboxRow.claimed_by, OutboxRow.created_at, PackageRow.document_sender)
                  .join(PackageRow, PackageRow.sha256 == OutboxRow.package_sha256)
                  .where(OutboxRow.state == "pending", OutboxRow.id > after_id))
         if older_than > 0:
@@ -402,7 +441,7 @@ class Store:
         with self.session() as session:
             rows = session.execute(query.order_by(OutboxRow.id).limit(limit)).all()
             return [OutboxItem(r[0], r[1], r[2], r[3], json.loads(r[4] or "{}"), r[5], r[6],
-                               _aware(r[7]) if r[7] else None) for r in rows]
+                               _aware(r[7]) if r[7] else None, r[8]) for r in rows]
 
     def claim_outbox(self, items: Sequence[OutboxItem]) -> list[OutboxItem]:
         """Take pending hand-overs over for this process; returns those it won.
@@ -438,7 +477,8 @@ class Store:
                                    OutboxRow.state == "pending")
                             .values(state="sent", sent_at=now))
             session.execute(insert(EventRow), [
-                {"package_sha256": i.sha256, "document_id": i.document_id, "node": node,
+                {"package_sha256": i.sha256, "document_id": i.document_id,
+                 "document_sender": i.document_sender, "node": node,
                  "kind": "handed_over", "agency": None,
                  "detail": f"to node {i.destination_node}", "at": now} for i in items])
 
@@ -474,31 +514,41 @@ class Store:
                 return False
             if row.state != "acknowledged":
                 row.state, row.acknowledged_at = "acknowledged", utcnow()
+                owner = session.scalar(select(PackageRow.document_sender)
+                                       .where(PackageRow.sha256 == row.package_sha256))
                 session.add(EventRow(package_sha256=row.package_sha256,
-                                     document_id=row.document_id, node=node,
-                                     kind="acknowledged", agency=agency))
+                                     document_id=row.document_id, document_sender=owner,
+                                     node=node, kind="acknowledged", agency=agency))
             return True
 
     # -- receipts ----------------------------------------------------------------------
     def record_status(self, document_id: str, recipient: str, status_code: str,
-                      receipt_sha256: str, at: dt.datetime | None = None) -> bool:
-        """Record a recipient's status about a document; False if already recorded."""
+                      receipt_sha256: str, at: dt.datetime | None = None, *,
+                      sender: str | None = None) -> bool:
+        """Record a recipient's status about a document (of ``sender``); False if already
+        recorded."""
         try:
             with self.transaction() as session:
                 session.add(ReceiptRow(document_id=document_id, recipient=recipient,
+                                       document_sender=sender,
                                        status_code=status_code, receipt_sha256=receipt_sha256,
                                        at=at or utcnow()))
         except IntegrityError:
             return False
         return True
 
-    def trace(self, document_id: str) -> Trace:
+    def trace(self, document_id: str, *, sender: str | None = None) -> Trace:
+        """A document's timeline here; with ``sender``, only the document of that sender
+        (another agency's document with the same DocumentId is never mixed in)."""
+        events_query = select(EventRow).where(EventRow.document_id == document_id)
+        receipts_query = select(ReceiptRow).where(ReceiptRow.document_id == document_id)
+        if sender is not None:
+            events_query = events_query.where(EventRow.document_sender == sender)
+            receipts_query = receipts_query.where(ReceiptRow.document_sender == sender)
         with self.session() as session:
-            events = session.scalars(select(EventRow).where(EventRow.document_id == document_id)
-                                     .order_by(EventRow.at, EventRow.id)).all()
-            receipts = session.scalars(select(ReceiptRow)
-                                       .where(ReceiptRow.document_id == document_id)
-                                       .order_by(ReceiptRow.at, ReceiptRow.id)).all()
+            events = session.scalars(events_query.order_by(EventRow.at, EventRow.id)).all()
+            receipts = session.scalars(receipts_query.order_by(ReceiptRow.at,
+                                                               ReceiptRow.id)).all()
         trace = Trace(document_id, [Event(e.node, e.kind, _aware(e.at), e.agency, e.detail,
                                           e.package_sha256) for e in events])
         for receipt in receipts:

@@ -1,0 +1,131 @@
+"""Bounded work for any input: what a hostile package costs next to a valid one.
+
+For each attack family a crafted input of about ``SIZE`` bytes goes through the whole
+check a node applies — hardened parse (once), validation (interop profile) and strict
+verification, the verifier run even when validation refuses (the CLI's ``verify`` does
+not validate first) — next to a valid signed package of the same size (one scanned
+attachment), in the same run. The figure is seconds per MB of input; the ratio is the
+family's cost per MB over the valid package's. Target (issue #10): no family above 3×.
+
+Families (SECURITY.md, "bounded cost"; issue #10 measured the first three before the
+defences: 21,000 references 894 s, 16,000 bad ``To`` 263 s):
+
+* many ``Reference URI=""`` in SignedInfo (each used to re-canonicalise the document);
+* thousands of attributes / namespace declarations on ``ds:SignedInfo`` (C14N sorting);
+* thousands of bad ``To`` entries (one finding each);
+* many certificates in ``KeyInfo``; many transforms on a reference;
+* many small elements (an element-dense body); many comments; long digit runs in an
+  integer field; many attachments, each with a ``cid:`` reference; a huge ``Subject``.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from benchmarks._packages import document_of_size
+from docaxis.dsig import Signer, TrustStore, VerificationPolicy, Verifier
+from docaxis.edxml import ParseError, parse, validate
+from docaxis.pki import DevPKI
+
+SIZE = 2 * 1024 * 1024
+_DS = "http://www.w3.org/2000/09/xmldsig#"
+
+
+def _fill(unit: str, size: int) -> str:
+    return unit * max(1, size // len(unit.encode()))
+
+
+def families(signed: bytes, size: int) -> dict[str, bytes]:
+    """Hostile variants of ``signed`` (a small valid signed package), each ~``size`` bytes."""
+    text = signed.decode()
+    reference = re.search(r"<ds:Reference URI=\"\">.*?</ds:Reference>", text, re.S)
+    assert reference is not None
+    certificate = re.search(r"<ds:X509Certificate>.*?</ds:X509Certificate>", text, re.S)
+    assert certificate is not None
+    out: dict[str, bytes] = {}
+    out["many Reference URI=\"\""] = text.replace(
+        reference.group(0), _fill(reference.group(0), size), 1).encode()
+    out["attributes on SignedInfo"] = text.replace(
+        "<ds:SignedInfo>", "<ds:SignedInfo " + "".join(
+            f'a{i}="{i}" ' for i in range(size // 12)) + ">", 1).encode()
+    out["namespaces on SignedInfo"] = text.replace(
+        "<ds:SignedInfo>", "<ds:SignedInfo " + "".join(
+            f'xmlns:n{i}="urn:n:{i}" ' for i in range(size // 24)) + ">", 1).encode()
+    bad_to = "<edXML:To><edXML:OrganId>28.22.H17</edXML:OrganId></edXML:To>"
+    out["bad To entries"] = re.sub(r"(<edXML:To>)", lambda _m: _fill(bad_to, size) + "<edXML:To>",
+                                   text, count=1).encode()
+    out["certificates in KeyInfo"] = text.replace(
+        certificate.group(0), _fill(certificate.group(0), size), 1).encode()
+    transform = f'<ds:Transform Algorithm="{_DS}enveloped-signature"/>'
+    out["transforms on a Reference"] = text.replace(
+        "<ds:Transforms>", "<ds:Transforms>" + _fill(transform, size), 1).encode()
+    out["element-dense body"] = text.replace(
+        "</edXML:edXMLBody>", _fill("<edXML:X/>", size) + "</edXML:edXMLBody>", 1).encode()
+    out["comments"] = text.replace("</edXML:Subject>", _fill("<!---->", size) + "</edXML:Subject>",
+                                   1).encode()
+    out["digits in an integer field"] = re.sub(
+        r"<edXML:Priority>\d+</edXML:Priority>",
+        lambda _m: "<edXML:Priority>" + "9" * size + "</edXML:Priority>", text, count=1).encode()
+    out["huge Subject"] = text.replace("<edXML:Subject>", "<edXML:Subject>" + "x" * size,
+                                       1).encode()
+    return out
+
+
+def _check(verifier: Verifier) -> Callable[[bytes], tuple[set[str], set[str]]]:
+    """What a node does with a package (parse once, validate, verify), except that the
+    verifier runs even when validation refuses: its cost is measured too."""
+    def check(data: bytes) -> tuple[set[str], set[str]]:
+        try:
+            parsed = parse(data)
+        except ParseError as exc:
+            return {exc.code}, set()
+        return validate(parsed).codes(), verifier.verify(parsed).codes()
+    return check
+
+
+def _seconds(fn: Callable[[], object], rounds: int) -> float:
+    best = float("inf")
+    for _ in range(rounds):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def run(quick: bool = False) -> str:
+    folder = Path(tempfile.mkdtemp(prefix="docaxis-bench-hostile-"))
+    pki = DevPKI.init(folder, key_type="rsa2048")
+    pki.issue_agency("000.00.00.G22", "Văn phòng Chính phủ", tier="central", key_type="rsa2048")
+    key_path, _cert, chain = pki.agency_paths("000.00.00.G22")
+    signer = Signer.from_files(key_path, chain)
+    verifier = Verifier(VerificationPolicy(
+        TrustStore.load([pki.root_path], crls=[pki.crl_folder])))
+    check = _check(verifier)
+    size = SIZE // 4 if quick else SIZE
+    rounds = 3 if quick else 5
+    valid = signer.sign(document_of_size(size))
+    assert verifier.verify(valid).valid
+    small = signer.sign(document_of_size(4 * 1024))
+    lines = [f"### hostile inputs: parse + validate + verify, ~{size / 2**20:.1f} MB each", "",
+             "| input | bytes | ms | s per MB | ratio to valid | refused with |",
+             "|---|---:|---:|---:|---:|---|"]
+    base = _seconds(lambda: check(valid), rounds)
+    base_per_mb = base / (len(valid) / 2**20)
+    lines.append(f"| valid signed package (baseline) | {len(valid):,} | {base * 1e3:,.1f} | "
+                 f"{base_per_mb:.3f} | 1.00× | — |")
+    worst = 0.0
+    for name, data in families(small, size).items():
+        seconds = _seconds(lambda data=data: check(data), rounds)  # type: ignore[misc]
+        per_mb = seconds / (len(data) / 2**20)
+        ratio = per_mb / base_per_mb
+        worst = max(worst, ratio)
+        found, failures = check(data)
+        codes = sorted({*found, *failures})[:3]
+        lines.append(f"| {name} | {len(data):,} | {seconds * 1e3:,.1f} | {per_mb:.3f} | "
+                     f"{ratio:.2f}× | {', '.join(codes)} |")
+    lines += ["", f"worst family: {worst:.2f}× the valid package's cost per MB (target ≤ 3×)"]
+    return "\n".join(lines) + "\n"
