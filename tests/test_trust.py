@@ -296,3 +296,65 @@ def test_hidden_markup_error_names_the_element_and_line(signed: bytes) -> None:
 
 def test_fixture_paths_exist(trust_pki: DevPKI) -> None:
     assert Path(trust_pki.root_path).is_file()
+
+
+# 12. tolerances that break peers become warnings ------------------------------------
+@pytest.mark.parametrize(("pattern", "replacement"), [
+    (r"<edXML:SteeringType>(\d)</", r"<edXML:SteeringType> \1 </"),
+    (r"<edXML:SteeringType>\d</", r"<edXML:SteeringType></"),
+    (r"<edXML:BussinessDocType>(\d)</", r"<edXML:BussinessDocType>\1 </"),
+    (r"<edXML:DocumentId>([^<]*)</", r"<edXML:DocumentId> \1</"),
+    (r"<(/?)edXML:Bussiness>", r"<\1edXML:Business>"),
+])
+def test_forms_the_vnpt_library_misreads_are_interop_warnings(
+        pattern: str, replacement: str) -> None:
+    from docaxis.edxml import DocumentBuilder
+
+    data = write(DocumentBuilder().sender(G22).recipient(H41).code("1", "VPCP")
+                 .promulgation(dt.date(2024, 5, 2), "Hà Nội").document_type(1, "Công văn")
+                 .subject("V/v").steering_type(1).build()).decode()
+    assert re.search(pattern, data), pattern
+    altered = re.sub(pattern, replacement, data).encode()
+    interop = validate(altered)
+    assert interop.valid and "EDX-PEER-COMPAT" in interop.codes(), interop.codes()
+    assert "EDX-PEER-COMPAT" in {f.code for f in validate(altered, profile="strict").errors}
+
+
+def test_status_in_place_of_message_header_is_a_warning(signed_status: bytes) -> None:
+    text = signed_status.decode()
+    start = text.index("<edXML:MessageHeader>")
+    end = text.index("</edXML:MessageHeader>")
+    body = text[start:end + len("</edXML:MessageHeader>")]
+    altered = text.replace(body, body.replace("edXML:MessageHeader", "edXML:Status")).encode()
+    assert "EDX-PEER-COMPAT" in validate(altered).codes()
+
+
+def test_the_builder_never_writes_padded_text() -> None:
+    from docaxis.edxml import DocumentBuilder
+
+    package = (DocumentBuilder().sender(G22).recipient(H41).code(" 12 ", " VPCP ")
+               .promulgation(dt.date(2024, 5, 2), " Hà Nội ").document_type(1, "Công văn")
+               .subject(" V/v ").build())
+    data = write(package)
+    assert b"> 12 <" not in data and b"<edXML:CodeNumber>12</edXML:CodeNumber>" in data
+    again = parse(data).package
+    assert write(again) == data  # the round trip holds
+
+
+# 7. revocation that takes effect ------------------------------------------------------
+def test_a_stale_crl_is_never_good(trust_pki: DevPKI, signed: bytes) -> None:
+    crl = x509.load_pem_x509_crl(next(Path(trust_pki.crl_folder).glob("*central*")).read_bytes()) \
+        if list(Path(trust_pki.crl_folder).glob("*central*")) else None
+    store = TrustStore.load([trust_pki.root_path], crls=[trust_pki.crl_folder])
+    assert crl is not None and crl.next_update_utc is not None
+    late = crl.next_update_utc + dt.timedelta(hours=1)
+    strict = Verifier(VerificationPolicy(store, at=late)).verify(signed)
+    assert "EDX-SIG-CRL-STALE" in strict.codes()
+    assert all(link.revocation != "good" for link in strict.chain)
+    lenient = Verifier(VerificationPolicy(store, at=late, require_revocation=False)).verify(signed)
+    assert all(link.revocation != "good" for link in lenient.chain)
+    graced = TrustStore.load([trust_pki.root_path], crls=[trust_pki.crl_folder],
+                             crl_grace=dt.timedelta(days=1))
+    within = Verifier(VerificationPolicy(graced, at=late)).verify(signed)
+    assert within.valid
+    assert any("within the configured grace" in link.revocation for link in within.chain)

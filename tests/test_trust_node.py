@@ -285,3 +285,40 @@ def _recall(network: Network, sender: str, recipients: list[str], target: str) -
                .business(Business(business_doc_type=1, document_id=target)).build())
     return network.signer(sender).sign(write(package))
 
+
+
+def test_a_revocation_reaches_a_running_node_within_the_check_interval(
+        tmp_path: Path) -> None:
+    import time
+
+    from docaxis.dsig import TrustStore, VerificationPolicy, Verifier
+    from docaxis.relay import Rejection
+
+    pki = network_pki(tmp_path / "pki")  # its own: this test revokes a certificate
+
+    async def scenario() -> None:
+        network, broker = await _start(tmp_path, pki)
+        danang = network.nodes["danang"]
+        store = TrustStore.load([pki.root_path], crls=[pki.crl_folder], crl_check=0.3)
+        danang.verifier = Verifier(VerificationPolicy(store))
+        assert not danang.submit(network.document(SENDER, [RECIPIENT], number="51"),
+                                 agency=SENDER).duplicate
+        pki.revoke(SENDER)  # what `docaxis keys revoke` does: a new CRL file
+        revoked_at = time.monotonic()
+        number = 52
+        while True:
+            try:
+                danang.submit(network.document(SENDER, [RECIPIENT], number=str(number)),
+                              agency=SENDER)
+            except Rejection as exc:
+                assert "EDX-SIG-REVOKED" in {r.get("code") for r in exc.reasons}
+                break
+            number += 1
+            assert time.monotonic() - revoked_at < 5, "the revocation never took effect"
+            await asyncio.sleep(0.05)
+        assert time.monotonic() - revoked_at < 0.3 + 2.0
+        assert store.crl_reloads >= 1
+        await network.stop()
+        await broker.close()
+
+    run(scenario())

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import logging
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from docaxis.dsig._errors import Failure
 
 _LEGACY_CERT_HASHES = (hashes.SHA1, hashes.MD5)
+_log = logging.getLogger("docaxis.dsig")
 
 
 def fingerprint(cert: x509.Certificate) -> str:
@@ -106,17 +109,83 @@ class TrustStore:
     _crl_of: dict[str, x509.CertificateRevocationList | None] = field(default_factory=dict,
                                                                       repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    #: where the CRLs were read from (files or folders), for :meth:`refresh_crls`
+    crl_sources: tuple[Path, ...] = ()
+    #: how often (seconds) :meth:`refresh_crls` looks at the CRL files for a change; a
+    #: changed file set is read at once, an unchanged one again every ``crl_reload``
+    crl_check: float = 10.0
+    crl_reload: float = 300.0
+    #: a CRL past its nextUpdate is accepted this long (reported as "stale, within
+    #: grace"); beyond it, never "good": ``EDX-SIG-CRL-STALE``
+    crl_grace: dt.timedelta = dt.timedelta(0)
+    _crl_stamp: tuple[tuple[str, int, int], ...] = field(default=(), repr=False)
+    _crl_checked: float = field(default=0.0, repr=False)
+    _crl_loaded: float = field(default=0.0, repr=False)
+    #: when the CRLs in use were read (ISO time) and how many times they were re-read
+    crls_read_at: str = field(default="", repr=False)
+    crl_reloads: int = field(default=0, repr=False)
 
     def __post_init__(self) -> None:
         anchors = [CertInfo.of(c) for c in self.anchors]
         self._anchor_fps = {info.fingerprint for info in anchors}
         self._store_infos = [*(CertInfo.of(c) for c in self.intermediates), *anchors]
+        now = time.monotonic()
+        self._crl_checked = self._crl_loaded = now
+        self._crl_stamp = _stamp(self.crl_sources)
+        self.crls_read_at = dt.datetime.now(dt.UTC).isoformat()
 
     @classmethod
     def load(cls, anchors: Iterable[Path | str], *, intermediates: Iterable[Path | str] = (),
-             crls: Iterable[Path | str] = ()) -> TrustStore:
-        """Read PEM/DER certificates (files or folders) and CRLs (files or folders)."""
-        return cls(_read_certs(anchors), _read_certs(intermediates), _read_crls(crls))
+             crls: Iterable[Path | str] = (), crl_check: float = 10.0,
+             crl_reload: float = 300.0,
+             crl_grace: dt.timedelta = dt.timedelta(0)) -> TrustStore:
+        """Read PEM/DER certificates (files or folders) and CRLs (files or folders).
+
+        Parameters
+        ----------
+        crl_check, crl_reload:
+            Seconds between looks at the CRL files for a change (a change is read at
+            once) and between unconditional re-reads; see :meth:`refresh_crls`.
+        crl_grace:
+            How long past its nextUpdate a CRL still counts (say so in the report).
+        """
+        sources = tuple(Path(p) for p in crls)
+        return cls(_read_certs(anchors), _read_certs(intermediates), _read_crls(sources),
+                   crl_sources=sources, crl_check=crl_check, crl_reload=crl_reload,
+                   crl_grace=crl_grace)
+
+    def refresh_crls(self, *, force: bool = False) -> bool:
+        """Re-read the CRLs if their files changed (looked at every ``crl_check`` s) or
+        every ``crl_reload`` s; returns whether they were re-read. Cheap when nothing is
+        due (a clock read), so verification calls it every time: ``docaxis keys revoke``
+        reaches a running node within ``crl_check`` seconds, without a restart.
+
+        A CRL file that cannot be read keeps the CRLs in use (and raises nothing): the
+        failure is logged and retried at the next check.
+        """
+        if not self.crl_sources:
+            return False
+        now = time.monotonic()
+        if not force and now - self._crl_checked < self.crl_check:
+            return False
+        self._crl_checked = now
+        stamp = _stamp(self.crl_sources)
+        if not force and stamp == self._crl_stamp and now - self._crl_loaded < self.crl_reload:
+            return False
+        try:
+            crls = _read_crls(self.crl_sources)
+        except (OSError, ValueError) as exc:
+            _log.warning("crl.reload_failed", extra={"code": "EDX-SIG-CRL-READ",
+                                                      "error": str(exc)})
+            return False
+        changed = stamp != self._crl_stamp
+        with self._lock:
+            self.crls, self._crl_of = crls, {}
+            self._crl_stamp, self._crl_loaded = stamp, now
+            self.crls_read_at = dt.datetime.now(dt.UTC).isoformat()
+            self.crl_reloads += 1
+        _log.info("crl.reloaded", extra={"crls": len(crls), "changed": changed})
+        return True
 
     def info(self, der: bytes) -> CertInfo:
         """Parse a DER certificate once; later calls with the same bytes are lookups.
@@ -153,6 +222,7 @@ class TrustStore:
         The path and its signatures are worked out once per distinct certificate set and
         remembered; validity at ``at`` and revocation are judged on every call.
         """
+        self.refresh_crls()
         key = (leaf.fingerprint, tuple(u.fingerprint for u in untrusted), allow_legacy)
         plan = self._plans.get(key)
         if plan is None:
@@ -221,9 +291,10 @@ class TrustStore:
 
     def _revocation(self, info: CertInfo, issuer: CertInfo, at: dt.datetime, required: bool,
                     failures: list[Failure]) -> tuple[str, str | None]:
-        if issuer.fingerprint not in self._crl_of:
-            self._crl_of[issuer.fingerprint] = self._best_crl(issuer)
-        crl = self._crl_of[issuer.fingerprint]
+        crl_of = self._crl_of  # one generation of CRLs for this whole check
+        if issuer.fingerprint not in crl_of:
+            crl_of[issuer.fingerprint] = self._best_crl(issuer)
+        crl = crl_of[issuer.fingerprint]
         if crl is None:
             if required:
                 failures.append(Failure(
@@ -240,11 +311,16 @@ class TrustStore:
                 f"{revoked.revocation_date_utc:%Y-%m-%d %H:%M}Z (CRL of "
                 f"{crl.last_update_utc:%Y-%m-%d %H:%M}Z)"))
             return "revoked", this_update
-        if crl.next_update_utc is not None and crl.next_update_utc < at and required:
-            failures.append(Failure(
-                "EDX-SIG-REVOCATION-UNKNOWN",
-                f"the newest CRL of {issuer.subject_text!r} expired on "
-                f"{crl.next_update_utc:%Y-%m-%d %H:%M}Z"))
+        next_update = crl.next_update_utc
+        if next_update is not None and next_update < at:
+            if at <= next_update + self.crl_grace:
+                return (f"good by a stale CRL (past nextUpdate {next_update:%Y-%m-%d %H:%M}Z, "
+                        f"within the configured grace of {self.crl_grace})"), this_update
+            if required:
+                failures.append(Failure(
+                    "EDX-SIG-CRL-STALE",
+                    f"the newest CRL of {issuer.subject_text!r} was due to be replaced on "
+                    f"{next_update:%Y-%m-%d %H:%M}Z: revocation cannot be judged"))
             return "not checked (stale CRL)", this_update
         return "good", this_update
 
@@ -259,6 +335,18 @@ class TrustStore:
             except (TypeError, UnsupportedAlgorithm):
                 continue
         return max(usable, key=lambda c: c.last_update_utc) if usable else None
+
+
+def _stamp(sources: Iterable[Path]) -> tuple[tuple[str, int, int], ...]:
+    """What identifies the current CRL files: (path, size, mtime) of each."""
+    stamp = []
+    for path in _files(sources, (".pem", ".crl", ".der")):
+        try:
+            info = path.stat()
+        except OSError:
+            continue
+        stamp.append((str(path), info.st_size, info.st_mtime_ns))
+    return tuple(stamp)
 
 
 def _link(info: CertInfo, anchor: bool, status: str,

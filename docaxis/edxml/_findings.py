@@ -27,6 +27,7 @@ _PROFILE_SEVERITY: dict[str, tuple[Severity, Severity]] = {
     "EDX-LENGTH": (Severity.WARNING, Severity.ERROR),
     "EDX-DATE-FORMAT-LEGACY": (Severity.WARNING, Severity.ERROR),
     "EDX-CONTENT-MISSING": (Severity.WARNING, Severity.ERROR),
+    "EDX-PEER-COMPAT": (Severity.WARNING, Severity.ERROR),
 }
 
 

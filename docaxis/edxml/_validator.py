@@ -125,6 +125,10 @@ _BUSINESS_TYPE_TAGS = frozenset({q("BussinessDocType"), q("BusinessDocType")})
 _BUSINESS_INFO_TAGS = frozenset({q("BussinessDocumentInfo"), q("BusinessDocumentInfo")})
 _DOCUMENT_ID, _REPLACEMENT_LIST = q("DocumentId"), q("ReplacementInfoList")
 _TO, _ORGAN_ID = q("To"), q("OrganId")
+_STATUS_ALIAS = q("Status")
+#: leaves whose padding the VNPT library reads as part of the value (and the alias block)
+_PADDING_SENSITIVE = (q("SteeringType"), q("Priority"), q("BussinessDocType"),
+                      q("BusinessDocType"), q("DocumentId"), q("Business"))
 _REPLACEMENT = q("ReplacementInfo")
 _BUSSINESS, _BUSINESS_ALIAS, _CONTENT = q("Bussiness"), q("Business"), q("Content")
 
@@ -368,6 +372,7 @@ class _Pass:
         header = where.message_header
         spec = choice.get(header.tag)
         first = self.cardinality(spec, header) if spec is not None else {}
+        self.peer_compatibility(header)
         business = None
         if where.trace_header_list is not None:
             trace = self.cardinality(TRACE_HEADER_LIST, where.trace_header_list)
@@ -391,6 +396,27 @@ class _Pass:
         self.manifest(parsed.root)
         if business is not None:
             self.business(business)
+
+    def peer_compatibility(self, header: etree._Element) -> None:
+        """Forms docaxis reads but the official VNPT library misreads or crashes on."""
+        if header.tag == _STATUS_ALIAS:
+            self.add("EDX-PEER-COMPAT", Severity.WARNING,
+                     "Status in place of MessageHeader: the VNPT library does not read it",
+                     header)
+        trace = header.getparent()
+        for element in (trace.iter(*_PADDING_SENSITIVE) if trace is not None else ()):
+            text = element.text or ""
+            tag = local_name(element.tag)
+            if tag == "Business":
+                self.add("EDX-PEER-COMPAT", Severity.WARNING, "the block is spelt Business; "
+                         "the standard (and the VNPT library) spell it Bussiness", element)
+            elif text != text.strip():
+                self.add("EDX-PEER-COMPAT", Severity.WARNING,
+                         f"{tag} is padded with whitespace ({text[:20]!r}); the VNPT library "
+                         "reads the padding as part of the value", element)
+            elif not text and tag == "SteeringType":
+                self.add("EDX-PEER-COMPAT", Severity.WARNING, "SteeringType is empty; the "
+                         "VNPT library fails on an empty SteeringType", element)
 
     def recipients(self, header: etree._Element) -> None:
         """Each recipient (To/OrganId) is listed once."""

@@ -42,7 +42,8 @@ def _format_leaf(kind: str, value: Any) -> str:
         return value.base64_text()
     if kind == "int":
         return str(int(value))
-    return _escape(str(value))
+    # never padded: readers strip, and the official VNPT library misreads padded codes
+    return _escape(str(value).strip())
 
 
 class _Out:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import contextlib
 import logging
 import os
@@ -45,6 +46,10 @@ class NodeConfig:
     allow_sha1: bool = False
     #: processes consuming the node's queues (competing consumers on one store)
     workers: int = 1
+    #: [trust] crl_check / crl_reload / crl_grace, in seconds (see TrustStore.load)
+    crl_check: float = 10.0
+    crl_reload: float = 300.0
+    crl_grace: float = 0.0
 
     @classmethod
     def load(cls, path: Path | str) -> NodeConfig:
@@ -66,11 +71,23 @@ class NodeConfig:
         workers = node.get("workers", 1)
         if not isinstance(workers, int) or not 1 <= workers <= 64:
             raise ConfigError(f"{path}: [node] workers must be a whole number from 1 to 64")
+        timings = {}
+        for key, default in (("crl_check", 10.0), ("crl_reload", 300.0), ("crl_grace", 0.0)):
+            value = trust.get(key, default)
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                raise ConfigError(f"{path}: [trust] {key} must be a number of seconds (≥ 0)")
+            timings[key] = float(value)
         return cls(node_id, directory, data, database, node.get("amqp_url"),
                    node.get("listen", "127.0.0.1:8100"),
                    tuple(base / p for p in trust.get("anchors", [])),
                    tuple(base / p for p in trust.get("crls", [])),
-                   bool(trust.get("allow_sha1", False)), workers)
+                   bool(trust.get("allow_sha1", False)), workers, **timings)
+
+    def trust_store(self) -> TrustStore:
+        """The trust anchors and CRLs this node verifies with (CRLs re-read on change)."""
+        return TrustStore.load(self.anchors, crls=self.crls, crl_check=self.crl_check,
+                               crl_reload=self.crl_reload,
+                               crl_grace=dt.timedelta(seconds=self.crl_grace))
 
     def open_store(self) -> Store:
         self.data.mkdir(parents=True, exist_ok=True)
@@ -159,7 +176,7 @@ def import_directory(config: NodeConfig, store: Store, source: Path | str, *,
 async def open_node(config: NodeConfig, store: Store) -> tuple[RelayNode, BrokerPool]:
     """The node's relay, connected to its own broker and its neighbours' (not started)."""
     directory = load_directory(config, store)
-    verifier = Verifier(VerificationPolicy(TrustStore.load(config.anchors, crls=config.crls),
+    verifier = Verifier(VerificationPolicy(config.trust_store(),
                                            allow_sha1=config.allow_sha1))
     neighbours = [config.node_id, *(n.id for n in directory.children(config.node_id))]
     parent = directory.nodes[config.node_id].parent
