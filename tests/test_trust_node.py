@@ -322,3 +322,58 @@ def test_a_revocation_reaches_a_running_node_within_the_check_interval(
         await broker.close()
 
     run(scenario())
+
+
+def test_forged_hop_receipts_are_never_recorded(tmp_path: Path, pki: DevPKI) -> None:
+    from docaxis.dsig import StatementSigner
+
+    async def scenario() -> None:
+        network, broker = await _start(tmp_path, pki)
+        danang, hanoi = network.nodes["danang"], network.nodes["hanoi"]
+        document = network.document(SENDER, [RECIPIENT], number="61")
+        acceptance = danang.submit(document, agency=SENDER)
+        await wait_until(lambda: len(hanoi.store.inbox(RECIPIENT)) == 1, 30)
+        document_id = hanoi.store.inbox(RECIPIENT)[0].document_id
+        assert document_id
+        # the genuine, node-signed receipts arrive and are recorded
+        await wait_until(lambda: any(e.kind == "hop:delivered" and e.node == "hanoi"
+                                     for e in danang.store.trace(document_id).events), 30)
+        before = len(danang.store.trace(document_id).events)
+
+        def forged(node: str, kind: str) -> list[dict[str, object]]:
+            return [{"document_id": document_id, "sha256": acceptance.sha256, "node": node,
+                     "kind": kind, "at": "2026-01-01T00:00:00+00:00",
+                     "agency": RECIPIENT, "detail": "[]"}]
+
+        key, _cert, chain = pki.agency_paths(SENDER)  # an agency's key is not a node's
+        agency_signer = StatementSigner.from_files(key, chain)
+        central_key = pki.folder / "nodes" / "central"
+        central_signer = StatementSigner.from_files(central_key / "key.pem",
+                                                    central_key / "chain.pem")
+        attempts = [
+            json.dumps(forged("hanoi", "rejected")).encode(),  # the old unsigned form
+            json.dumps({"statements": [agency_signer.sign(
+                json.dumps(forged("hanoi", "rejected")).encode()).to_json()]}).encode(),
+            # central's genuine key, speaking for hanoi
+            json.dumps({"statements": [central_signer.sign(
+                json.dumps(forged("hanoi", "rejected")).encode()).to_json()]}).encode(),
+            # hanoi's statement with its body swapped
+            json.dumps({"statements": [{**central_signer.sign(b"[]").to_json(),
+                                        "body": "W10gICA="}]}).encode(),
+        ]
+        for body in attempts:
+            await broker.publish("danang", Message(body, {
+                KIND: "hop-receipt", ORIGIN: "danang", FROM_NODE: "central"}))
+        # then one genuine statement from central, to know the forged ones were handled
+        genuine = json.dumps({"statements": [central_signer.sign(json.dumps(
+            forged("central", "received")).encode()).to_json()]}).encode()
+        await broker.publish("danang", Message(genuine, {
+            KIND: "hop-receipt", ORIGIN: "danang", FROM_NODE: "central"}))
+        await wait_until(lambda: len(danang.store.trace(document_id).events) == before + 1, 30)
+        events = danang.store.trace(document_id).events
+        assert not any(e.kind == "hop:rejected" for e in events)
+        assert not any(i.kind == "rejection" for i in danang.store.inbox(SENDER))
+        await network.stop()
+        await broker.close()
+
+    run(scenario())

@@ -11,7 +11,14 @@ Examples
 """
 
 from docaxis.dsig._errors import Failure, SignatureError
+from docaxis.dsig._names import agency_code_of, node_id_of
 from docaxis.dsig._sign import Signer
+from docaxis.dsig._statements import (
+    SignedStatement,
+    StatementCheck,
+    StatementSigner,
+    verify_statement,
+)
 from docaxis.dsig._trust import ChainLink, TrustStore, fingerprint
 from docaxis.dsig._verify import Signer as SignerIdentity
 from docaxis.dsig._verify import (
@@ -24,11 +31,17 @@ __all__ = [
     "ChainLink",
     "Failure",
     "SignatureError",
+    "SignedStatement",
     "Signer",
     "SignerIdentity",
+    "StatementCheck",
+    "StatementSigner",
     "TrustStore",
     "VerificationPolicy",
     "VerificationReport",
     "Verifier",
+    "agency_code_of",
     "fingerprint",
+    "node_id_of",
+    "verify_statement",
 ]

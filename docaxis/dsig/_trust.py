@@ -21,8 +21,10 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.x509 import verification
 
 from docaxis.dsig._errors import Failure
+from docaxis.dsig._names import agency_code_of
 
 _LEGACY_CERT_HASHES = (hashes.SHA1, hashes.MD5)
 _log = logging.getLogger("docaxis.dsig")
@@ -67,8 +69,6 @@ class CertInfo:
 
     @classmethod
     def of(cls, cert: x509.Certificate, der: bytes | None = None) -> CertInfo:
-        from docaxis.pki import agency_code_of
-
         der = der if der is not None else cert.public_bytes(serialization.Encoding.DER)
         try:
             usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
@@ -216,6 +216,7 @@ class TrustStore:
     def build_chain(
         self, leaf: CertInfo, untrusted: list[CertInfo], *,
         at: dt.datetime, allow_legacy: bool, require_revocation: bool,
+        rfc5280: bool = True,
     ) -> tuple[list[ChainLink], list[Failure]]:
         """Chain ``leaf`` to an anchor; return the links and every failure met.
 
@@ -223,10 +224,10 @@ class TrustStore:
         remembered; validity at ``at`` and revocation are judged on every call.
         """
         self.refresh_crls()
-        key = (leaf.fingerprint, tuple(u.fingerprint for u in untrusted), allow_legacy)
+        key = (leaf.fingerprint, tuple(u.fingerprint for u in untrusted), allow_legacy, rfc5280)
         plan = self._plans.get(key)
         if plan is None:
-            plan = self._plan(leaf, untrusted, allow_legacy)
+            plan = self._plan(leaf, untrusted, allow_legacy, rfc5280)
             with self._lock:
                 if len(self._plans) > 10_000:
                     self._plans.clear()
@@ -252,7 +253,8 @@ class TrustStore:
                 links.append(_link(info, False, "not checked (no issuer)"))
         return links, failures
 
-    def _plan(self, leaf: CertInfo, untrusted: list[CertInfo], allow_legacy: bool) -> _Plan:
+    def _plan(self, leaf: CertInfo, untrusted: list[CertInfo], allow_legacy: bool,
+              rfc5280: bool) -> _Plan:
         failures: list[Failure] = []
         pool = [*untrusted, *self._store_infos]
         path = [leaf]
@@ -260,6 +262,8 @@ class TrustStore:
         seen = {leaf.fingerprint}
         for _depth in range(8):
             if self.is_anchor(info):
+                if rfc5280 and not failures:
+                    failures += _rfc5280(tuple(path), allow_legacy)
                 return _Plan(tuple(path), True, tuple(failures))
             issuer = (None if info.subject == info.issuer  # self-signed and not an anchor
                       else self._find_issuer(info, pool, allow_legacy, failures))
@@ -335,6 +339,93 @@ class TrustStore:
             except (TypeError, UnsupportedAlgorithm):
                 continue
         return max(usable, key=lambda c: c.last_update_utc) if usable else None
+
+
+#: extended key usages a signing certificate may carry (if it has the extension at all):
+#: document signing (RFC 9336 and Microsoft's), e-mail protection, client authentication
+#: (Vietnamese token certificates carry these), any
+SIGNING_EKUS: frozenset[x509.ObjectIdentifier] = frozenset({
+    x509.ObjectIdentifier("1.3.6.1.5.5.7.3.36"),        # id-kp-documentSigning
+    x509.ObjectIdentifier("1.3.6.1.4.1.311.10.3.12"),    # Microsoft document signing
+    x509.ExtendedKeyUsageOID.EMAIL_PROTECTION,
+    x509.ExtendedKeyUsageOID.CLIENT_AUTH,
+    x509.ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE,
+})
+_CURVES = (ec.SECP256R1, ec.SECP384R1, ec.SECP521R1)
+
+
+def _leaf_basic_constraints(_policy: object, _cert: x509.Certificate,
+                            ext: x509.BasicConstraints | None) -> None:
+    if ext is not None and ext.ca:
+        raise ValueError("a signing (end-entity) certificate must not be a CA")
+
+
+def _leaf_eku(_policy: object, _cert: x509.Certificate,
+              ext: x509.ExtendedKeyUsage | None) -> None:
+    if ext is not None and not SIGNING_EKUS.intersection(ext):
+        raise ValueError("its extended key usage allows no document signing "
+                         f"({', '.join(oid.dotted_string for oid in ext)})")
+
+
+def _rfc5280(path: tuple[CertInfo, ...], allow_legacy: bool) -> list[Failure]:
+    """RFC 5280 path validation of a found path, by cryptography's maintained validator:
+    basicConstraints and pathLen, keyCertSign, NameConstraints, unknown critical
+    extensions, signature algorithms; plus our end-entity policy (not a CA; an EKU, if
+    any, that allows document signing) and key sizes (RSA ≥ 2048; P-256/384/521).
+
+    The check is time-independent (it runs at an instant where every certificate of the
+    path is valid), so its outcome is cached with the path; validity at the verification
+    time and revocation are judged on every verification.
+    """
+    failures: list[Failure] = []
+    for info in path:
+        try:
+            key = info.cert.public_key()
+        except (ValueError, UnsupportedAlgorithm):
+            failures.append(Failure("EDX-SIG-CERTIFICATE", f"{info.subject_text!r}: "
+                                    "unreadable public key"))
+            continue
+        if isinstance(key, rsa.RSAPublicKey) and key.key_size < 2048:
+            failures.append(Failure("EDX-SIG-CHAIN", f"{info.subject_text!r} has a "
+                                    f"{key.key_size}-bit RSA key (at least 2048)"))
+        elif isinstance(key, ec.EllipticCurvePublicKey) and not isinstance(key.curve, _CURVES):
+            failures.append(Failure("EDX-SIG-CHAIN", f"{info.subject_text!r} uses curve "
+                                    f"{key.curve.name} (only P-256, P-384, P-521)"))
+        elif not isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
+            failures.append(Failure("EDX-SIG-CHAIN", f"{info.subject_text!r}: only RSA and "
+                                    "EC keys sign"))
+    if failures:
+        return failures
+    if allow_legacy and any(_legacy_signed(info.cert) for info in path[:-1]):
+        return []  # SHA-1 chains (legacy flag): the maintained validator refuses them
+    start = max(info.not_before for info in path)
+    if start > min(info.not_after for info in path):
+        return []  # never valid all at once: reported as expired at every verification
+    ee_policy = (verification.ExtensionPolicy.permit_all()
+                 .may_be_present(x509.BasicConstraints, verification.Criticality.AGNOSTIC,
+                                 _leaf_basic_constraints)
+                 .may_be_present(x509.ExtendedKeyUsage, verification.Criticality.AGNOSTIC,
+                                 _leaf_eku))
+    verifier = (verification.PolicyBuilder()
+                .store(verification.Store([path[-1].cert]))
+                .time(start)
+                .max_chain_depth(8)
+                .extension_policies(ca_policy=verification.ExtensionPolicy.webpki_defaults_ca(),
+                                    ee_policy=ee_policy)
+                .build_client_verifier())
+    try:
+        verifier.verify(path[0].cert, [info.cert for info in path[1:-1]])
+    except verification.VerificationError as exc:
+        failures.append(Failure("EDX-SIG-CHAIN", f"the certificate path breaks RFC 5280: "
+                                f"{exc}"))
+    return failures
+
+
+def _legacy_signed(cert: x509.Certificate) -> bool:
+    try:
+        return isinstance(cert.signature_hash_algorithm, _LEGACY_CERT_HASHES)
+    except UnsupportedAlgorithm:
+        return False
 
 
 def _stamp(sources: Iterable[Path]) -> tuple[tuple[str, int, int], ...]:

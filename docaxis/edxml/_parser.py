@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
@@ -250,6 +251,8 @@ def _parse_tree(data: bytes, limits: ParseLimits, *, comments: bool = False) -> 
                               f"writes 'xmlns' that often); at most "
                               f"{MAX_NAMESPACE_DECLARATIONS}")
     try:
+        if len(data) <= _SMALL:
+            return _whole(data, limits, comments=comments)
         return _pull(data, limits, comments=comments)
     except etree.XMLSyntaxError as exc:
         bad = _first_invalid_utf8(data)
@@ -283,6 +286,83 @@ PARSER_OPTIONS: Final[dict[str, Any]] = {
 #: namespace declarations in one package (real ones have two or three)
 MAX_NAMESPACE_DECLARATIONS: Final = 256
 _CHUNK = 1 << 16
+#: up to this size a package is parsed in one call and its shape judged after, in C
+#: (XPath); larger ones are parsed in chunks and refused as soon as the shape breaks a
+#: limit (their cost is then bounded by the limits, not by their size)
+_SMALL = 128 * 1024
+_local = threading.local()
+
+
+def _one_shot_parser(huge_tree: bool) -> etree.XMLParser:
+    name = "huge" if huge_tree else "normal"
+    parser = getattr(_local, name, None)
+    if parser is None:
+        parser = etree.XMLParser(huge_tree=huge_tree, **PARSER_OPTIONS)
+        setattr(_local, name, parser)
+    return parser
+
+
+_shape_checks: dict[tuple[int, int, int, bool], tuple[etree.XPath, ...]] = {}
+_HIDDEN = etree.XPath("(//comment() | //processing-instruction())[parent::*][1]")
+#: a namespace declaration whose value does not start with a URI scheme (``xmlns:x="u"``);
+#: a hint on the raw bytes (text may match too): the tree confirms it
+_RELATIVE_NS_HINT = re.compile(
+    rb"""xmlns(?::[^\s=]+)?\s*=\s*(["'])(?![A-Za-z][A-Za-z0-9+.-]*:)(?!\1)""")
+
+
+def _whole(data: bytes, limits: ParseLimits, *, comments: bool) -> etree._Element:
+    """Parse in one call, then judge the shape as :func:`_pull` does (same errors)."""
+    root = etree.fromstring(data, _one_shot_parser(limits.huge_tree))
+    key = (limits.max_depth, limits.max_children, limits.max_elements, comments)
+    checks = _shape_checks.get(key)
+    if checks is None:
+        deep_path = "/" + "/".join(["*"] * (limits.max_depth + 1))
+        crowded_path = f"//*[count(*) > {limits.max_children}]"
+        hidden = "" if comments else " or //*/comment() or //*/processing-instruction()"
+        checks = _shape_checks[key] = (
+            # one evaluation for the common case (nothing wrong); details only if needed
+            # (no element can have too many children while the whole has fewer elements)
+            etree.XPath(f"boolean({deep_path} or count(//*) > {limits.max_elements} "
+                        f"or (count(//*) > {limits.max_children} and {crowded_path})"
+                        f"{hidden})"),
+            etree.XPath(f"({deep_path})[1]"), etree.XPath(f"({crowded_path})[1]"))
+    suspect, too_deep, crowded = checks
+    if not suspect(root):
+        if _RELATIVE_NS_HINT.search(data):
+            for _event, (prefix, uri) in etree.iterwalk(root, events=("start-ns",)):
+                _check_namespace(prefix, uri)
+        return root
+    deep = too_deep(root)
+    if deep:
+        raise NestingTooDeep(f"elements nest deeper than {limits.max_depth} levels",
+                             line=deep[0].sourceline, column=None)
+    if root.xpath("count(//*)") > limits.max_elements:
+        raise TooManyElements(f"the package has more than {limits.max_elements} elements")
+    full = crowded(root)
+    if full:
+        raise TooManyElements(f"{local(full[0].tag)} has more than {limits.max_children} "
+                              "child elements", line=full[0].sourceline)
+    if not comments:
+        hidden = _HIDDEN(root)
+        if hidden:
+            _refuse_hidden(hidden[0], "comment" if isinstance(hidden[0], etree._Comment)
+                           else "pi")
+    return root  # pragma: no cover - the quick check and the details agree
+
+
+def _check_namespace(prefix: str, uri: str) -> None:
+    if uri and not _SCHEME.match(uri):
+        name = f"xmlns:{prefix}" if prefix else "xmlns"
+        raise RelativeNamespace(f"namespace declaration {name}={uri!r} is a relative URI; "
+                                "namespace names must be absolute")
+
+
+def _refuse_hidden(node: etree._Element, event: str) -> None:
+    parent = node.getparent()
+    where = local(parent.tag) if parent is not None else "the document"
+    what = "a comment" if event == "comment" else "a processing instruction"
+    raise HiddenMarkup(f"{what} inside {where}: C14N drops it, so it could hide part of a "
+                       "signed value; edXML packages carry none", line=node.sourceline)
 _EVENTS = ("start", "end", "start-ns", "comment", "pi")
 
 
@@ -320,18 +400,9 @@ def _pull(data: bytes, limits: ParseLimits, *, comments: bool) -> etree._Element
             elif event == "end":
                 children.pop()
             elif event == "start-ns":
-                prefix, uri = item
-                if uri and not _SCHEME.match(uri):
-                    name = f"xmlns:{prefix}" if prefix else "xmlns"
-                    raise RelativeNamespace(f"namespace declaration {name}={uri!r} is a "
-                                            "relative URI; namespace names must be absolute")
+                _check_namespace(*item)
             elif children:  # a comment or processing instruction inside the root element
-                parent = item.getparent()
-                where = local(parent.tag) if parent is not None else "the document"
-                what = "a comment" if event == "comment" else "a processing instruction"
-                raise HiddenMarkup(f"{what} inside {where}: C14N drops it, so it could hide "
-                                   "part of a signed value; edXML packages carry none",
-                                   line=item.sourceline)
+                _refuse_hidden(item, event)
     root: etree._Element = parser.close()
     return root
 

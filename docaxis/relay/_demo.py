@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from docaxis.directory import Agency, Directory, Node
-from docaxis.dsig import Signer, TrustStore, VerificationPolicy, Verifier
+from docaxis.dsig import Signer, StatementSigner, TrustStore, VerificationPolicy, Verifier
 from docaxis.edxml import DocumentBuilder, Organization, StatusBuilder, parse, write
 from docaxis.pki import DevPKI
 from docaxis.relay._node import RelayNode
@@ -51,11 +51,22 @@ def organization(code: str) -> Organization:
 
 
 def demo_pki(folder: Path, key_type: str = "ec-p256") -> DevPKI:
-    """A dev PKI with a signing certificate for every demo agency."""
+    """A dev PKI with a signing certificate for every demo agency and node."""
     pki = DevPKI.init(folder, key_type=key_type)  # type: ignore[arg-type]
     for code, (name, _node, tier) in DEMO_AGENCIES.items():
         pki.issue_agency(code, name, tier=tier, key_type=key_type)  # type: ignore[arg-type]
+    for node in DEMO_NODES:
+        pki.issue_node(node.id, tier=node.tier, key_type=key_type)  # type: ignore[arg-type]
     return pki
+
+
+def node_signer(pki: DevPKI, node: Node) -> StatementSigner:
+    """The node's hop-receipt signer (its certificate issued on first use)."""
+    key, chain = pki.folder / "nodes" / node.id / "key.pem", pki.folder / "nodes" / node.id / \
+        "chain.pem"
+    if not key.is_file():
+        pki.issue_node(node.id, tier=node.tier, key_type="ec-p256")
+    return StatementSigner.from_files(key, chain)
 
 
 @dataclass
@@ -122,7 +133,8 @@ def build_demo_network(folder: Path, pki: DevPKI, links: Callable[[str], Broker]
     for node in nodes:
         store = Store(f"sqlite:///{folder / (node.id + '.db')}", folder / f"{node.id}-blobs")
         store.migrate()
-        network.nodes[node.id] = RelayNode(node.id, directory, store, links, verifier)
+        network.nodes[node.id] = RelayNode(node.id, directory, store, links, verifier,
+                                           node_signer=node_signer(pki, node))
     return network
 
 

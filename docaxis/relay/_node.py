@@ -17,12 +17,13 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from docaxis._errors import DocaxisError
 from docaxis.directory import Directory, UnknownDestination
-from docaxis.dsig import Verifier
+from docaxis.dsig import SignedStatement, StatementSigner, Verifier, verify_statement
 from docaxis.edxml import (
     DocumentPackage,
     ParsedPackage,
@@ -35,6 +36,8 @@ from docaxis.edxml import (
 from docaxis.relay._faults import fault_point
 from docaxis.store import Accept, Acceptance, Event, OutboxItem, PackageFacts, Store, is_alive
 from docaxis.transport import Broker, Consumer, Message, Reject
+
+_log = logging.getLogger("docaxis.relay")
 
 KIND = "x-docaxis-kind"
 ORIGIN = "x-docaxis-origin"
@@ -104,6 +107,9 @@ class RelayNode:
     sweep_after: float = 5.0
     #: hop receipts toward one origin wait this long (seconds) to travel together
     receipt_interval: float = 0.2
+    #: signs this node's hop receipts with its node certificate (none: it sends none,
+    #: since an origin records only receipts whose node signature verifies)
+    node_signer: StatementSigner | None = None
     _consumer: Consumer | None = field(default=None, init=False, repr=False)
     _receiver: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
     _incoming: asyncio.Queue[tuple[Message, asyncio.Future[None]]] = field(
@@ -117,6 +123,9 @@ class RelayNode:
     _handed: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
     _receipts_out: dict[str, list[HopReceipt]] = field(default_factory=dict, init=False,
                                                        repr=False)
+    #: other nodes' signed receipt statements passing through here toward their origin
+    _forward_out: dict[str, list[object]] = field(default_factory=dict, init=False,
+                                                  repr=False)
     _receipt_timer: asyncio.TimerHandle | None = field(default=None, init=False, repr=False)
     _sending: set[asyncio.Task[None]] = field(default_factory=set, init=False, repr=False)
 
@@ -470,36 +479,102 @@ class RelayNode:
         message per origin. A route of n hops would otherwise carry n(n+1)/2 receipt
         messages per package, more than the packages themselves."""
         self._receipts_out.setdefault(origin, []).extend(receipts)
+        self._arm_receipt_timer()
+
+    def _queue_forward(self, origin: str, statements: list[object]) -> None:
+        """Pass other nodes' signed statements on toward ``origin``, unchanged."""
+        self._forward_out.setdefault(origin, []).extend(statements)
+        self._arm_receipt_timer()
+
+    def _arm_receipt_timer(self) -> None:
         if self._receipt_timer is None and self._loop is not None:
             self._receipt_timer = self._loop.call_later(self.receipt_interval,
                                                         self._flush_receipts)
 
     def _flush_receipts(self) -> None:
         self._receipt_timer = None
-        out, self._receipts_out = self._receipts_out, {}
-        for origin, batch in out.items():
-            task = asyncio.get_running_loop().create_task(self._send_receipts(origin, batch))
+        own, self._receipts_out = self._receipts_out, {}
+        forward, self._forward_out = self._forward_out, {}
+        for origin in {*own, *forward}:
+            statements = list(forward.get(origin, ()))
+            receipts = own.get(origin)
+            if receipts:
+                if self.node_signer is None:
+                    _log.warning("hop_receipt.unsigned", extra={
+                        "code": "RELAY-HOP-RECEIPT", "node": self.node_id, "origin": origin,
+                        "count": len(receipts), "reason": "no node key configured"})
+                else:
+                    body = json.dumps([r.__dict__ for r in receipts], ensure_ascii=False,
+                                      sort_keys=True).encode()
+                    statements.append(self.node_signer.sign(body).to_json())
+            if not statements:
+                continue
+            task = asyncio.get_running_loop().create_task(self._send_receipts(origin,
+                                                                              statements))
             self._sending.add(task)
             task.add_done_callback(self._sending.discard)
 
-    async def _send_receipts(self, origin: str, receipts: list[HopReceipt]) -> None:
+    async def _send_receipts(self, origin: str, statements: list[object]) -> None:
         target = self.directory.next_node(self.node_id, origin)
         if target is None:
             return
-        body = json.dumps([r.__dict__ for r in receipts], ensure_ascii=False).encode()
-        with contextlib.suppress(Exception):  # receipts are informative; never block a hop
+        body = json.dumps({"statements": statements}).encode()
+        try:  # receipts are informative: a failure never blocks a hop
             await self.links(target).publish(target, Message(
                 body, {KIND: "hop-receipt", ORIGIN: origin, FROM_NODE: self.node_id}))
+        except Exception as exc:  # any transport failure: logged, the hop goes on
+            _log.warning("hop_receipt.send_failed", extra={
+                "code": "RELAY-HOP-RECEIPT", "node": self.node_id, "origin": origin,
+                "error": repr(exc)})
 
     async def _on_hop_receipt(self, message: Message) -> None:
         origin = message.headers.get(ORIGIN, "")
-        raw = json.loads(message.body)
-        receipts = [HopReceipt(**r) for r in (raw if isinstance(raw, list) else [raw])]
-        if origin != self.node_id:
-            self._queue_receipts(origin, receipts)  # passed on with this node's own
+        try:
+            raw = json.loads(message.body)
+            statements = raw["statements"] if isinstance(raw, dict) else None
+            if not isinstance(statements, list):
+                raise ValueError("no statements")
+        except (ValueError, KeyError, TypeError) as exc:
+            _log.warning("hop_receipt.refused", extra={
+                "code": "RELAY-HOP-RECEIPT", "node": self.node_id,
+                "from_node": message.headers.get(FROM_NODE), "reason": f"unreadable: {exc}"})
             return
-        # store work off the event loop: it keeps serving hops meanwhile
-        await asyncio.to_thread(self._record_hop_receipts, receipts)
+        if origin != self.node_id:
+            self._queue_forward(origin, statements)  # passed on with this node's own
+            return
+        # verification and store work off the event loop: it keeps serving hops meanwhile
+        await asyncio.to_thread(self._verify_and_record, statements,
+                                message.headers.get(FROM_NODE))
+
+    def _verify_and_record(self, statements: list[object], from_node: str | None) -> None:
+        """Record the receipts of each statement whose node signature verifies against the
+        trust anchors and whose node is in the directory; drop (and log) the others."""
+        receipts: list[HopReceipt] = []
+        for raw in statements:
+            try:
+                statement = SignedStatement.from_json(raw)
+                check = verify_statement(statement, self.verifier.policy.trust)
+                if not check.valid or check.node not in self.directory.nodes:
+                    reasons = [f.code for f in check.failures] or ["not in the directory"]
+                    raise ValueError(f"node signature refused ({', '.join(reasons)}) for "
+                                     f"{check.node!r}")
+                items = json.loads(statement.body)
+                if not isinstance(items, list):
+                    raise ValueError("the body is not a list of receipts")
+                signed = [_receipt(item) for item in items]
+            except (ValueError, TypeError) as exc:
+                _log.warning("hop_receipt.refused", extra={
+                    "code": "RELAY-HOP-RECEIPT", "node": self.node_id,
+                    "from_node": from_node, "reason": str(exc)})
+                continue
+            foreign = [r for r in signed if r.node != check.node]
+            if foreign:
+                _log.warning("hop_receipt.refused", extra={
+                    "code": "RELAY-HOP-RECEIPT", "node": self.node_id, "from_node": from_node,
+                    "reason": f"node {check.node} signed receipts of {foreign[0].node}"})
+            receipts += [r for r in signed if r.node == check.node]
+        if receipts:
+            self._record_hop_receipts(receipts)
 
     def _record_hop_receipts(self, receipts: list[HopReceipt]) -> None:
         """At the origin node: put each hop's receipt in the document's trace; tell the
@@ -550,6 +625,22 @@ class RelayNode:
                                                document_sender=row.document_sender),
                           node=self.node_id, inbox=[row.sender],
                           events=[("rejection_notice", row.sender, f"{what}; the sender is told")])
+
+
+def _receipt(item: object) -> HopReceipt:
+    """A hop receipt from its JSON form; ``ValueError``/``TypeError`` when malformed."""
+    if not isinstance(item, dict):
+        raise ValueError("a receipt is an object")
+    receipt = HopReceipt(**item)
+    for name, value in receipt.__dict__.items():
+        if value is not None and not isinstance(value, str):
+            raise ValueError(f"receipt field {name} is not text")
+        if value is not None and len(value) > 5000:
+            raise ValueError(f"receipt field {name} is too long")
+    if not (receipt.sha256 and receipt.node and receipt.kind and receipt.at):
+        raise ValueError("a receipt needs sha256, node, kind and at")
+    dt.datetime.fromisoformat(receipt.at)
+    return receipt
 
 
 def _links(package: DocumentPackage | StatusPackage) -> tuple[

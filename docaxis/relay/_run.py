@@ -16,7 +16,13 @@ from typing import Any
 
 from docaxis._errors import DocaxisError
 from docaxis.directory import Directory, DirectoryError
-from docaxis.dsig import TrustStore, VerificationPolicy, Verifier
+from docaxis.dsig import (
+    SignatureError,
+    StatementSigner,
+    TrustStore,
+    VerificationPolicy,
+    Verifier,
+)
 from docaxis.relay._demo import build_demo_network, connect_broker, demo_pki, run_suffix, wait_for
 from docaxis.relay._node import RelayNode
 from docaxis.store import Store, Trace
@@ -50,6 +56,9 @@ class NodeConfig:
     crl_check: float = 10.0
     crl_reload: float = 300.0
     crl_grace: float = 0.0
+    #: [node] key / certificate: the node certificate that signs its hop receipts
+    node_key: Path | None = None
+    node_certificate: Path | None = None
 
     @classmethod
     def load(cls, path: Path | str) -> NodeConfig:
@@ -77,11 +86,33 @@ class NodeConfig:
             if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
                 raise ConfigError(f"{path}: [trust] {key} must be a number of seconds (≥ 0)")
             timings[key] = float(value)
+        key = base / node["key"] if node.get("key") else None
+        certificate = base / node["certificate"] if node.get("certificate") else None
+        if (key is None) != (certificate is None):
+            raise ConfigError(f"{path}: [node] key and certificate go together (the node "
+                              "certificate that signs hop receipts)")
         return cls(node_id, directory, data, database, node.get("amqp_url"),
                    node.get("listen", "127.0.0.1:8100"),
                    tuple(base / p for p in trust.get("anchors", [])),
                    tuple(base / p for p in trust.get("crls", [])),
-                   bool(trust.get("allow_sha1", False)), workers, **timings)
+                   bool(trust.get("allow_sha1", False)), workers, **timings,
+                   node_key=key, node_certificate=certificate)
+
+    def node_signer(self) -> StatementSigner | None:
+        """The signer of this node's hop receipts (None without ``[node] key``)."""
+        if self.node_key is None or self.node_certificate is None:
+            _log.warning("node.no_signing_key", extra={
+                "code": "RELAY-HOP-RECEIPT", "node": self.node_id,
+                "reason": "no [node] key/certificate: hop receipts are not sent"})
+            return None
+        try:
+            signer = StatementSigner.from_files(self.node_key, self.node_certificate)
+        except (OSError, ValueError, SignatureError) as exc:
+            raise ConfigError(f"[node] key/certificate: {exc}") from None
+        if signer.node != self.node_id:
+            raise ConfigError(f"[node] certificate names node {signer.node!r}, not "
+                              f"{self.node_id!r}")
+        return signer
 
     def trust_store(self) -> TrustStore:
         """The trust anchors and CRLs this node verifies with (CRLs re-read on change)."""
@@ -184,7 +215,8 @@ async def open_node(config: NodeConfig, store: Store) -> tuple[RelayNode, Broker
         neighbours.append(parent)
     pool = BrokerPool(config.amqp_url, directory)
     await pool.connect_all(neighbours)
-    return RelayNode(config.node_id, directory, store, pool, verifier), pool
+    return RelayNode(config.node_id, directory, store, pool, verifier,
+                     node_signer=config.node_signer()), pool
 
 
 async def serve(config: NodeConfig, *, ready: Callable[[str], None] | None = None) -> None:
