@@ -210,12 +210,13 @@ def test_two_stores_accepting_the_same_package_at_once_log_it_once(store: Store)
 
 
 def test_directory_entries_round_trip_and_replace(store: Store) -> None:
-    from docaxis.directory import Agency, Node
+    from docaxis.directory import Agency, Node, SignerRule
 
     assert store.directory_entries() == ([], [])
     nodes = [Node("central", "central"), Node("hanoi", "province", "central",
                                               amqp_url="amqp://broker.hanoi/hanoi")]
-    agencies = [Agency("000.00.00.H01", "UBND TP Hà Nội", "hanoi", "province", "ab" * 32)]
+    agencies = [Agency("000.00.00.H01", "UBND TP Hà Nội", "hanoi", "province", ("ab" * 32,),
+                       (SignerRule("CN=VNPT-CA,O=VNPT,C=VN", (("UID", "MST:0100100079"),)),))]
     store.save_directory_entries(nodes, agencies)
     assert store.directory_entries() == (nodes, agencies)
     moved = Agency("000.00.00.H01", "UBND TP Hà Nội", "central")

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from cryptography import x509
 from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
@@ -23,29 +24,55 @@ from docaxis.cli._main import (
     stderr,
     stdout,
 )
+from docaxis.directory import Directory, DirectoryError
 from docaxis.dsig import (
+    BindingPolicy,
+    KeyLoadError,
+    Pkcs11Key,
     SignatureError,
     Signer,
     TrustStore,
     VerificationPolicy,
     VerificationReport,
     Verifier,
+    password_from,
 )
 from docaxis.edxml import ParseError
+from docaxis.relay import binding_policy
 
 _STYLE = {"valid": "bold green", "invalid": "bold red", "legacy": "yellow", "unsigned": "yellow"}
 
 
 @cli.command("sign")
 @click.argument("file")
-@click.option("--key", "key_path", required=True, type=click.Path(exists=True, dir_okay=False))
-@click.option("--cert", "cert_path", required=True, type=click.Path(exists=True, dir_okay=False),
-              help="Signer certificate, or its chain (signer first).")
+@click.option("--key", "key_path", type=click.Path(exists=True, dir_okay=False),
+              help="PEM private key (plain or encrypted), or a PKCS#12 file (.p12/.pfx).")
+@click.option("--cert", "cert_path", type=click.Path(exists=True, dir_okay=False),
+              help="Signer certificate, or its chain (signer first); optional with PKCS#12.")
+@click.option("--password-file", type=click.Path(dir_okay=False),
+              help="The key's password: first line of this file.")
+@click.option("--password-env", metavar="VAR", help="The key's password: this variable.")
+@click.option("--password-prompt", is_flag=True, help="Ask for the key's password.")
+@click.option("--pkcs11-module", type=click.Path(dir_okay=False),
+              help="PKCS#11 module of a token or HSM (e.g. /usr/lib/softhsm/libsofthsm2.so).")
+@click.option("--token", help="PKCS#11 token label.")
+@click.option("--key-label", help="PKCS#11 key label on the token.")
+@click.option("--pin-file", type=click.Path(dir_okay=False), help="Token PIN: from this file.")
+@click.option("--pin-env", metavar="VAR", help="Token PIN: from this variable.")
 @click.option("-o", "--output", default="-", help="Output file (default: standard output).")
-def sign_command(file: str, key_path: str, cert_path: str, output: str) -> None:
-    """Sign a package (enveloped XMLDSig, RSA-SHA256 or ECDSA-SHA256 by key type)."""
+def sign_command(file: str, key_path: str | None, cert_path: str | None,
+                 password_file: str | None, password_env: str | None, password_prompt: bool,
+                 pkcs11_module: str | None, token: str | None, key_label: str | None,
+                 pin_file: str | None, pin_env: str | None, output: str) -> None:
+    """Sign a package (enveloped XMLDSig, RSA-SHA256 or ECDSA-SHA256 by key type).
+
+    The key is a PEM file (plain or encrypted), a PKCS#12 file, or a key on a PKCS#11
+    token (--pkcs11-module, --token, --key-label, --pin-file/--pin-env, with --cert).
+    """
     try:
-        signed = Signer.from_files(key_path, cert_path).sign(read_input(file))
+        signer = _signer(key_path, cert_path, password_file, password_env, password_prompt,
+                         pkcs11_module, token, key_label, pin_file, pin_env)
+        signed = signer.sign(read_input(file))
     except (SignatureError, ParseError, ValueError) as exc:
         code = getattr(exc, "code", "EDX-SIG-SIGN")
         stderr.print(f"[bold red]{code}[/] {escape(getattr(exc, 'message', str(exc)))}")
@@ -58,6 +85,27 @@ def sign_command(file: str, key_path: str, cert_path: str, output: str) -> None:
         except OSError as exc:
             raise InputError(output, exc.strerror or str(exc)) from None
         stderr.print(f"wrote {escape(output)} ({len(signed):,} bytes)")
+
+
+def _signer(key_path: str | None, cert_path: str | None, password_file: str | None,
+            password_env: str | None, password_prompt: bool, pkcs11_module: str | None,
+            token: str | None, key_label: str | None, pin_file: str | None,
+            pin_env: str | None) -> Signer:
+    if pkcs11_module is not None:
+        if not (token and key_label and cert_path):
+            raise click.UsageError("a PKCS#11 key needs --token, --key-label and --cert")
+        pin = password_from(file=pin_file, env=pin_env, prompt=not (pin_file or pin_env))
+        key = Pkcs11Key.open(pkcs11_module, token=token, key_label=key_label,
+                             pin=(pin or b"").decode())
+        try:
+            chain = x509.load_pem_x509_certificates(Path(cert_path).read_bytes())
+        except (OSError, ValueError) as exc:
+            raise KeyLoadError(f"cannot read certificates from {cert_path}: {exc}") from None
+        return Signer(key, chain)
+    if key_path is None:
+        raise click.UsageError("give --key (a PEM or PKCS#12 file) or --pkcs11-module")
+    password = password_from(file=password_file, env=password_env, prompt=password_prompt)
+    return Signer.from_files(key_path, cert_path, password=password)
 
 
 def _default(paths: tuple[str, ...], fallback: str) -> list[str]:
@@ -79,10 +127,14 @@ def _default(paths: tuple[str, ...], fallback: str) -> list[str]:
 @click.option("--generic", is_flag=True,
               help="Generic XMLDSig mode (not edXML): references by ID, no signer binding.")
 @click.option("--id-attr", default="ID", show_default=True, help="ID attribute (generic mode).")
+@click.option("--directory", "directory_path", type=click.Path(exists=True, dir_okay=False),
+              help="network.toml whose agencies' signer bindings (pinned fingerprints, CA + "
+                   "subject rules) bind signers besides the SAN URI.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def verify_command(files: tuple[str, ...], trust: tuple[str, ...], intermediate: tuple[str, ...],
                    crl: tuple[str, ...], at_text: str | None, allow_sha1: bool,
-                   no_revocation: bool, generic: bool, id_attr: str, as_json: bool) -> None:
+                   no_revocation: bool, generic: bool, id_attr: str,
+                   directory_path: str | None, as_json: bool) -> None:
     """Verify signatures and print the auditor's report.
 
     Exit status: 0 only if every package verifies; 1 otherwise; 2 usage or I/O error.
@@ -100,9 +152,15 @@ def verify_command(files: tuple[str, ...], trust: tuple[str, ...], intermediate:
         store = TrustStore.load(anchors, intermediates=intermediate, crls=_default(crl, "keys/crl"))
     except (OSError, ValueError) as exc:
         raise InputError(", ".join(anchors), str(exc)) from None
+    bindings = BindingPolicy()
+    if directory_path is not None:
+        try:
+            bindings = binding_policy(Directory.from_toml(directory_path))
+        except (DirectoryError, ValueError) as exc:
+            raise InputError(directory_path, str(exc)) from None
     verifier = Verifier(VerificationPolicy(store, allow_sha1=allow_sha1, at=at,
                                            require_revocation=not (no_revocation or generic),
-                                           bind_signer=not generic))
+                                           bind_signer=not generic, bindings=bindings))
     names = expand_inputs(files)
     reports: list[VerificationReport] = []
     show_progress = len(names) > 1 and not as_json

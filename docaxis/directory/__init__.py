@@ -7,6 +7,7 @@ from docaxis.directory._directory import (
     Node,
     Route,
     RouteKind,
+    SignerRule,
     UnknownDestination,
 )
 
@@ -17,5 +18,6 @@ __all__ = [
     "Node",
     "Route",
     "RouteKind",
+    "SignerRule",
     "UnknownDestination",
 ]

@@ -46,14 +46,30 @@ class Node:
 
 
 @dataclass(frozen=True)
+class SignerRule:
+    """Certificates of the CA ``issuer`` (RFC 4514 subject, or ``sha256:<fingerprint>``)
+    whose subject carries every ``(attribute, value)`` of ``subject``: they sign for the
+    agency (a directory entry ``[[agency.signer]]``)."""
+
+    issuer: str
+    subject: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
 class Agency:
-    """An agency (cơ quan) and the node its document system talks to."""
+    """An agency (cơ quan) and the node its document system talks to.
+
+    ``certificate_fingerprints`` (SHA-256, hex) pin the certificates it signs with and
+    ``signers`` name the CA and subject attributes of the others: the binding of a
+    signer to the agency, besides docaxis's own subjectAltName URI.
+    """
 
     code: str
     name: str
     node: str
     tier: str | None = None
-    certificate_fingerprint: str | None = None
+    certificate_fingerprints: tuple[str, ...] = ()
+    signers: tuple[SignerRule, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -106,7 +122,8 @@ class Directory:
                  for node_id, spec in (data.get("node") or {}).items()]
         agencies = [Agency(code=_req(spec, "code", "agency"), name=spec.get("name", ""),
                            node=_req(spec, "node", "agency"), tier=spec.get("tier"),
-                           certificate_fingerprint=spec.get("certificate_fingerprint"))
+                           certificate_fingerprints=_fingerprints(spec),
+                           signers=_signers(spec))
                     for spec in data.get("agency") or []]
         return cls.build(nodes, agencies)
 
@@ -147,8 +164,14 @@ class Directory:
             lines.append("[[agency]]")
             lines += [f"{key} = {_quote(value)}" for key, value in (
                 ("code", agency.code), ("name", agency.name), ("node", agency.node),
-                ("tier", agency.tier),
-                ("certificate_fingerprint", agency.certificate_fingerprint)) if value]
+                ("tier", agency.tier)) if value]
+            if agency.certificate_fingerprints:
+                lines.append("certificate_fingerprints = [" + ", ".join(
+                    _quote(fp) for fp in agency.certificate_fingerprints) + "]")
+            for rule in agency.signers:
+                lines += ["[[agency.signer]]", f"issuer = {_quote(rule.issuer)}",
+                          "subject = { " + ", ".join(f"{_quote(k)} = {_quote(v)}"
+                                                      for k, v in rule.subject) + " }"]
             lines.append("")
         return "\n".join(lines)
 
@@ -248,6 +271,35 @@ class Directory:
 
     def home_node(self, code: str) -> str:
         return self.agency(code).node
+
+
+def _fingerprints(spec: Mapping[str, Any]) -> tuple[str, ...]:
+    raw = spec.get("certificate_fingerprints", [])
+    if spec.get("certificate_fingerprint"):
+        raw = [*raw, spec["certificate_fingerprint"]]
+    if not isinstance(raw, list):
+        raise DirectoryError(f"agency {spec.get('code')}: certificate_fingerprints is a list")
+    out = []
+    for value in raw:
+        text = str(value).lower().replace(":", "").removeprefix("sha256")
+        if len(text) != 64 or any(c not in "0123456789abcdef" for c in text):
+            raise DirectoryError(f"agency {spec.get('code')}: {value!r} is not a SHA-256 "
+                                 "certificate fingerprint (64 hex digits)")
+        out.append(text)
+    return tuple(out)
+
+
+def _signers(spec: Mapping[str, Any]) -> tuple[SignerRule, ...]:
+    rules = []
+    for raw in spec.get("signer", []) or []:
+        where = f"agency {spec.get('code')}: [[agency.signer]]"
+        if not isinstance(raw, Mapping) or not isinstance(raw.get("subject"), Mapping) \
+                or not raw.get("subject") or not isinstance(raw.get("issuer"), str):
+            raise DirectoryError(f"{where} needs issuer = \"<CA subject>\" and subject = "
+                                 "{ attribute = value, … }")
+        rules.append(SignerRule(raw["issuer"], tuple((str(k), str(v))
+                                                     for k, v in raw["subject"].items())))
+    return tuple(rules)
 
 
 def _req(spec: Mapping[str, Any], key: str, where: str) -> Any:

@@ -10,7 +10,16 @@ Examples
 'valid'
 """
 
+from docaxis.dsig._binding import AgencyBinding, BindingPolicy, SubjectRule, attribute_oid
 from docaxis.dsig._errors import Failure, SignatureError
+from docaxis.dsig._keys import (
+    KeyLoadError,
+    Pkcs11Key,
+    SigningKey,
+    SoftwareKey,
+    load_signing_key,
+    password_from,
+)
 from docaxis.dsig._names import agency_code_of, node_id_of
 from docaxis.dsig._sign import Signer
 from docaxis.dsig._statements import (
@@ -28,20 +37,30 @@ from docaxis.dsig._verify import (
 )
 
 __all__ = [
+    "AgencyBinding",
+    "BindingPolicy",
     "ChainLink",
     "Failure",
+    "KeyLoadError",
+    "Pkcs11Key",
     "SignatureError",
     "SignedStatement",
     "Signer",
     "SignerIdentity",
+    "SigningKey",
+    "SoftwareKey",
     "StatementCheck",
     "StatementSigner",
+    "SubjectRule",
     "TrustStore",
     "VerificationPolicy",
     "VerificationReport",
     "Verifier",
     "agency_code_of",
+    "attribute_oid",
     "fingerprint",
+    "load_signing_key",
     "node_id_of",
+    "password_from",
     "verify_statement",
 ]

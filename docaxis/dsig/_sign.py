@@ -12,9 +12,8 @@ import hashlib
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from lxml import etree
 
 from docaxis.dsig._algorithms import (
@@ -27,6 +26,7 @@ from docaxis.dsig._algorithms import (
 )
 from docaxis.dsig._c14n import canonical
 from docaxis.dsig._errors import SignatureError
+from docaxis.dsig._keys import SigningKey, SoftwareKey, load_signing_key
 from docaxis.edxml import ParsedPackage, ParseLimits, parse
 
 _DS = f"{{{DSIG}}}"
@@ -49,31 +49,39 @@ class Signer:
     >>> signed = signer.sign(package_bytes)  # doctest: +SKIP
     """
 
-    def __init__(self, key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey,
+    def __init__(self, key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | SigningKey,
                  chain: list[x509.Certificate]) -> None:
         if not chain:
             raise SignatureError("the signer's certificate is required")
-        if chain[0].public_key().public_numbers() != key.public_key().public_numbers():
+        if isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+            key = SoftwareKey(key)
+        public = key.public_key()
+        if chain[0].public_key() != public:
             raise SignatureError("the private key does not belong to the first certificate")
-        if isinstance(key, rsa.RSAPrivateKey):
-            if key.key_size < 2048:
+        if isinstance(public, rsa.RSAPublicKey):
+            if public.key_size < 2048:
                 raise SignatureError("RSA keys must have at least 2048 bits")
-            self._kind = "rsa"
-        elif isinstance(key, ec.EllipticCurvePrivateKey):
-            self._kind = "ecdsa"
-        else:  # pragma: no cover - typed out
+        elif not isinstance(public, ec.EllipticCurvePublicKey):
             raise SignatureError("only RSA and EC keys can sign")
-        self._key = key
+        self._kind = key.kind
+        self._key: SigningKey = key
         self.chain = list(chain)
         self._x509_b64 = [base64.b64encode(c.public_bytes(serialization.Encoding.DER)).decode()
                           for c in chain]
 
     @classmethod
-    def from_files(cls, key_path: Path | str, cert_path: Path | str) -> Signer:
-        """Load a PEM private key and a PEM certificate (or chain) file."""
-        key = serialization.load_pem_private_key(Path(key_path).read_bytes(), password=None)
-        chain = x509.load_pem_x509_certificates(Path(cert_path).read_bytes())
-        return cls(key, chain)  # type: ignore[arg-type]
+    def from_files(cls, key_path: Path | str, cert_path: Path | str | None = None, *,
+                   password: bytes | None = None) -> Signer:
+        """Load a PEM private key (plain or encrypted) and a PEM certificate (or chain)
+        file, or a PKCS#12 file (``cert_path`` optional).
+
+        Raises
+        ------
+        KeyLoadError
+            Wrong password, unknown format, unreadable file (one sentence).
+        """
+        key, chain = load_signing_key(key_path, password=password, certificates=cert_path)
+        return cls(key, chain)
 
     @property
     def method_uri(self) -> str:
@@ -105,12 +113,7 @@ class Signer:
         return etree.tostring(root.getroottree(), xml_declaration=True, encoding="UTF-8")
 
     def _sign_bytes(self, data: bytes) -> bytes:
-        if self._kind == "rsa":
-            return self._key.sign(data, padding.PKCS1v15(), hashes.SHA256())  # type: ignore[call-arg,union-attr]
-        der = self._key.sign(data, ec.ECDSA(hashes.SHA256()))  # type: ignore[call-arg,union-attr]
-        r, s = decode_dss_signature(der)
-        size = (self._key.curve.key_size + 7) // 8  # type: ignore[union-attr]
-        return r.to_bytes(size, "big") + s.to_bytes(size, "big")
+        return self._key.sign(data)
 
     def _signature_element(self, digest_b64: str) -> etree._Element:
         signature = etree.Element(f"{_DS}Signature", nsmap={"ds": DSIG})

@@ -25,7 +25,6 @@ import base64
 import binascii
 import datetime as dt
 import hashlib
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -44,6 +43,7 @@ from docaxis.dsig._algorithms import (
     REFUSED,
     SIGNATURE_METHODS,
 )
+from docaxis.dsig._binding import BindingPolicy
 from docaxis.dsig._c14n import canonical, detached
 from docaxis.dsig._errors import Failure
 from docaxis.dsig._trust import CertInfo, ChainLink, TrustStore
@@ -72,9 +72,10 @@ class VerificationPolicy:
         Verification time (default: now); certificates must be valid then.
     bind_signer:
         Strict profile: the signer must be the package's From agency.
-    binding:
-        Optional directory binding ``(agency_code, certificate) -> bool`` used instead of
-        the certificate's dedicated field.
+    bindings:
+        Which certificates sign for which agency (pinned fingerprints, subject rules of a
+        named CA, the SAN URI): :class:`BindingPolicy`, from the directory. The default
+        binds by the SAN URI ``urn:vn-gov:agency:<code>`` alone.
     """
 
     trust: TrustStore
@@ -82,7 +83,7 @@ class VerificationPolicy:
     require_revocation: bool = True
     at: dt.datetime | None = None
     bind_signer: bool = True
-    binding: Callable[[str, x509.Certificate], bool] | None = None
+    bindings: BindingPolicy = field(default_factory=BindingPolicy)
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,8 @@ class Signer:
     subject: str
     serial: str
     fingerprint: str
+    #: the rule that bound the signer to the package's From (strict profile)
+    binding: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -175,6 +178,7 @@ class _Run:
         self.package: ParsedPackage | None = None
         self.legacy = False
         self.at = policy.at or dt.datetime.now(dt.UTC)
+        self.bound: tuple[str, str] | None = None  # (agency, the rule that bound it)
 
     def fail(self, code: str, message: str) -> None:
         self.failures.append(Failure(code, message))
@@ -514,18 +518,20 @@ class Verifier:
         if sender is None:
             run.fail("EDX-SIG-SIGNER", "the package names no From/OrganId to bind the signer to")
             return
-        if self.policy.binding is not None:
-            if not self.policy.binding(sender, outcome.leaf.cert):
-                run.fail("EDX-SIG-SIGNER", f"the directory does not bind this certificate to "
-                         f"{sender}")
+        leaf = outcome.leaf
+        issuer = outcome.chain[1].fingerprint if len(outcome.chain) > 1 else None
+        rule = self.policy.bindings.binds(sender, leaf.cert, leaf.fingerprint, issuer)
+        if rule is not None:
+            run.bound = (sender, rule)
             return
-        bound = outcome.leaf.agency_code
-        if bound is None:
-            run.fail("EDX-SIG-SIGNER", "the signer's certificate names no agency code in its "
-                     "dedicated field (a CN is not a binding)")
-        elif bound != sender:
+        bound = leaf.agency_code
+        if bound is not None and bound != sender:
             run.fail("EDX-SIG-SIGNER", f"signed by agency {bound}, but the package is From "
                      f"{sender}")
+        else:
+            run.fail("EDX-SIG-SIGNER", f"no binding rule ties this certificate to {sender}: "
+                     "no pinned fingerprint or subject rule in the directory, no agency "
+                     "subjectAltName (a CN is not a binding)")
 
     @staticmethod
     def _describe_legacy(element: etree._Element, run: _Run) -> None:
@@ -544,8 +550,9 @@ class Verifier:
         signer = None
         if outcome is not None:
             leaf = outcome.leaf
-            signer = Signer(leaf.agency_code, leaf.subject_text, f"{leaf.serial:x}",
-                            leaf.fingerprint)
+            agency, rule = run.bound if run.bound is not None else (leaf.agency_code, None)
+            signer = Signer(agency, leaf.subject_text, f"{leaf.serial:x}", leaf.fingerprint,
+                            rule)
         now = dt.datetime.now(dt.UTC)
         return VerificationReport(
             verdict=verdict, failures=tuple(run.failures), source=source, signer=signer,
@@ -624,7 +631,7 @@ def _within_limits(run: _Run, signature: etree._Element) -> bool:
 
 @dataclass(frozen=True)
 class _Outcome:
-    leaf: x509.Certificate
+    leaf: CertInfo
     chain: tuple[ChainLink, ...]
 
 

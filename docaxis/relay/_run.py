@@ -23,6 +23,7 @@ from docaxis.dsig import (
     VerificationPolicy,
     Verifier,
 )
+from docaxis.relay._bindings import binding_policy
 from docaxis.relay._demo import build_demo_network, connect_broker, demo_pki, run_suffix, wait_for
 from docaxis.relay._node import RelayNode
 from docaxis.store import Store, Trace
@@ -207,8 +208,12 @@ def import_directory(config: NodeConfig, store: Store, source: Path | str, *,
 async def open_node(config: NodeConfig, store: Store) -> tuple[RelayNode, BrokerPool]:
     """The node's relay, connected to its own broker and its neighbours' (not started)."""
     directory = load_directory(config, store)
-    verifier = Verifier(VerificationPolicy(config.trust_store(),
-                                           allow_sha1=config.allow_sha1))
+    try:
+        bindings = binding_policy(directory)
+    except ValueError as exc:
+        raise ConfigError(f"directory signer rules: {exc}") from None
+    verifier = Verifier(VerificationPolicy(config.trust_store(), allow_sha1=config.allow_sha1,
+                                           bindings=bindings))
     neighbours = [config.node_id, *(n.id for n in directory.children(config.node_id))]
     parent = directory.nodes[config.node_id].parent
     if parent:

@@ -163,3 +163,5 @@ class DirectoryAgencyRow(Base):
     node: Mapped[str] = mapped_column(String(100))
     tier: Mapped[str | None] = mapped_column(String(20))
     certificate_fingerprint: Mapped[str | None] = mapped_column(String(128))
+    #: JSON: {"fingerprints": [...], "signers": [{"issuer": ..., "subject": {...}}]}
+    signer_binding: Mapped[str | None] = mapped_column(Text)

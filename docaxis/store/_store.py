@@ -32,7 +32,7 @@ from sqlalchemy import Engine, create_engine, event, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from docaxis.directory import Agency, Node
+from docaxis.directory import Agency, Node, SignerRule
 from docaxis.store._blobs import BlobRef, BlobStore
 from docaxis.store._claims import process_token
 from docaxis.store._models import (
@@ -568,7 +568,8 @@ class Store:
         with self.session() as session:
             nodes = [Node(r.id, r.tier, r.parent, r.amqp_url, r.http) for r in session.scalars(
                 select(DirectoryNodeRow).order_by(DirectoryNodeRow.id))]
-            agencies = [Agency(r.code, r.name, r.node, r.tier, r.certificate_fingerprint)
+            agencies = [Agency(r.code, r.name, r.node, r.tier,
+                               *_binding_from_json(r.signer_binding, r.certificate_fingerprint))
                         for r in session.scalars(
                             select(DirectoryAgencyRow).order_by(DirectoryAgencyRow.code))]
         return nodes, agencies
@@ -587,7 +588,8 @@ class Store:
             for agency in agencies:
                 session.merge(DirectoryAgencyRow(
                     code=agency.code, name=agency.name, node=agency.node, tier=agency.tier,
-                    certificate_fingerprint=agency.certificate_fingerprint))
+                    certificate_fingerprint=(agency.certificate_fingerprints or (None,))[0],
+                    signer_binding=_binding_to_json(agency)))
 
     def remove_directory_agency(self, code: str) -> bool:
         """Drop an agency from the database's directory; False if it was not there."""
@@ -623,6 +625,24 @@ class Store:
             for row in rows:
                 row.revoked_at = utcnow()
             return len(rows)
+
+
+def _binding_to_json(agency: Agency) -> str | None:
+    if not agency.certificate_fingerprints and not agency.signers:
+        return None
+    return json.dumps({"fingerprints": list(agency.certificate_fingerprints),
+                       "signers": [{"issuer": r.issuer, "subject": dict(r.subject)}
+                                   for r in agency.signers]}, ensure_ascii=False)
+
+
+def _binding_from_json(raw: str | None, legacy_fingerprint: str | None,
+                       ) -> tuple[tuple[str, ...], tuple[SignerRule, ...]]:
+    if not raw:
+        return ((legacy_fingerprint,) if legacy_fingerprint else ()), ()
+    data = json.loads(raw)
+    return (tuple(data.get("fingerprints", ())),
+            tuple(SignerRule(r["issuer"], tuple(r["subject"].items()))
+                  for r in data.get("signers", ())))
 
 
 class _WriterLock:

@@ -1,4 +1,5 @@
-"""documents keyed by (sender, DocumentId); recipients kept with each document
+"""documents keyed by (sender, DocumentId); recipients kept with each document; signer
+bindings of agencies in the directory
 
 Revision ID: 0005
 Revises: 0004
@@ -31,6 +32,9 @@ def upgrade() -> None:
         batch_op.create_index("ix_events_document_sender", ["document_id", "document_sender"])
     with op.batch_alter_table("receipts", schema=None) as batch_op:
         batch_op.add_column(sa.Column("document_sender", sa.String(length=13), nullable=True))
+    # an agency's signer binding (pinned fingerprints, CA + subject rules) as JSON
+    with op.batch_alter_table("directory_agencies", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("signer_binding", sa.Text(), nullable=True))
     # rows written before: a document's own sender; events and receipts take the sender
     # of the (first) document logged with their DocumentId
     op.execute("UPDATE packages SET document_sender = sender WHERE kind = 'document'")
@@ -41,6 +45,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("directory_agencies", schema=None) as batch_op:
+        batch_op.drop_column("signer_binding")
     with op.batch_alter_table("receipts", schema=None) as batch_op:
         batch_op.drop_column("document_sender")
     with op.batch_alter_table("events", schema=None) as batch_op:
