@@ -39,8 +39,8 @@ from pathlib import Path
 import aio_pika
 import httpx
 
-from docaxis.relay._demo import build_demo_network, demo_pki
-from docaxis.relay._run import NodeConfig
+from docaxis.node._demo import build_demo_network, demo_pki
+from docaxis.node._run import NodeConfig
 from docaxis.transport import RabbitMQBroker
 from docaxis.transport._broker import inbound_queue_name
 

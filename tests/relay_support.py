@@ -1,14 +1,14 @@
-"""The test network is the demo network (docaxis.relay._demo)."""
+"""The test network is the demo network (docaxis.node._demo)."""
 
 from __future__ import annotations
 
 import socket
 from pathlib import Path
 
+from docaxis.node._demo import DEMO_AGENCIES as AGENCIES
+from docaxis.node._demo import DemoNetwork as Network
+from docaxis.node._demo import build_demo_network, demo_pki, organization
 from docaxis.pki import DevPKI
-from docaxis.relay._demo import DEMO_AGENCIES as AGENCIES
-from docaxis.relay._demo import DemoNetwork as Network
-from docaxis.relay._demo import build_demo_network, demo_pki, organization
 
 __all__ = ["AGENCIES", "Network", "build_network", "free_port", "network_pki", "organization"]
 

@@ -28,8 +28,9 @@ from docaxis.dsig import (
     fingerprint,
     load_signing_key,
 )
+from docaxis.node import binding_policy
 from docaxis.pki import DevPKI, load_certificates, load_private_key
-from docaxis.relay import Rejection, binding_policy
+from docaxis.relay import Rejection
 from docaxis.transport import InMemoryBroker
 from tests.relay_support import Network, build_network, network_pki
 from tests.test_relay import FAST

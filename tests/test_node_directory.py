@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from docaxis.directory import Agency
-from docaxis.relay._run import ConfigError, NodeConfig, import_directory, load_directory
+from docaxis.node._run import ConfigError, NodeConfig, import_directory, load_directory
 
 ROOT = Path(__file__).resolve().parents[1]
 NETWORK = """

@@ -38,7 +38,7 @@ from docaxis.dsig import (
     password_from,
 )
 from docaxis.edxml import ParseError
-from docaxis.relay import binding_policy
+from docaxis.node import binding_policy
 
 _STYLE = {"valid": "bold green", "invalid": "bold red", "legacy": "yellow", "unsigned": "yellow"}
 

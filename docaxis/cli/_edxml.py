@@ -102,7 +102,7 @@ def validate_command(files: tuple[str, ...], profile: str, as_json: bool, max_by
     raise SystemExit(EXIT_OK if all(r.valid for r in reports) else EXIT_INVALID)
 
 
-def _label(table: dict, code: Any) -> str:
+def _label(table: dict[Any, Any], code: Any) -> str:
     label = table.get(code)
     return f"{code} — {label.en} ({label.vi})" if label else f"{code} (unknown)"
 

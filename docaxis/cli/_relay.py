@@ -15,7 +15,7 @@ from rich.table import Table
 
 from docaxis.cli._main import EXIT_INVALID, EXIT_OK, EXIT_USAGE, cli, stderr, stdout
 from docaxis.edxml import STATUS_CODES
-from docaxis.relay._run import (
+from docaxis.node import (
     DEFAULT_AMQP,
     ConfigError,
     NodeConfig,

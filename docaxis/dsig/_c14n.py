@@ -23,11 +23,11 @@ def canonical(node: etree._Element | etree._ElementTree, method: C14N, *,
     if (not method.exclusive and isinstance(node, etree._Element)
             and node.getparent() is not None):
         node = _apex_copy(node)
-    return etree.tostring(
+    return bytes(etree.tostring(
         node, method="c14n", exclusive=method.exclusive,
         with_comments=method.with_comments if with_comments is None else with_comments,
         inclusive_ns_prefixes=inclusive_prefixes if method.exclusive else None,
-    )
+    ))
 
 
 @contextmanager

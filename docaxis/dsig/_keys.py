@@ -129,9 +129,9 @@ class Pkcs11Key:
             raise KeyLoadError(f"no single key pair labelled {key_label!r} on token "
                                f"{token!r}") from None
         if private.key_type == KeyType.RSA:
-            der, kind = encode_rsa_public_key(public), "rsa"
+            der, kind = encode_rsa_public_key(public), "rsa"  # type: ignore[arg-type]
         elif private.key_type == KeyType.EC:
-            der, kind = encode_ec_public_key(public), "ecdsa"
+            der, kind = encode_ec_public_key(public), "ecdsa"  # type: ignore[arg-type]
         else:
             session.close()
             raise KeyLoadError(f"the key {key_label!r} is neither RSA nor EC")

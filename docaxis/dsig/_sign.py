@@ -110,7 +110,8 @@ class Signer:
         signed_info = signature[0]
         value = self._sign_bytes(canonical(signed_info, method))
         signature[1].text = base64.b64encode(value).decode()
-        return etree.tostring(root.getroottree(), xml_declaration=True, encoding="UTF-8")
+        return bytes(etree.tostring(root.getroottree(), xml_declaration=True,
+                                    encoding="UTF-8"))
 
     def _sign_bytes(self, data: bytes) -> bytes:
         return self._key.sign(data)

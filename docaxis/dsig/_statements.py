@@ -103,7 +103,7 @@ class StatementSigner:
                  chain: list[x509.Certificate]) -> None:
         if not chain:
             raise SignatureError("the node's certificate is required")
-        if chain[0].public_key().public_numbers() != key.public_key().public_numbers():
+        if chain[0].public_key() != key.public_key():
             raise SignatureError("the private key does not belong to the first certificate")
         if isinstance(key, rsa.RSAPrivateKey) and key.key_size < 2048:
             raise SignatureError("RSA keys must have at least 2048 bits")

@@ -22,6 +22,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509 import verification
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from docaxis.dsig._errors import Failure
 from docaxis.dsig._names import agency_code_of
@@ -347,9 +348,9 @@ class TrustStore:
 SIGNING_EKUS: frozenset[x509.ObjectIdentifier] = frozenset({
     x509.ObjectIdentifier("1.3.6.1.5.5.7.3.36"),        # id-kp-documentSigning
     x509.ObjectIdentifier("1.3.6.1.4.1.311.10.3.12"),    # Microsoft document signing
-    x509.ExtendedKeyUsageOID.EMAIL_PROTECTION,
-    x509.ExtendedKeyUsageOID.CLIENT_AUTH,
-    x509.ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE,
+    ExtendedKeyUsageOID.EMAIL_PROTECTION,
+    ExtendedKeyUsageOID.CLIENT_AUTH,
+    ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE,
 })
 _CURVES = (ec.SECP256R1, ec.SECP384R1, ec.SECP521R1)
 

@@ -635,7 +635,7 @@ class _Outcome:
     chain: tuple[ChainLink, ...]
 
 
-def _leaf_of(certificates: list[x509.Certificate]) -> x509.Certificate:
+def _leaf_of(certificates: list[CertInfo]) -> CertInfo:
     """The certificate that issued none of the others (the first such)."""
     issuers = {c.issuer for c in certificates}
     for cert in certificates:

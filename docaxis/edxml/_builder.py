@@ -27,6 +27,7 @@ import datetime as dt
 import mimetypes
 import uuid
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from docaxis.edxml import _model as m
 from docaxis.edxml._codes import STATUS_CODES
@@ -62,7 +63,7 @@ class DocumentBuilder:
     _attachments: tuple[m.Attachment, ...] = ()
     _trace_time: dt.datetime | None = None
 
-    def _with(self, **changes: object) -> DocumentBuilder:
+    def _with(self, **changes: Any) -> DocumentBuilder:
         return replace(self, _header=replace(self._header, **changes))
 
     def sender(self, organization: m.Organization) -> DocumentBuilder:
@@ -193,7 +194,7 @@ class StatusBuilder:
 
     _header: m.StatusHeader = field(default_factory=m.StatusHeader)
 
-    def _with(self, **changes: object) -> StatusBuilder:
+    def _with(self, **changes: Any) -> StatusBuilder:
         return replace(self, _header=replace(self._header, **changes))
 
     def sender(self, organization: m.Organization) -> StatusBuilder:

@@ -267,7 +267,7 @@ class AttachmentContent:
         for start in range(0, len(text), _DECODE_CHUNK):
             yield binascii.a2b_base64(text[start : start + _DECODE_CHUNK], strict_mode=True)
 
-    def open(self) -> io.BufferedIOBase:
+    def open(self) -> io.RawIOBase:
         """A readable binary stream of the decoded bytes."""
         return _ChunkStream(self.iter_chunks())
 

@@ -20,7 +20,7 @@ import hashlib
 import re
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, cast
 
 from lxml import etree
 
@@ -134,7 +134,7 @@ class ParsedPackage:
         digest = self._cache.get("sha256")
         if digest is None:
             digest = self._cache["sha256"] = hashlib.sha256(self.source).hexdigest()
-        return digest  # type: ignore[no-any-return]
+        return str(digest)
 
     @property
     def package(self) -> m.Package:
@@ -142,7 +142,7 @@ class ParsedPackage:
         package = self._cache.get("package")
         if package is None:
             package = self._cache["package"] = _build_model(self.kind, self.locations)
-        return package  # type: ignore[no-any-return]
+        return cast(m.Package, package)
 
 
 # --------------------------------------------------------------------------- prolog

@@ -9,7 +9,7 @@ driven by these tables, so a change to the standard is a change here.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 from docaxis.edxml import _model as m
 from docaxis.edxml._codes import BUSINESS_DOC_TYPES, PRIORITIES, STATUS_CODES, STEERING_TYPES
@@ -107,7 +107,7 @@ def _f(attr: str, tag: str, kind: str | type = "text", **options: object) -> Fie
     return Field(attr, tag, kind, **options)  # type: ignore[arg-type]
 
 
-def _codes(table: dict) -> frozenset[object]:
+def _codes(table: dict[Any, Any]) -> frozenset[object]:
     return frozenset(table)
 
 

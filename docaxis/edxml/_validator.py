@@ -355,7 +355,7 @@ class _Pass:
             elif "is not expected" in message:
                 code = "EDX-SCHEMA-UNEXPECTED"
                 parent = element.getparent() if element is not None else None
-                if (profile == "interop" and parent is not None
+                if (profile == "interop" and parent is not None and element is not None
                         and (parent.tag, element.tag) in self.rules.fields):
                     code = "EDX-DUPLICATE"
             text = message.replace(f"{{{EDXML_NS}}}", "").replace(f"{{{DSIG_NS}}}", "ds:")

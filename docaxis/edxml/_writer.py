@@ -39,7 +39,7 @@ def _format_leaf(kind: str, value: Any) -> str:
     if kind == "bool":
         return "true" if value else "false"
     if kind == "base64":
-        return value.base64_text()
+        return str(value.base64_text())
     if kind == "int":
         return str(int(value))
     # never padded: readers strip, and the official VNPT library misreads padded codes

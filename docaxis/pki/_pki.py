@@ -20,7 +20,7 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -180,7 +180,7 @@ class DevPKI:
 
     def _issue_leaf(self, *, kind: Literal["agency", "node"], label: str, common_name: str,
                     tier: str, key_type: KeyType, days: int, now: dt.datetime | None,
-                    folder: str, uri: str, extra: list[x509.NameAttribute], key_usage: str,
+                    folder: str, uri: str, extra: list[x509.NameAttribute[Any]], key_usage: str,
                     agency_code: str | None) -> IssuedCertificate:
         if tier not in TIERS:
             raise PKIError(f"unknown tier {tier!r}; choose one of {', '.join(TIERS)}")
@@ -314,7 +314,7 @@ def _name(common_name: str, unit: str) -> x509.Name:
     ])
 
 
-def _hash_for(key: PrivateKey) -> hashes.HashAlgorithm:
+def _hash_for(key: PrivateKey) -> hashes.SHA256:
     return hashes.SHA256()
 
 

@@ -1,6 +1,5 @@
 """The relay: the hop pipeline every node runs, hop receipts, dedup, fan-out."""
 
-from docaxis.relay._bindings import binding_policy
 from docaxis.relay._node import HopReceipt, Rejection, RelayNode
 
-__all__ = ["HopReceipt", "Rejection", "RelayNode", "binding_policy"]
+__all__ = ["HopReceipt", "Rejection", "RelayNode"]

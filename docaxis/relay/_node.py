@@ -654,7 +654,7 @@ def _links(package: DocumentPackage | StatusPackage) -> tuple[
     targets = [r.document_id for r in business.replacements if r.document_id] if (
         business is not None and package.business_doc_type == 3) else []
     if not targets:
-        targets = [(business.document_id if business else None) or package.document_id]
+        targets = [(business.document_id if business else None) or package.document_id or ""]
     return tuple((target, action, package.sender, f"{action} by {package.document_id}")
                  for target in targets if target)
 

@@ -19,7 +19,7 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 try:
     import fcntl
@@ -28,7 +28,7 @@ except ImportError:  # not POSIX: SQLite's busy handler alone keeps processes ap
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, insert, select, update
+from sqlalchemy import Engine, Table, create_engine, event, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -309,10 +309,10 @@ class Store:
             if outbox:
                 # ids matched back by (package, destination): asking for them in parameter
                 # order would make SQLAlchemy insert the rows one by one
-                columns = OutboxRow.__table__.c
+                columns = _table(OutboxRow).c
                 ids: dict[tuple[str, str], list[int]] = {}
                 for row_id, sha256, node in sorted(session.execute(
-                        insert(OutboxRow.__table__).returning(
+                        insert(_table(OutboxRow)).returning(
                             columns.id, columns.package_sha256, columns.destination_node),
                         outbox), reverse=True):
                     ids.setdefault((sha256, node), []).append(row_id)
@@ -327,7 +327,7 @@ class Store:
                         now, facts.owner))
             for table, rows in ((InboxRow, inbox), (EventRow, events)):
                 if rows:  # Core executemany (the ORM's bulk path costs more per row)
-                    session.execute(insert(table.__table__), rows)
+                    session.execute(insert(_table(table)), rows)
             if statuses:
                 session.execute(self._insert(ReceiptRow).on_conflict_do_nothing(), statuses)
             if len(inserted) < len(fresh):  # another worker logged some first
@@ -345,11 +345,11 @@ class Store:
 
     def _insert(self, model: type[Any]) -> Any:
         """An INSERT that can say ON CONFLICT DO NOTHING on this database."""
+        from sqlalchemy.dialects import postgresql, sqlite
+
         if self.engine.dialect.name == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert as dialect_insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert as dialect_insert
-        return dialect_insert(model.__table__)
+            return postgresql.insert(_table(model))
+        return sqlite.insert(_table(model))
 
     @staticmethod
     def _accepted_at(session: Session, keys: set[str]) -> dict[str, dt.datetime]:
@@ -580,8 +580,8 @@ class Store:
         ``replace``, the database keeps exactly these."""
         with self.transaction() as session:
             if replace:
-                session.execute(DirectoryAgencyRow.__table__.delete())
-                session.execute(DirectoryNodeRow.__table__.delete())
+                session.execute(_table(DirectoryAgencyRow).delete())
+                session.execute(_table(DirectoryNodeRow).delete())
             for node in nodes:
                 session.merge(DirectoryNodeRow(id=node.id, tier=node.tier, parent=node.parent,
                                                amqp_url=node.amqp_url, http=node.http))
@@ -625,6 +625,11 @@ class Store:
             for row in rows:
                 row.revoked_at = utcnow()
             return len(rows)
+
+
+def _table(model: type[Any]) -> Table:
+    """The Core table of a mapped class (typed: ``__table__`` is a FromClause to mypy)."""
+    return cast(Table, model.__table__)
 
 
 def _binding_to_json(agency: Agency) -> str | None:

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import heapq
 from functools import partial
-from typing import Any, cast
+from typing import Any
 
 import aio_pika
 import aiormq
@@ -150,7 +150,7 @@ class RabbitMQBroker(Broker):
     async def consume(self, node: str, handler: Handler, *, prefetch: int = 16) -> Consumer:
         if self._connection is None:
             raise TransportError("the broker is not connected")
-        channel = cast(AbstractRobustChannel, await self._connection.channel())
+        channel = await self._connection.channel()
         await channel.set_qos(prefetch_count=prefetch)
         await channel.get_queue(inbound_queue_name(node), ensure=True)  # a clear error
         consumer = _RabbitConsumer(self, node, channel, handler)
@@ -161,7 +161,7 @@ class RabbitMQBroker(Broker):
         """Take every parked message without acknowledging (caller settles them)."""
         queue = await self.channel.get_queue(dead_letter_queue_name(inbound_queue_name(node)),
                                              ensure=True)
-        taken = []
+        taken: list[AbstractIncomingMessage] = []
         while True:
             incoming = await queue.get(no_ack=False, fail=False)
             if incoming is None:

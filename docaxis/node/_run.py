@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import logging
 import os
 import time
@@ -23,8 +24,8 @@ from docaxis.dsig import (
     VerificationPolicy,
     Verifier,
 )
-from docaxis.relay._bindings import binding_policy
-from docaxis.relay._demo import build_demo_network, connect_broker, demo_pki, run_suffix, wait_for
+from docaxis.node._bindings import binding_policy
+from docaxis.node._demo import build_demo_network, connect_broker, demo_pki, run_suffix, wait_for
 from docaxis.relay._node import RelayNode
 from docaxis.store import Store, Trace
 from docaxis.transport import Broker, InMemoryBroker, RabbitMQBroker
@@ -81,12 +82,12 @@ class NodeConfig:
         workers = node.get("workers", 1)
         if not isinstance(workers, int) or not 1 <= workers <= 64:
             raise ConfigError(f"{path}: [node] workers must be a whole number from 1 to 64")
-        timings = {}
-        for key, default in (("crl_check", 10.0), ("crl_reload", 300.0), ("crl_grace", 0.0)):
-            value = trust.get(key, default)
+        timings: dict[str, float] = {}
+        for name, default in (("crl_check", 10.0), ("crl_reload", 300.0), ("crl_grace", 0.0)):
+            value = trust.get(name, default)
             if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-                raise ConfigError(f"{path}: [trust] {key} must be a number of seconds (≥ 0)")
-            timings[key] = float(value)
+                raise ConfigError(f"{path}: [trust] {name} must be a number of seconds (≥ 0)")
+            timings[name] = float(value)
         key = base / node["key"] if node.get("key") else None
         certificate = base / node["certificate"] if node.get("certificate") else None
         if (key is None) != (certificate is None):
@@ -383,7 +384,8 @@ async def demo(folder: Path, *, amqp_url: str | None = DEFAULT_AMQP, timeout: fl
         duplicate = _duplicate(network, say)
         for doc in documents:
             origin = network.node(doc.origin)
-            await wait_for(lambda o=origin, d=doc: _hops_settled(o, d.document_id), timeout / 4)
+            await wait_for(functools.partial(_hops_settled, origin, doc.document_id),
+                           timeout / 4)
             doc.trace = origin.store.trace(doc.document_id)
         outcome = DemoOutcome(kind, documents, duplicate)
         if keep_running:
@@ -442,7 +444,7 @@ def _duplicate(network: Any, say: Callable[[str], None]) -> bool:
     document = network.document(sender, ["000.00.00.H01"], number="303")
     first = network.node("danang").submit(document, agency=sender)
     again = network.node("danang").submit(document, agency=sender)
-    return again.duplicate and again.accepted_at == first.accepted_at
+    return bool(again.duplicate and again.accepted_at == first.accepted_at)
 
 
 def _document_id(document: bytes) -> str:

@@ -1,0 +1,18 @@
+"""The composition root: a node from its node.toml (``docaxis serve``), worker processes,
+the directory's signer bindings, and the four-tier demo network. Nothing below imports
+this package (ARCHITECTURE.md, layers)."""
+
+from docaxis.node._bindings import binding_policy
+from docaxis.node._run import (
+    DEFAULT_AMQP,
+    ConfigError,
+    NodeConfig,
+    demo,
+    import_directory,
+    load_directory,
+    open_node,
+    serve,
+)
+
+__all__ = ["DEFAULT_AMQP", "ConfigError", "NodeConfig", "binding_policy", "demo", "import_directory",
+           "load_directory", "open_node", "serve"]
