@@ -156,7 +156,13 @@ def test_a_signed_package_in_another_encoding_is_refused(signed: bytes, verifier
     text = signed.decode()
     if encoding == "cp500":  # EBCDIC: keep only characters it has
         text = text.encode("ascii", "xmlcharrefreplace").decode()
-    _refused_everywhere(text.encode(encoding), verifier, "EDX-XML-ENCODING")
+    data = text.encode(encoding)
+    _refused_everywhere(data, verifier, "EDX-XML-ENCODING")
+    with pytest.raises(ParseError) as raised:  # judged from the first bytes, before libxml2
+        parse(data)
+    expected = {"utf-32-be": "UTF-32", "utf-32-le": "UTF-32", "utf-16-be": "UTF-16",
+                "utf-16-le": "UTF-16", "cp500": "EBCDIC"}[encoding]
+    assert expected in raised.value.message and raised.value.line == 1
 
 
 def test_utf32_with_a_doctype_is_refused_as_an_encoding(verifier: Verifier) -> None:
@@ -237,6 +243,16 @@ def test_a_certificate_with_an_invalid_public_key_is_a_failure(
 
 
 # 5. bounded work ------------------------------------------------------------------------
+def test_structure_is_judged_before_any_digest(signed: bytes, verifier: Verifier) -> None:
+    text = signed.decode()
+    reference = re.search(r"<ds:Reference URI=\"\">.*?</ds:Reference>", text, re.S)
+    assert reference is not None
+    twice = text.replace(reference.group(0), reference.group(0) * 2, 1).encode()
+    report = verifier.verify(twice)  # two URI="" references: the "exactly one" rule
+    assert report.codes() == {"EDX-SIG-REFERENCE"}
+    assert report.covers == () and report.chain == ()  # no digest, no chain was worked out
+
+
 def test_thousands_of_references_are_refused_before_any_digest(signed: bytes,
                                                               verifier: Verifier) -> None:
     text = signed.decode()
@@ -266,6 +282,14 @@ def test_signature_shape_caps(signed: bytes, verifier: Verifier, attack: str) ->
 def test_element_count_and_namespace_caps(signed: bytes, verifier: Verifier) -> None:
     dense = signed.replace(b"</edXML:edXMLBody>", b"<edXML:X/>" * 30_000 + b"</edXML:edXMLBody>")
     assert verifier.verify(dense).codes() == {"EDX-XML-LIMIT"}
+    # many elements, none with too many children: the element cap, on both parse paths
+    # (one call for small inputs, chunks for large ones)
+    for group, unit in ((b"<x>" + b"<y/>" * 1_800 + b"</x>", 12),
+                        (b"<x>" + b"<edXML:Y/>" * 2_500 + b"</x>", 10)):
+        crowded = signed.replace(b"</edXML:edXMLBody>", group * unit + b"</edXML:edXMLBody>")
+        with pytest.raises(ParseError) as raised:
+            parse(crowded)
+        assert raised.value.code == "EDX-XML-LIMIT" and "elements" in raised.value.message
     namespaces = signed.replace(b"<edXML:Subject>", b"<edXML:Subject " + b" ".join(
         f'xmlns:n{i}="urn:n:{i}"'.encode() for i in range(300)) + b">", 1)
     assert verifier.verify(namespaces).codes() == {"EDX-XML-LIMIT"}

@@ -4,6 +4,7 @@ never crash, values that fit their columns, and authorization by verified identi
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import re
 from collections.abc import AsyncIterator
@@ -196,13 +197,13 @@ def test_authorization_by_verified_identity(tmp_path: Path, pki: DevPKI) -> None
         await wait_until(lambda: len(hanoi.store.inbox(RECIPIENT)) == 2, 30)
         async with _client(danang) as api:
             mine = await api.get(f"/v1/trace/{document_id}", headers=_auth(sender_token))
-            assert mine.status_code == 200
-            shas = {e["detail"] for e in mine.json()["events"]}
-            assert shas  # the sender's own events
+            assert mine.status_code == 200 and mine.json()["events"]
+            assert all(e["agency"] != OTHER for e in mine.json()["events"])
         async with _client(hoavang) as api:
             theirs = await api.get(f"/v1/trace/{document_id}", headers=_auth(other_token))
             unknown = await api.get("/v1/trace/no-such-document", headers=_auth(other_token))
             assert theirs.status_code == 200  # its own document of that id
+            assert all(e["agency"] != SENDER for e in theirs.json()["events"])
             assert unknown.status_code == 404
         async with _client(danang) as api:
             foreign = await api.get(f"/v1/trace/{document_id}x", headers=_auth(sender_token))
@@ -357,9 +358,11 @@ def test_forged_hop_receipts_are_never_recorded(tmp_path: Path, pki: DevPKI) -> 
             # central's genuine key, speaking for hanoi
             json.dumps({"statements": [central_signer.sign(
                 json.dumps(forged("hanoi", "rejected")).encode()).to_json()]}).encode(),
-            # hanoi's statement with its body swapped
+            # central's statement with its body swapped (a receipt central never signed)
             json.dumps({"statements": [{**central_signer.sign(b"[]").to_json(),
-                                        "body": "W10gICA="}]}).encode(),
+                                        "body": base64.b64encode(json.dumps(forged(
+                                            "central", "rejected")).encode()).decode()}]}
+                       ).encode(),
         ]
         for body in attempts:
             await broker.publish("danang", Message(body, {
