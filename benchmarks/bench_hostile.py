@@ -15,7 +15,10 @@ defences: 21,000 references 894 s, 16,000 bad ``To`` 263 s):
 * thousands of bad ``To`` entries (one finding each);
 * many certificates in ``KeyInfo``; many transforms on a reference;
 * many small elements (an element-dense body); many comments; long digit runs in an
-  integer field; many attachments, each with a ``cid:`` reference; a huge ``Subject``.
+  integer field; a huge ``Subject``;
+* and, for the caps that refuse the families above early, the same attacks just under
+  each cap (``max_children`` - 100 bad ``To``; 9,000 elements; 100 references), padded
+  to the size.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from pathlib import Path
 
 from benchmarks._packages import document_of_size
 from docaxis.dsig import Signer, TrustStore, VerificationPolicy, Verifier
-from docaxis.edxml import ParseError, parse, validate
+from docaxis.edxml import ParseError, ParseLimits, parse, validate
 from docaxis.pki import DevPKI
 
 SIZE = 2 * 1024 * 1024
@@ -72,7 +75,25 @@ def families(signed: bytes, size: int) -> dict[str, bytes]:
         lambda _m: "<edXML:Priority>" + "9" * size + "</edXML:Priority>", text, count=1).encode()
     out["huge Subject"] = text.replace("<edXML:Subject>", "<edXML:Subject>" + "x" * size,
                                        1).encode()
+    # just under each cap, padded to the size with (digest-breaking) attachment base64
+    limits = ParseLimits()
+    recipients = limits.max_children - 100
+    out[f"{recipients:,} bad To, under the children cap"] = _pad(re.sub(
+        r"(<edXML:To>)", lambda _m: bad_to * recipients + "<edXML:To>", text, count=1), size)
+    groups = (limits.max_elements - 500) // 1_000
+    out[f"{groups * 1_000:,} elements, under the element cap"] = _pad(text.replace(
+        "</edXML:edXMLBody>", ("<edXML:G>" + "<edXML:X/>" * 1_000 + "</edXML:G>") * groups
+        + "</edXML:edXMLBody>", 1), size)
+    out["100 references, under the signature cap"] = _pad(text.replace(
+        reference.group(0), reference.group(0) * 100, 1), size)
     return out
+
+
+def _pad(text: str, size: int) -> bytes:
+    """``text`` grown to about ``size`` bytes inside its (first) attachment's base64."""
+    room = max(0, size - len(text.encode())) // 4 * 4
+    return text.replace("<edXML:ContentTransferEncoded>",
+                        "<edXML:ContentTransferEncoded>" + "QUFB" * (room // 4), 1).encode()
 
 
 def _check(verifier: Verifier) -> Callable[[bytes], tuple[set[str], set[str]]]:

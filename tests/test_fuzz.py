@@ -91,6 +91,8 @@ def test_fuzz_parse_validate_verify_yield_only_documented_errors(
         setup: tuple[bytes, Verifier]) -> None:
     signed, verifier = setup
 
+    seen: dict[str, int] = {}
+
     @settings(max_examples=EXAMPLES, deadline=None, derandomize=False,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
     @given(data=mutated(signed))
@@ -98,8 +100,15 @@ def test_fuzz_parse_validate_verify_yield_only_documented_errors(
         codes = _codes_of(data, verifier)
         undocumented = codes - DOCUMENTED
         assert not undocumented, f"undocumented codes {undocumented}"
+        seen["#inputs"] = seen.get("#inputs", 0) + 1
+        for code in codes or {"(none: accepted)"}:
+            seen[code] = seen.get(code, 0) + 1
 
     check()
+    if "DOCAXIS_FUZZ_EXAMPLES" in os.environ:  # a long run says what it met
+        inputs = seen.pop("#inputs", 0)
+        print(f"\nfuzz: {inputs} inputs; inputs per code: "
+              + ", ".join(f"{code} {n}" for code, n in sorted(seen.items())))
 
 
 def test_every_code_the_layers_raise_is_documented() -> None:

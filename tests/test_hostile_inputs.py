@@ -147,8 +147,15 @@ def test_nesting_deeper_than_the_cap_is_refused() -> None:
 
 
 def test_pathological_nesting_stops_inside_libxml2() -> None:
-    data = ROOT_OPEN + b"<a>" * 200_000 + b"</a>" * 200_000 + b"</edXML>"
+    data = ROOT_OPEN + b"<a>" * 20_000 + b"</a>" * 20_000 + b"</edXML>"
     _rejects(data, NestingTooDeep, "EDX-XML-DEPTH")
+
+
+def test_more_markup_than_the_element_cap_is_refused_before_parsing() -> None:
+    from docaxis.edxml import TooManyElements
+
+    data = ROOT_OPEN + b"<a>" * 200_000 + b"</a>" * 200_000 + b"</edXML>"
+    _rejects(data, TooManyElements, "EDX-XML-LIMIT")
 
 
 def test_oversized_input_is_refused_before_parsing() -> None:

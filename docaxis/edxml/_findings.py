@@ -115,29 +115,69 @@ class ValidationReport:
 _PREFIXES = {EDXML_NS: "", DSIG_NS: "ds:"}
 
 
-def element_path(element: etree._Element) -> str:
-    """``/edXML/edXMLEnvelope/...`` with ``[n]`` (1-based) where siblings share a name."""
+class _Numbering:
+    """1-based positions of a parent's children among same-named siblings, worked out
+    only as far as asked (findings are usually about the first entries of a long list)."""
+
+    __slots__ = ("_children", "_counts", "_known")
+
+    def __init__(self, parent: etree._Element) -> None:
+        self._children = iter(parent)
+        self._counts: dict[object, int] = {}
+        self._known: dict[etree._Element, int] = {}
+
+    def label(self, node: etree._Element) -> str:
+        """``[n]`` when siblings share ``node``'s name, else ``""``."""
+        index = self._known.get(node)
+        while index is None:
+            child = next(self._children, None)
+            if child is None:
+                return ""
+            count = self._counts[child.tag] = self._counts.get(child.tag, 0) + 1
+            self._known[child] = count
+            if child is node:
+                index = count
+        if index > 1 or next(node.itersiblings(node.tag), None) is not None:
+            return f"[{index}]"
+        return ""
+
+
+#: parent → its numbering (one dict per report)
+Positions = dict[etree._Element, _Numbering]
+
+
+def element_path(element: etree._Element, positions: Positions | None = None) -> str:
+    """``/edXML/edXMLEnvelope/...`` with ``[n]`` (1-based) where siblings share a name.
+
+    ``positions`` (one dict per report) remembers each parent's numbering, so that the
+    paths of many findings under one parent cost one pass over its children, not one each.
+    """
+    positions = {} if positions is None else positions
     steps: list[str] = []
     node: etree._Element | None = element
     while node is not None:
         tag = node.tag
+        parent = node.getparent()
         if isinstance(tag, str):
             ns, _, local = tag[1:].partition("}") if tag[0] == "{" else ("", "", tag)
             name = _PREFIXES.get(ns, f"{{{ns}}}" if ns else "") + local
-            if node.getparent() is not None:
-                # siblings counted by libxml2 (C), not a Python list per step
-                before = sum(1 for _ in node.itersiblings(tag, preceding=True))
-                if before or next(node.itersiblings(tag), None) is not None:
-                    name += f"[{before + 1}]"
+            if parent is not None:
+                numbering = positions.get(parent)
+                if numbering is None:
+                    numbering = positions[parent] = _Numbering(parent)
+                name += numbering.label(node)
             steps.append(name)
-        node = node.getparent()
+        node = parent
     return "/" + "/".join(reversed(steps))
 
 
+
 def finding_at(
-    code: str, severity: Severity, message: str, element: etree._Element | None
+    code: str, severity: Severity, message: str, element: etree._Element | None,
+    positions: Positions | None = None,
 ) -> Finding:
     """A :class:`Finding` located at ``element`` (path and line)."""
     if element is None:
         return Finding(code, severity, message)
-    return Finding(code, severity, message, element_path(element), element.sourceline)
+    return Finding(code, severity, message, element_path(element, positions),
+                   element.sourceline)

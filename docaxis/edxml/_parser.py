@@ -68,15 +68,15 @@ class ParseLimits:
     max_depth:
         Deepest accepted element nesting (the standard needs 10; default 32).
     max_elements:
-        Most elements in one package (a real one has a few hundred; default 20,000).
+        Most elements in one package (a real one has a few hundred; default 10,000).
     max_children:
-        Most child elements of one element (recipients, attachments; default 5,000).
+        Most child elements of one element (recipients, attachments; default 2,000).
     """
 
     max_bytes: int = 10 * 1024 * 1024
     max_depth: int = 32
-    max_elements: int = 20_000
-    max_children: int = 5_000
+    max_elements: int = 10_000
+    max_children: int = 2_000
 
     @property
     def huge_tree(self) -> bool:
@@ -250,10 +250,14 @@ def _parse_tree(data: bytes, limits: ParseLimits, *, comments: bool = False) -> 
         raise TooManyElements(f"the package declares namespaces {declarations} times (or "
                               f"writes 'xmlns' that often); at most "
                               f"{MAX_NAMESPACE_DECLARATIONS}")
+    # a '<' in XML is always markup (text and attribute values must escape it), so this
+    # count bounds the elements before libxml2 builds any: the parse below is bounded
+    markup = data.count(b"<")
+    if markup > 2 * limits.max_elements + _MARKUP_SLACK:
+        raise TooManyElements(f"the package has {markup} tags, comments and other markup; "
+                              f"at most {limits.max_elements} elements are accepted")
     try:
-        if len(data) <= _SMALL:
-            return _whole(data, limits, comments=comments)
-        return _pull(data, limits, comments=comments)
+        return _whole(data, limits, comments=comments)
     except etree.XMLSyntaxError as exc:
         bad = _first_invalid_utf8(data)
         if bad is not None:
@@ -285,11 +289,7 @@ PARSER_OPTIONS: Final[dict[str, Any]] = {
 }
 #: namespace declarations in one package (real ones have two or three)
 MAX_NAMESPACE_DECLARATIONS: Final = 256
-_CHUNK = 1 << 16
-#: up to this size a package is parsed in one call and its shape judged after, in C
-#: (XPath); larger ones are parsed in chunks and refused as soon as the shape breaks a
-#: limit (their cost is then bounded by the limits, not by their size)
-_SMALL = 128 * 1024
+_MARKUP_SLACK = 64
 _local = threading.local()
 
 
@@ -311,7 +311,9 @@ _RELATIVE_NS_HINT = re.compile(
 
 
 def _whole(data: bytes, limits: ParseLimits, *, comments: bool) -> etree._Element:
-    """Parse in one call, then judge the shape as :func:`_pull` does (same errors)."""
+    """Parse in one call, then judge the shape in C (XPath): depth, element count,
+    children per element, comments and processing instructions (unless ``comments``),
+    relative namespace URIs. One XPath answers "anything wrong?" for the common case."""
     root = etree.fromstring(data, _one_shot_parser(limits.huge_tree))
     key = (limits.max_depth, limits.max_children, limits.max_elements, comments)
     checks = _shape_checks.get(key)
@@ -363,48 +365,6 @@ def _refuse_hidden(node: etree._Element, event: str) -> None:
     what = "a comment" if event == "comment" else "a processing instruction"
     raise HiddenMarkup(f"{what} inside {where}: C14N drops it, so it could hide part of a "
                        "signed value; edXML packages carry none", line=node.sourceline)
-_EVENTS = ("start", "end", "start-ns", "comment", "pi")
-
-
-def _pull(data: bytes, limits: ParseLimits, *, comments: bool) -> etree._Element:
-    """Parse in chunks, judging the shape as libxml2 reports it: depth, element count,
-    children per element, namespace URIs, comments (refused unless ``comments``). A hostile
-    shape is refused as soon as it is seen, so its cost is bounded by the limits, not by
-    the input's size."""
-    events = _EVENTS[:3] if comments else _EVENTS
-    parser = etree.XMLPullParser(events=events, huge_tree=limits.huge_tree, **PARSER_OPTIONS)
-    max_depth, max_elements, max_children = (limits.max_depth, limits.max_elements,
-                                             limits.max_children)
-    children: list[int] = []  # child count of each open element
-    elements = 0
-    for at in range(0, len(data), _CHUNK):
-        parser.feed(data[at:at + _CHUNK])
-        for event, item in parser.read_events():
-            if event == "start":
-                elements += 1
-                if children:
-                    children[-1] += 1
-                    if children[-1] > max_children:
-                        parent = item.getparent()
-                        raise TooManyElements(
-                            f"{local(parent.tag) if parent is not None else 'an element'} "
-                            f"has more than {max_children} child elements",
-                            line=item.sourceline)
-                children.append(0)
-                if len(children) > max_depth:
-                    raise NestingTooDeep(f"elements nest deeper than {max_depth} levels",
-                                         line=item.sourceline, column=None)
-                if elements > max_elements:
-                    raise TooManyElements(f"the package has more than {max_elements} "
-                                          "elements", line=item.sourceline)
-            elif event == "end":
-                children.pop()
-            elif event == "start-ns":
-                _check_namespace(*item)
-            elif children:  # a comment or processing instruction inside the root element
-                _refuse_hidden(item, event)
-    root: etree._Element = parser.close()
-    return root
 
 
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")

@@ -14,5 +14,5 @@ from docaxis.node._run import (
     serve,
 )
 
-__all__ = ["DEFAULT_AMQP", "ConfigError", "NodeConfig", "binding_policy", "demo", "import_directory",
-           "load_directory", "open_node", "serve"]
+__all__ = ["DEFAULT_AMQP", "ConfigError", "NodeConfig", "binding_policy", "demo",
+           "import_directory", "load_directory", "open_node", "serve"]
