@@ -245,11 +245,10 @@ def _parse_tree(data: bytes, limits: ParseLimits, *, comments: bool = False) -> 
             f"package is {len(data)} bytes, the limit is {limits.max_bytes} bytes"
         )
     _scan_prolog(data)
-    declarations = data.count(b"xmlns")
-    if declarations > MAX_NAMESPACE_DECLARATIONS:  # libxml2 handles each one slowly
-        raise TooManyElements(f"the package declares namespaces {declarations} times (or "
-                              f"writes 'xmlns' that often); at most "
-                              f"{MAX_NAMESPACE_DECLARATIONS}")
+    # libxml2 parses a tag with tens of thousands of namespace declarations slowly: a
+    # large input is refused on the count before parsing (a small one: after, exactly)
+    if len(data) > _SMALL_INPUT and data.count(b"xmlns") > MAX_NAMESPACE_DECLARATIONS:
+        _too_many_namespaces()
     # a '<' in XML is always markup (text and attribute values must escape it), so this
     # count bounds the elements before libxml2 builds any: the parse below is bounded
     markup = data.count(b"<")
@@ -290,6 +289,7 @@ PARSER_OPTIONS: Final[dict[str, Any]] = {
 #: namespace declarations in one package (real ones have two or three)
 MAX_NAMESPACE_DECLARATIONS: Final = 256
 _MARKUP_SLACK = 64
+_SMALL_INPUT = 64 * 1024
 _local = threading.local()
 
 
@@ -330,9 +330,7 @@ def _whole(data: bytes, limits: ParseLimits, *, comments: bool) -> etree._Elemen
             etree.XPath(f"({deep_path})[1]"), etree.XPath(f"({crowded_path})[1]"))
     suspect, too_deep, crowded = checks
     if not suspect(root):
-        if _RELATIVE_NS_HINT.search(data):
-            for _event, (prefix, uri) in etree.iterwalk(root, events=("start-ns",)):
-                _check_namespace(prefix, uri)
+        _check_namespaces(data, root)
         return root
     deep = too_deep(root)
     if deep:
@@ -350,6 +348,35 @@ def _whole(data: bytes, limits: ParseLimits, *, comments: bool) -> etree._Elemen
             _refuse_hidden(hidden[0], "comment" if isinstance(hidden[0], etree._Comment)
                            else "pi")
     return root  # pragma: no cover - the quick check and the details agree
+
+
+def _check_namespaces(data: bytes, root: etree._Element) -> None:
+    """At most ``MAX_NAMESPACE_DECLARATIONS``, none with a relative URI.
+
+    A small input is searched for ``xmlns`` (memmem from one to the next; the tree is
+    walked only if one may be relative); a large one — mostly attachment text — is
+    judged on the tree, whose elements the caps bound, instead of scanning megabytes.
+    """
+    if len(data) <= _SMALL_INPUT:
+        count, hint, at = 0, False, data.find(b"xmlns")
+        while at >= 0:
+            count += 1
+            hint = hint or _RELATIVE_NS_HINT.match(data, at) is not None
+            at = data.find(b"xmlns", at + 5)
+        if count > MAX_NAMESPACE_DECLARATIONS:
+            _too_many_namespaces()
+        if not hint:
+            return
+    walk = etree.iterwalk(root, events=("start-ns",))
+    for count, (_event, (prefix, uri)) in enumerate(walk, start=1):
+        if count > MAX_NAMESPACE_DECLARATIONS:
+            _too_many_namespaces()
+        _check_namespace(prefix, uri)
+
+
+def _too_many_namespaces() -> None:
+    raise TooManyElements(f"the package declares more than {MAX_NAMESPACE_DECLARATIONS} "
+                          "namespaces")
 
 
 def _check_namespace(prefix: str, uri: str) -> None:
