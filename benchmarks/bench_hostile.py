@@ -17,8 +17,8 @@ defences: 21,000 references 894 s, 16,000 bad ``To`` 263 s):
 * many small elements (an element-dense body); many comments; long digit runs in an
   integer field; a huge ``Subject``;
 * and, for the caps that refuse the families above early, the same attacks just under
-  each cap (``max_children`` - 100 bad ``To``; 9,000 elements; 100 references), padded
-  to the size.
+  each cap (``max_children`` - 100 bad ``To``; 9,000 elements; 100 references; 19,000
+  attributes), padded to the size.
 """
 
 from __future__ import annotations
@@ -86,6 +86,10 @@ def families(signed: bytes, size: int) -> dict[str, bytes]:
         + "</edXML:edXMLBody>", 1), size)
     out["100 references, under the signature cap"] = _pad(text.replace(
         reference.group(0), reference.group(0) * 100, 1), size)
+    attributes = 2 * limits.max_elements - 1_000
+    out[f"{attributes:,} attributes on SignedInfo, under the '=' cap"] = _pad(text.replace(
+        "<ds:SignedInfo>", "<ds:SignedInfo " + "".join(
+            f'a{i}="{i}" ' for i in range(attributes)) + ">", 1), size)
     return out
 
 

@@ -293,6 +293,16 @@ def test_element_count_and_namespace_caps(signed: bytes, verifier: Verifier) -> 
     namespaces = signed.replace(b"<edXML:Subject>", b"<edXML:Subject " + b" ".join(
         f'xmlns:n{i}="urn:n:{i}"'.encode() for i in range(300)) + b">", 1)
     assert verifier.verify(namespaces).codes() == {"EDX-XML-LIMIT"}
+    # large inputs are counted before libxml2 parses them: namespaces and attributes
+    padding = b"QUFB" * 30_000
+    for tag in (b" ".join(f'xmlns:n{i}="urn:n:{i}"'.encode() for i in range(300)),
+                b" ".join(f'a{i}="{i}"'.encode() for i in range(25_000))):
+        crowded = signed.replace(b"<ds:SignedInfo>", b"<ds:SignedInfo " + tag + b">", 1) \
+            .replace(b"<edXML:ContentTransferEncoded>",
+                     b"<edXML:ContentTransferEncoded>" + padding, 1)
+        with pytest.raises(ParseError) as raised:
+            parse(crowded)
+        assert raised.value.code == "EDX-XML-LIMIT"
 
 
 def test_a_report_stops_after_its_finding_limit(signed: bytes) -> None:

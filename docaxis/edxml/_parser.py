@@ -245,10 +245,16 @@ def _parse_tree(data: bytes, limits: ParseLimits, *, comments: bool = False) -> 
             f"package is {len(data)} bytes, the limit is {limits.max_bytes} bytes"
         )
     _scan_prolog(data)
-    # libxml2 parses a tag with tens of thousands of namespace declarations slowly: a
-    # large input is refused on the count before parsing (a small one: after, exactly)
-    if len(data) > _SMALL_INPUT and data.count(b"xmlns") > MAX_NAMESPACE_DECLARATIONS:
-        _too_many_namespaces()
+    # libxml2 parses a tag with tens of thousands of attributes or namespace declarations
+    # slowly: a large input is refused on the count of '=' before parsing (each has one;
+    # base64 text carries '=' only as padding); after parsing, namespaces are counted
+    # exactly (at most MAX_NAMESPACE_DECLARATIONS)
+    if len(data) > _SMALL_INPUT:
+        assignments = data.count(b"=")
+        if assignments > 2 * limits.max_elements + _MARKUP_SLACK:
+            raise TooManyElements(f"the package writes '=' {assignments} times (attributes "
+                                  f"and namespace declarations); at most "
+                                  f"{2 * limits.max_elements} are accepted")
     # a '<' in XML is always markup (text and attribute values must escape it), so this
     # count bounds the elements before libxml2 builds any: the parse below is bounded
     markup = data.count(b"<")
