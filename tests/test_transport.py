@@ -133,15 +133,18 @@ def test_exhausted_retries_park_the_message_and_an_operator_replays_it(
     async def scenario() -> None:
         broker = await _started(make_broker)
         attempts: list[int] = []
+        kinds: list[str | None] = []
         healthy = False
 
         async def handler(message: Message) -> None:
             attempts.append(message.attempt)
+            kinds.append(message.headers.get("x-docaxis-kind"))
             if not healthy:
                 raise RuntimeError("downstream node refuses")
 
         consumer = await broker.consume("hanoi", handler)
-        await broker.publish("hanoi", Message(b"<poison/>", message_id="m-1"))
+        await broker.publish("hanoi", Message(b"<poison/>", {"x-docaxis-kind": "hop-receipt"},
+                                              message_id="m-1"))
         await wait_until(lambda: len(attempts) == FAST.max_attempts)
         parked: list[Message] = []
 
@@ -163,6 +166,7 @@ def test_exhausted_retries_park_the_message_and_an_operator_replays_it(
         assert await broker.replay_parked("hanoi") == 1
         await wait_until(lambda: len(attempts) == 4)
         assert attempts[-1] == 1  # a replay starts afresh
+        assert kinds[-1] == "hop-receipt"  # and keeps what the message is
         assert await broker.parked("hanoi") == []
         await consumer.stop()
         await broker.close()

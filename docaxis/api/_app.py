@@ -9,6 +9,8 @@ the validator and the verifier. The OpenAPI description is at ``/openapi.json``.
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
@@ -17,6 +19,9 @@ from fastapi.responses import JSONResponse, Response
 from docaxis import __version__
 from docaxis.edxml import ParseError, parse
 from docaxis.relay import Rejection, RelayNode
+from docaxis.store import UNAVAILABLE
+
+_log = logging.getLogger("docaxis.api")
 
 XML = "application/xml"
 
@@ -65,6 +70,32 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+#: seconds a client is asked to wait when the store is down (HTTP 503)
+RETRY_AFTER = 5
+
+
+class _Outage:
+    """Logs a store outage seen by the API once when it starts and once when it ends
+    (not once per request: a busy node would write thousands of lines a minute)."""
+
+    def __init__(self, node: str) -> None:
+        self.node = node
+        self.since: float | None = None
+
+    def seen(self, error: BaseException) -> None:
+        if self.since is None:
+            self.since = time.monotonic()
+            _log.error("api.store_unavailable", extra={
+                "code": "API-UNAVAILABLE", "node": self.node, "error": repr(error)[:300]})
+
+    def over(self) -> None:
+        if self.since is not None:
+            _log.warning("api.store_available", extra={
+                "code": "API-AVAILABLE", "node": self.node,
+                "down_seconds": round(time.monotonic() - self.since, 1)})
+            self.since = None
+
+
 #: refusals that are about who may do what (403), not about the package (422)
 _FORBIDDEN = frozenset({"RELAY-NOT-SENDER", "RELAY-NOT-RECIPIENT", "RELAY-NOT-ORIGINAL-SENDER"})
 
@@ -100,6 +131,17 @@ def create_app(node: RelayNode) -> FastAPI:
         code, message = exc.detail if isinstance(exc.detail, tuple) else ("HTTP", str(exc.detail))
         return _error(exc.status_code, code, message)
 
+    outage = _Outage(node.node_id)
+    for unavailable in UNAVAILABLE:
+        @app.exception_handler(unavailable)
+        async def store_unavailable(_request: Request, exc: Exception) -> JSONResponse:
+            outage.seen(exc)
+            response = _error(503, "API-UNAVAILABLE", "the node's store (database or disk) is "
+                              "unavailable; nothing was accepted — retry later")
+            response.headers["Retry-After"] = str(RETRY_AFTER)
+            return response
+
+
     def own(agency: str, code: str) -> None:
         if agency != code:
             raise HTTPException(403, ("API-FORBIDDEN",
@@ -125,6 +167,7 @@ def create_app(node: RelayNode) -> FastAPI:
         except Rejection as exc:
             status = 403 if exc.code in _FORBIDDEN else 422
             return _error(status, exc.code, exc.message, exc.reasons)
+        outage.over()
         return JSONResponse(status_code=202, content={
             "sha256": acceptance.sha256, "business_key": acceptance.business_key,
             "accepted_at": acceptance.accepted_at.isoformat(),

@@ -7,6 +7,11 @@ is created just before the kill, so the restarted node runs normally). Points:
 * ``after-commit`` — the package is in the store, nothing is handed over yet;
 * ``after-publish`` — the next node has it (confirmed), the outbox row is not marked sent;
 * ``while-consuming`` — a hop message is being processed, not yet committed or acked.
+
+``DOCAXIS_FAULT_RAISE=<point>`` makes the node raise :class:`InjectedFault` (an
+unexpected ``RuntimeError``) there instead — once per ``DOCAXIS_FAULT_ONCE`` file as
+above. Points: ``check`` (parse, validate, verify), ``plan`` (routing, authorization),
+``commit`` (the store transaction of one package).
 """
 
 from __future__ import annotations
@@ -15,12 +20,18 @@ import os
 import signal
 from pathlib import Path
 
-FAULT_POINTS = ("after-commit", "after-publish", "while-consuming")
+FAULT_POINTS = ("after-commit", "after-publish", "while-consuming", "check", "plan", "commit")
+
+
+class InjectedFault(RuntimeError):
+    """An unexpected exception a test asked for (``DOCAXIS_FAULT_RAISE``)."""
 
 
 def fault_point(name: str) -> None:
-    """Die here (SIGKILL: no cleanup, no flush) if ``DOCAXIS_FAULT`` names this point."""
-    if os.environ.get("DOCAXIS_FAULT") != name:
+    """Die here (SIGKILL: no cleanup, no flush) if ``DOCAXIS_FAULT`` names this point;
+    raise :class:`InjectedFault` if ``DOCAXIS_FAULT_RAISE`` does."""
+    kill = os.environ.get("DOCAXIS_FAULT") == name
+    if not kill and os.environ.get("DOCAXIS_FAULT_RAISE") != name:
         return
     once = os.environ.get("DOCAXIS_FAULT_ONCE")
     if once:
@@ -28,4 +39,6 @@ def fault_point(name: str) -> None:
         if marker.exists():
             return
         marker.touch()
-    os.kill(os.getpid(), signal.SIGKILL)
+    if kill:
+        os.kill(os.getpid(), signal.SIGKILL)
+    raise InjectedFault(f"fault injected at {name!r}")

@@ -18,7 +18,8 @@ import contextlib
 import datetime as dt
 import json
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from docaxis._errors import DocaxisError
@@ -34,7 +35,17 @@ from docaxis.edxml import (
     validate,
 )
 from docaxis.relay._faults import fault_point
-from docaxis.store import Accept, Acceptance, Event, OutboxItem, PackageFacts, Store, is_alive
+from docaxis.store import (
+    UNAVAILABLE,
+    Accept,
+    Acceptance,
+    BlobError,
+    Event,
+    OutboxItem,
+    PackageFacts,
+    Store,
+    is_alive,
+)
 from docaxis.transport import Broker, Consumer, Message, Reject
 
 _log = logging.getLogger("docaxis.relay")
@@ -110,6 +121,15 @@ class RelayNode:
     #: signs this node's hop receipts with its node certificate (none: it sends none,
     #: since an origin records only receipts whose node signature verifies)
     node_signer: StatementSigner | None = None
+    #: back-off (seconds) between looks at a store that is down
+    store_backoff_min: float = 0.2
+    store_backoff_max: float = 10.0
+    #: background tasks that died and were started again (for metrics and tests)
+    task_restarts: int = field(default=0, init=False)
+    _store_down_since: float | None = field(default=None, init=False, repr=False)
+    #: outbox rows whose bytes could not be read (reported once each)
+    _unreadable: set[int] = field(default_factory=set, init=False, repr=False)
+    _store_backoff: float = field(default=0.2, init=False, repr=False)
     _consumer: Consumer | None = field(default=None, init=False, repr=False)
     _receiver: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
     _incoming: asyncio.Queue[tuple[Message, asyncio.Future[None]]] = field(
@@ -132,13 +152,32 @@ class RelayNode:
     # -- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._receiver = asyncio.create_task(self._receive_forever())
+        self._receiver = asyncio.create_task(self._supervised("receiver", self._receive_forever))
         broker = self.links(self.node_id)
         await broker.declare_node(self.node_id)
         self._consumer = await broker.consume(self.node_id, self.on_message,
                                               prefetch=self.prefetch)
-        self._dispatcher = asyncio.create_task(self._hand_over_forever())
-        self._sweeper = asyncio.create_task(self._sweep_forever())
+        self._dispatcher = asyncio.create_task(self._supervised("hand-over",
+                                                                self._hand_over_forever))
+        self._sweeper = asyncio.create_task(self._supervised("sweep", self._sweep_forever))
+
+    async def _supervised(self, name: str, run: Callable[[], Awaitable[None]]) -> None:
+        """Run a background task forever: if it dies, log it and start it again (with
+        back-off), so that a live node is never one that quietly does nothing."""
+        delay = 0.1
+        while True:
+            try:
+                await run()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                _log.error("relay.task_died", exc_info=True, extra={
+                    "code": "RELAY-TASK-RESTART", "node": self.node_id, "task": name,
+                    "restart_in": delay})
+                self.task_restarts += 1
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
 
     async def stop(self) -> None:
         if self._consumer is not None:
@@ -198,7 +237,14 @@ class RelayNode:
 
     async def _receive_forever(self) -> None:
         """Take what has arrived (up to ``batch_size``), check each package, commit them all
-        in one transaction, then let the transport acknowledge them."""
+        in one transaction, then let the transport acknowledge them.
+
+        One message never stops the node: a refused package is parked with its codes, an
+        unexpected exception in its check or plan parks it with ``RELAY-INTERNAL`` (and a
+        log line naming it), and the node goes on. An outage of the store (database,
+        disk) is nobody's package's fault: the node waits for it, with back-off, holding
+        the messages it has (unacknowledged), and goes on where it stopped — never
+        parking or refusing them for it."""
         while True:
             while len(self._in_flight) > 2 * self.prefetch:  # hand-overs lag: wait for them
                 self._handed.clear()
@@ -207,36 +253,129 @@ class RelayNode:
             while len(batch) < self.batch_size and not self._incoming.empty():
                 batch.append(self._incoming.get_nowait())
             plans: list[tuple[_Plan, asyncio.Future[None]]] = []
-            parent = self.directory.nodes[self.node_id].parent
             for message, future in batch:
-                origin = message.headers.get(ORIGIN) or ""
-                came_from = message.headers.get(FROM_NODE)
-                try:
-                    parsed = self._check(message.body)
-                    plan = self._plan(parsed, received_from=came_from, origin=origin,
-                                      from_parent=came_from is not None and came_from == parent)
-                except Rejection as exc:
-                    self._notify(origin, [HopReceipt(
-                        None, _sha(message.body), self.node_id, "rejected", _now(),
-                        detail=json.dumps(exc.reasons)[:2000])])
-                    future.set_exception(Reject(f"{exc.code}: {exc.message}"))
-                    continue
-                plans.append((plan, future))
+                plan = await self._checked(message, future)
+                if plan is not None:
+                    plans.append((plan, future))
             fault_point("while-consuming")
+            await self._commit_batch(plans)
+
+    async def _checked(self, message: Message,
+                       future: asyncio.Future[None]) -> _Plan | None:
+        """The plan of one hop message, or None when it was refused (its future settled)."""
+        origin = message.headers.get(ORIGIN) or ""
+        came_from = message.headers.get(FROM_NODE)
+        parent = self.directory.nodes[self.node_id].parent
+        while True:
             try:
-                # the store works in a thread: the event loop keeps serving confirms and acks
-                accepts = [plan.accept for plan, _ in plans]
-                acceptances = (await asyncio.to_thread(self.store.accept_many, accepts)
-                               if accepts else [])
-                self._commit_many([plan for plan, _ in plans], acceptances)
-            except Exception as exc:
-                for _, future in plans:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            for _, future in plans:
-                if not future.done():
-                    future.set_result(None)
+                fault_point("check")
+                parsed = self._check(message.body)
+                fault_point("plan")
+                return self._plan(parsed, received_from=came_from, origin=origin,
+                                  from_parent=came_from is not None and came_from == parent)
+            except Rejection as exc:
+                self._refuse(message.body, message.message_id, future, origin, exc.code,
+                             exc.message, exc.reasons)
+                return None
+            except UNAVAILABLE as exc:  # the store, read while planning: wait for it
+                await self._wait_for_store(exc)
+            except Exception as exc:  # a bug or a crash in a library: park this one only
+                _log.error("relay.internal_error", exc_info=True, extra={
+                    "code": "RELAY-INTERNAL", "node": self.node_id,
+                    "message_id": message.message_id, "sha256": _sha(message.body),
+                    "stage": "check/plan"})
+                self._refuse(message.body, message.message_id, future, origin,
+                             "RELAY-INTERNAL",
+                             f"unexpected {type(exc).__name__} while checking: {exc}",
+                             [{"code": "RELAY-INTERNAL", "message": repr(exc)[:500]}])
+                return None
+
+    def _refuse(self, body: bytes, message_id: str | None, future: asyncio.Future[None],
+                origin: str, code: str, text: str, reasons: list[dict[str, object]]) -> None:
+        """Park a hop message (the transport's dead-letter queue) and tell its origin."""
+        sha256 = _sha(body)
+        _log.warning("relay.refused", extra={
+            "code": code, "node": self.node_id, "message_id": message_id, "sha256": sha256,
+            "origin": origin, "reason": text[:300]})
+        self._notify(origin, [HopReceipt(None, sha256, self.node_id, "rejected", _now(),
+                                         detail=json.dumps(reasons)[:2000])])
+        if not future.done():
+            future.set_exception(Reject(f"{code}: {text}"))
+
+    async def _commit_batch(self, plans: list[tuple[_Plan, asyncio.Future[None]]]) -> None:
+        """Commit the batch in one transaction (in a thread: the event loop keeps serving
+        confirms and acks), then release its messages for acknowledgement. A store outage
+        is waited out; a failure of the batch that is not an outage is narrowed down to
+        the packages that cause it, committed one by one: those are parked, the rest go."""
+        if not plans:
+            return
+        while True:
+            try:
+                acceptances = await asyncio.to_thread(
+                    self._accept_many, [plan.accept for plan, _ in plans])
+                break
+            except UNAVAILABLE as exc:
+                await self._wait_for_store(exc)
+            except Exception:
+                if len(plans) == 1:
+                    plan, future = plans[0]
+                    _log.error("relay.internal_error", exc_info=True, extra={
+                        "code": "RELAY-INTERNAL", "node": self.node_id, "stage": "commit",
+                        "sha256": _sha(plan.accept.data),
+                        "document_id": plan.accept.facts.document_id})
+                    self._refuse(plan.accept.data, None, future, plan.origin, "RELAY-INTERNAL",
+                                 "the store refused to commit it",
+                                 [{"code": "RELAY-INTERNAL",
+                                   "message": "the store refused to commit it"}])
+                    return
+                for one in plans:  # find the package(s) the store will not take
+                    await self._commit_batch([one])
+                return
+        self._store_up()
+        try:
+            self._commit_many([plan for plan, _ in plans], acceptances)
+        except Exception:  # committed: the sweep hands over what this did not queue
+            _log.error("relay.after_commit_failed", exc_info=True, extra={
+                "code": "RELAY-INTERNAL", "node": self.node_id, "stage": "after-commit"})
+        for _, future in plans:
+            if not future.done():
+                future.set_result(None)
+
+    def _accept_many(self, accepts: list[Accept]) -> list[Acceptance]:
+        fault_point("commit")
+        return self.store.accept_many(accepts)
+
+    async def _wait_for_store(self, error: BaseException) -> None:
+        """Wait, with back-off, until the store answers again (logged once per outage)."""
+        if self._store_down_since is None:
+            self._store_down_since = time.monotonic()
+            _log.error("store.unavailable", extra={
+                "code": "STORE-UNAVAILABLE", "node": self.node_id, "error": repr(error)[:300]})
+        delay = self._store_backoff
+        self._store_backoff = min(self._store_backoff * 2, self.store_backoff_max)
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                await asyncio.to_thread(self.store.ping)
+                return
+            except UNAVAILABLE as exc:
+                delay = self._store_backoff
+                self._store_backoff = min(self._store_backoff * 2, self.store_backoff_max)
+                _log.debug("store.still_unavailable", extra={
+                    "code": "STORE-UNAVAILABLE", "node": self.node_id, "error": repr(exc)})
+
+    def _store_up(self) -> None:
+        self._store_backoff = self.store_backoff_min
+        if self._store_down_since is not None:
+            _log.warning("store.available", extra={
+                "code": "STORE-AVAILABLE", "node": self.node_id,
+                "down_seconds": round(time.monotonic() - self._store_down_since, 1)})
+            self._store_down_since = None
+
+    @property
+    def store_available(self) -> bool:
+        """False while the node waits for its store (for ``/ready`` and metrics)."""
+        return self._store_down_since is None
 
     # -- pipeline ----------------------------------------------------------------------
     def _check(self, data: bytes | ParsedPackage) -> ParsedPackage:
@@ -398,8 +537,11 @@ class RelayNode:
                 fault_point("after-publish")
                 await asyncio.to_thread(self.store.mark_sent_many, [i for i, _ in items],
                                         node=self.node_id)
-            except Exception:
-                pass  # still pending: the sweep re-sends them
+            except Exception as exc:  # still pending: the sweep re-sends them
+                _log.warning("handover.failed", extra={
+                    "code": "RELAY-HANDOVER-RETRY", "node": self.node_id,
+                    "count": len(items), "error": repr(exc)[:300],
+                    "documents": [i.document_id for i, _ in items[:5]]})
             finally:
                 self._in_flight.difference_update(item.id for item, _ in items)
                 self._handed.set()
@@ -426,10 +568,17 @@ class RelayNode:
             owed = [item for item in pending if self._owed_here(item, older_than, now)]
             if not owed:
                 continue
-            items = await asyncio.to_thread(self.store.claim_outbox, owed)
+            # bytes first: a row whose bytes cannot be read is reported and skipped, never
+            # claimed (it would hold up every row after it, and be claimed again forever)
+            readable = await asyncio.to_thread(self._with_bytes, owed)
+            if not readable:
+                continue
+            won = {item.id for item in await asyncio.to_thread(
+                self.store.claim_outbox, [item for item, _ in readable])}
+            loaded = [(item, data) for item, data in readable if item.id in won]
+            items = [item for item, _ in loaded]
             if not items:
                 continue
-            loaded = await asyncio.to_thread(self._with_bytes, items)
             await self._publish_all(loaded)
             fault_point("after-publish")
             await asyncio.to_thread(self.store.mark_sent_many, items, node=self.node_id)
@@ -452,7 +601,20 @@ class RelayNode:
         return True if alive is False else (old and alive is None)
 
     def _with_bytes(self, items: list[OutboxItem]) -> list[tuple[OutboxItem, bytes]]:
-        return [(item, self.store.package_bytes(item.sha256)) for item in items]
+        """The items with their bytes; those whose bytes cannot be read are left out and
+        raised as an alarm (once per row and process)."""
+        loaded = []
+        for item in items:
+            try:
+                loaded.append((item, self.store.package_bytes(item.sha256)))
+            except (BlobError, KeyError) as exc:
+                if item.id not in self._unreadable:
+                    self._unreadable.add(item.id)
+                    _log.error("outbox.unreadable_blob", extra={
+                        "code": "STORE-BLOB-UNREADABLE", "node": self.node_id,
+                        "outbox_id": item.id, "sha256": item.sha256,
+                        "document_id": item.document_id, "error": str(exc)})
+        return loaded
 
     async def _sweep_forever(self) -> None:
         """Re-send what is owed and not in hand: this process's rows still pending
@@ -462,7 +624,9 @@ class RelayNode:
             try:
                 await self.dispatch_once(older_than=self.sweep_after)
                 await asyncio.sleep(min(1.0, self.sweep_after))
-            except Exception:
+            except Exception as exc:
+                _log.warning("sweep.failed", extra={
+                    "code": "RELAY-SWEEP-RETRY", "node": self.node_id, "error": repr(exc)[:300]})
                 await asyncio.sleep(0.5)
 
     # -- hop receipts ------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from docaxis.store._blobs import BlobError, BlobRef, BlobStore
 from docaxis.store._claims import is_alive, process_token
 from docaxis.store._store import (
+    UNAVAILABLE,
     Accept,
     Acceptance,
     Event,
@@ -15,6 +16,7 @@ from docaxis.store._store import (
 )
 
 __all__ = [
+    "UNAVAILABLE",
     "Accept",
     "Acceptance",
     "BlobError",

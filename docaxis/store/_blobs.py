@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import logging
 import os
 import threading
 import time
@@ -50,6 +51,7 @@ class BlobRef:
 
 
 _SERIAL = itertools.count()
+_log = logging.getLogger("docaxis.store")
 
 
 class BlobStore:
@@ -111,11 +113,31 @@ class BlobStore:
                 offset += len(data)
             payload = b"".join(blobs)
             written = 0
-            while written < len(payload):  # os.write may write less than asked
-                written += os.write(self._fd, payload[written:])
-            os.fdatasync(self._fd)
+            try:
+                while written < len(payload):  # os.write may write less than asked
+                    written += os.write(self._fd, payload[written:])
+                os.fdatasync(self._fd)
+            except OSError:
+                # a disk full (or failing) mid-batch may leave part of the payload in the
+                # segment: cut it back and never append to this segment again, so that no
+                # later blob is recorded at an offset the file does not match
+                self._abandon_segment()
+                raise
             self._size = offset
         return refs
+
+    def _abandon_segment(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        try:
+            os.ftruncate(fd, self._size)
+        except OSError as exc:  # the tail stays, unreferenced: harmless, logged
+            _log.warning("blob.truncate_failed", extra={"code": "STORE-BLOB-TAIL",
+                                                         "segment": self._name,
+                                                         "error": str(exc)})
+        finally:
+            os.close(fd)
 
     def _start_segment(self) -> None:
         if self._fd is not None and self._pid == os.getpid():

@@ -29,7 +29,8 @@ except ImportError:  # not POSIX: SQLite's busy handler alone keeps processes ap
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, Table, create_engine, event, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
 from docaxis.directory import Agency, Node, SignerRule
@@ -171,6 +172,13 @@ def _aware(value: dt.datetime) -> dt.datetime:
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
+#: Failures of the store's infrastructure — the database unreachable or refusing
+#: connections, the disk full or failing — as opposed to a bad package: a caller waits
+#: and retries them, never parks or refuses a package for them.
+UNAVAILABLE: tuple[type[Exception], ...] = (OperationalError, InterfaceError, PoolTimeout,
+                                            OSError)
+
+
 class Store:
     """Open a node's store.
 
@@ -209,6 +217,15 @@ class Store:
         with self.engine.begin() as connection:
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
+
+    def ping(self) -> None:
+        """Raise one of :data:`UNAVAILABLE` unless the database answers and the blob folder
+        is writable (what a node waits for after an outage)."""
+        with self.engine.connect() as connection:
+            connection.exec_driver_sql("SELECT 1")
+        probe = self.blobs.root / ".ping"
+        probe.write_bytes(b"ok")
+        probe.unlink()
 
     def close(self) -> None:
         self.engine.dispose()

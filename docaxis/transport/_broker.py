@@ -47,6 +47,16 @@ def dead_letter_queue_name(queue: str) -> str:
     return f"{queue}.parked"
 
 
+def replayed(message: Message) -> Message:
+    """A parked message as it goes back to its inbound queue: its own headers (what it is,
+    where it comes from — ``x-docaxis-kind``, ``x-docaxis-origin`` …) kept; only the
+    transport's bookkeeping (attempt count, parking reason) dropped, so it gets a fresh
+    retry budget."""
+    headers = {k: v for k, v in message.headers.items()
+               if k not in (ATTEMPT_HEADER, PARKED_REASON_HEADER)}
+    return Message(message.body, headers, message.message_id)
+
+
 class TransportError(DocaxisError):
     """The broker refused or lost a hand-over (not confirmed, unroutable, disconnected)."""
 

@@ -13,6 +13,7 @@ from docaxis.transport._broker import (
     Reject,
     RetryPolicy,
     TransportError,
+    replayed,
 )
 
 
@@ -65,8 +66,7 @@ class InMemoryBroker(Broker):
         moved = queue.parked
         queue.parked = []
         for message in moved:
-            headers = {k: v for k, v in message.headers.items() if not k.startswith("x-docaxis")}
-            queue.ready.put_nowait(Message(message.body, headers, message.message_id))
+            queue.ready.put_nowait(replayed(message))
         return len(moved)
 
     def _after_failure(self, node: str, message: Message, reason: str, *, park: bool) -> None:

@@ -40,6 +40,7 @@ from docaxis.transport._broker import (
     delay_queue_name,
     exchange_name,
     inbound_queue_name,
+    replayed,
 )
 
 _INBOUND, _PARKED = "inbound", "parked"
@@ -178,10 +179,7 @@ class RabbitMQBroker(Broker):
     async def replay_parked(self, node: str) -> int:
         taken = await self._drain(node)
         for incoming in taken:
-            message = _message(incoming)
-            headers = {k: v for k, v in message.headers.items() if not k.startswith("x-docaxis")}
-            await self._publish(node, Message(message.body, headers, message.message_id),
-                                _INBOUND)
+            await self._publish(node, replayed(_message(incoming)), _INBOUND)
             await incoming.ack()
         return len(taken)
 
