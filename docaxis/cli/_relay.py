@@ -19,9 +19,11 @@ from docaxis.node import (
     DEFAULT_AMQP,
     ConfigError,
     NodeConfig,
+    check_node,
     demo,
     import_directory,
     load_directory,
+    open_store,
     serve,
 )
 from docaxis.store import Store, Trace
@@ -108,14 +110,64 @@ def serve_command(config_path: str | None, workers: int | None) -> None:
         pass
 
 
-def _store(config_path: str | None, database: str | None, blobs: str | None) -> Store:
-    if config_path:
-        return NodeConfig.load(config_path).open_store()
-    if database and blobs:
-        store = Store(database, blobs)
-        store.migrate()
-        return store
+def _store(config_path: str | None, database: str | None, blobs: str | None, *,
+           migrate: bool = True) -> Store:
+    """The node's store; read-only commands pass ``migrate=False`` (they refuse an
+    out-of-date schema rather than change it)."""
+    try:
+        if config_path:
+            return NodeConfig.load(config_path).open_store(migrate=migrate)
+        if database and blobs:
+            return open_store(database, Path(blobs), migrate=migrate)
+    except ConfigError as exc:
+        stderr.print(f"[bold red]{exc.code}[/] {escape(exc.message)}")
+        raise SystemExit(EXIT_USAGE) from None
     raise click.UsageError("give --config node.toml, or --database URL and --blobs DIR")
+
+
+@cli.group("db")
+def db_group() -> None:
+    """The node's database schema."""
+
+
+@db_group.command("upgrade")
+@click.option("--config", "config_path", required=True,
+              type=click.Path(exists=True, dir_okay=False), help="The node's node.toml.")
+def db_upgrade_command(config_path: str) -> None:
+    """Create or upgrade the node's schema to the newest revision (also done at serve)."""
+    try:
+        NodeConfig.load(config_path).open_store(migrate=True).close()
+    except ConfigError as exc:
+        stderr.print(f"[bold red]{exc.code}[/] {escape(exc.message)}")
+        raise SystemExit(EXIT_USAGE) from None
+    stdout.print("the database is at the newest schema")
+
+
+@cli.group("node")
+def node_group() -> None:
+    """Operating a node."""
+
+
+@node_group.command("check")
+@click.option("--config", "config_path", required=True,
+              type=click.Path(exists=True, dir_okay=False), help="The node's node.toml.")
+def node_check_command(config_path: str) -> None:
+    """Check everything the node needs before it serves: database (reachable, migrated),
+    directory, trust anchors and CRLs (present, fresh), node key, broker, listen address.
+    Exit 0 when nothing failed (warnings allowed), 1 otherwise."""
+    try:
+        config = NodeConfig.load(config_path)
+    except ConfigError as exc:
+        stderr.print(f"[bold red]{exc.code}[/] {escape(exc.message)}")
+        raise SystemExit(EXIT_USAGE) from None
+    checks = check_node(config)
+    style = {"ok": "green", "warning": "yellow", "failed": "bold red"}
+    table = Table("check", "", "detail", title=f"node {config.node_id}", title_justify="left")
+    for check in checks:
+        table.add_row(check.name, f"[{style[check.outcome]}]{check.outcome}[/]",
+                      escape(check.detail))
+    stdout.print(table)
+    raise SystemExit(EXIT_INVALID if any(c.outcome == "failed" for c in checks) else EXIT_OK)
 
 
 @cli.command("trace")
@@ -127,7 +179,7 @@ def _store(config_path: str | None, database: str | None, blobs: str | None) -> 
 def trace_command(document_id: str, config_path: str | None, database: str | None,
                   blobs: str | None, as_json: bool) -> None:
     """Show a document's timeline (hops, times, delivery, each recipient's latest status)."""
-    trace = _store(config_path, database, blobs).trace(document_id)
+    trace = _store(config_path, database, blobs, migrate=False).trace(document_id)
     if as_json:
         click.echo(json.dumps(trace.to_dict(), ensure_ascii=False, indent=2))
     elif not trace.events and not trace.statuses:
@@ -217,7 +269,11 @@ def directory_import_command(file: str, config_path: str, replace: bool) -> None
 def directory_export_command(config_path: str) -> None:
     """Print the directory the node runs with (file and database together) as TOML."""
     config = NodeConfig.load(config_path)
-    store = config.open_store()
+    try:
+        store = config.open_store(migrate=False)
+    except ConfigError as exc:
+        stderr.print(f"[bold red]{exc.code}[/] {escape(exc.message)}")
+        raise SystemExit(EXIT_USAGE) from None
     try:
         click.echo(load_directory(config, store).to_toml(), nl=False)
     except ConfigError as exc:

@@ -3,6 +3,7 @@ the directory's signer bindings, and the four-tier demo network. Nothing below i
 this package (ARCHITECTURE.md, layers)."""
 
 from docaxis.node._bindings import binding_policy
+from docaxis.node._check import Check, check_node
 from docaxis.node._run import (
     DEFAULT_AMQP,
     ConfigError,
@@ -11,8 +12,21 @@ from docaxis.node._run import (
     import_directory,
     load_directory,
     open_node,
+    open_store,
     serve,
 )
 
-__all__ = ["DEFAULT_AMQP", "ConfigError", "NodeConfig", "binding_policy", "demo",
-           "import_directory", "load_directory", "open_node", "serve"]
+__all__ = [
+    "DEFAULT_AMQP",
+    "Check",
+    "ConfigError",
+    "NodeConfig",
+    "binding_policy",
+    "check_node",
+    "demo",
+    "import_directory",
+    "load_directory",
+    "open_node",
+    "open_store",
+    "serve",
+]

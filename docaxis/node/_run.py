@@ -5,15 +5,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import difflib
 import functools
 import logging
 import os
 import time
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from docaxis._errors import DocaxisError
 from docaxis.directory import Directory, DirectoryError
@@ -27,7 +31,7 @@ from docaxis.dsig import (
 from docaxis.node._bindings import binding_policy
 from docaxis.node._demo import build_demo_network, connect_broker, demo_pki, run_suffix, wait_for
 from docaxis.relay._node import RelayNode
-from docaxis.store import Store, Trace
+from docaxis.store import UNAVAILABLE, Store, Trace
 from docaxis.transport import Broker, InMemoryBroker, RabbitMQBroker
 
 DEFAULT_AMQP = "amqp://guest:guest@127.0.0.1:5672/"
@@ -70,6 +74,7 @@ class NodeConfig:
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"{path}: {exc}") from None
         base = path.parent
+        _known_keys(path, raw)
         node = raw.get("node") or {}
         trust = raw.get("trust") or {}
         try:
@@ -122,11 +127,83 @@ class NodeConfig:
                                crl_reload=self.crl_reload,
                                crl_grace=dt.timedelta(seconds=self.crl_grace))
 
-    def open_store(self) -> Store:
+    def open_store(self, *, migrate: bool = True) -> Store:
+        """The node's store; migrated to the newest schema unless ``migrate`` is False
+        (read-only commands: they refuse an out-of-date schema instead).
+
+        Raises
+        ------
+        ConfigError
+            The database is unreachable, does not exist, or (``migrate=False``) is not at
+            the newest schema — one line saying what to do.
+        """
         self.data.mkdir(parents=True, exist_ok=True)
-        store = Store(self.database, self.data / "blobs")
-        store.migrate()
-        return store
+        return open_store(self.database, self.data / "blobs", migrate=migrate)
+
+
+def open_store(url: str, blobs: Path, *, migrate: bool = True) -> Store:
+    """A store at ``url`` with its blobs in ``blobs`` (see :meth:`NodeConfig.open_store`).
+
+    Raises
+    ------
+    ConfigError
+        Unreachable, missing or out-of-date database — one line saying what to do.
+    """
+    store = Store(url, blobs)
+    try:
+        if migrate:
+            store.migrate()
+        elif not store.is_current():
+            store.close()
+            raise ConfigError("the database is not at the newest schema: run "
+                              "`docaxis db upgrade --config <node.toml>`")
+    except UNAVAILABLE as exc:
+        store.close()
+        raise ConfigError(database_problem(url, exc)) from None
+    return store
+
+
+#: what node.toml may say: table → its keys (anything else is a mistake worth saying)
+CONFIG_KEYS: dict[str, frozenset[str]] = {
+    "node": frozenset({"id", "directory", "data", "database", "amqp_url", "listen", "workers",
+                       "key", "certificate"}),
+    "trust": frozenset({"anchors", "crls", "allow_sha1", "crl_check", "crl_reload",
+                        "crl_grace"}),
+}
+
+
+def _known_keys(path: Path, raw: dict[str, Any]) -> None:
+    """Refuse an unknown table or key, naming it and the file (and the likely intent)."""
+    for table, values in raw.items():
+        known = CONFIG_KEYS.get(table)
+        if known is None:
+            raise ConfigError(f"{path}: unknown table [{table}]{_did_you_mean(table, CONFIG_KEYS)}"
+                              f"; node.toml has {', '.join(f'[{t}]' for t in CONFIG_KEYS)}")
+        if not isinstance(values, dict):
+            raise ConfigError(f"{path}: [{table}] must be a table")
+        for key in values:
+            if key not in known:
+                raise ConfigError(f"{path}: unknown key {key!r} in [{table}]"
+                                  f"{_did_you_mean(key, known)}")
+
+
+def _did_you_mean(word: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.5)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def database_problem(url: str, error: BaseException) -> str:
+    """One line for an unreachable or missing database (never a traceback)."""
+    text = str(error).splitlines()[0] if str(error) else type(error).__name__
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return f"database {url!r}: {text}"
+    if parsed.get_backend_name() == "postgresql" and "does not exist" in text:
+        return (f"PostgreSQL database {parsed.database!r} does not exist: create it with "
+                f"`createdb -h {parsed.host or 'localhost'} -p {parsed.port or 5432} "
+                f"-U {parsed.username or 'postgres'} {parsed.database}`")
+    return f"database {parsed.render_as_string(hide_password=True)} is unavailable: {text}"
 
 
 @dataclass

@@ -218,6 +218,18 @@ class Store:
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
 
+    def is_current(self) -> bool:
+        """Whether the schema is at the newest Alembic revision (read-only commands check
+        this instead of migrating)."""
+        from alembic.runtime.migration import MigrationContext
+        from alembic.script import ScriptDirectory
+
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        heads = set(ScriptDirectory.from_config(config).get_heads())
+        with self.engine.connect() as connection:
+            return set(MigrationContext.configure(connection).get_current_heads()) == heads
+
     def ping(self) -> None:
         """Raise one of :data:`UNAVAILABLE` unless the database answers and the blob folder
         is writable (what a node waits for after an outage)."""

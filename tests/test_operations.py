@@ -1,0 +1,91 @@
+"""Issue #11, item 4: configuration that says what is wrong, and `docaxis node check`."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from docaxis.node import ConfigError, NodeConfig
+from docaxis.pki import DevPKI
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(ROOT / "cli.py"), *args], capture_output=True,
+                          text=True, timeout=120, check=False)
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> DevPKI:
+    pki = DevPKI.init(tmp_path_factory.mktemp("ops-pki"), key_type="ec-p256")
+    pki.issue_node("hanoi", tier="province", key_type="ec-p256")
+    return pki
+
+
+def _node_toml(folder: Path, pki: DevPKI, *, extra_node: str = "", extra_trust: str = "",
+               database: str | None = None) -> Path:
+    (folder / "network.toml").write_text(
+        '[node.central]\ntier = "central"\n[node.hanoi]\ntier = "province"\n'
+        'parent = "central"\n[[agency]]\ncode = "000.00.00.H01"\nname = "UBND TP Hà Nội"\n'
+        'node = "hanoi"\n', encoding="utf-8")
+    node_key = pki.folder / "nodes" / "hanoi"
+    path = folder / "node.toml"
+    path.write_text(
+        '[node]\nid = "hanoi"\ndirectory = "network.toml"\ndata = "var"\n'
+        + (f'database = "{database}"\n' if database else "")
+        + f'listen = "127.0.0.1:0"\nkey = "{node_key / "key.pem"}"\n'
+        f'certificate = "{node_key / "chain.pem"}"\n{extra_node}'
+        f'[trust]\nanchors = ["{pki.root_path}"]\ncrls = ["{pki.crl_folder}"]\n{extra_trust}',
+        encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(("extra_node", "extra_trust", "expected"), [
+    ('amqp = "amqp://x"\n', "", "unknown key 'amqp' in [node] (did you mean 'amqp_url'?)"),
+    ("", 'anchor = ["x.pem"]\n', "unknown key 'anchor' in [trust] (did you mean 'anchors'?)"),
+])
+def test_a_misspelt_key_is_an_error_naming_it_and_the_file(
+        tmp_path: Path, pki: DevPKI, extra_node: str, extra_trust: str, expected: str) -> None:
+    path = _node_toml(tmp_path, pki, extra_node=extra_node, extra_trust=extra_trust)
+    with pytest.raises(ConfigError) as raised:
+        NodeConfig.load(path)
+    assert expected in raised.value.message and str(path) in raised.value.message
+    result = cli("node", "check", "--config", str(path))
+    assert result.returncode == 2 and expected in result.stderr.replace("\n", " ")
+
+
+def test_node_check_says_what_is_missing_and_then_passes(tmp_path: Path, pki: DevPKI) -> None:
+    path = _node_toml(tmp_path, pki)
+    before = cli("node", "check", "--config", str(path))
+    assert before.returncode == 1, before.stdout
+    assert "db upgrade" in before.stdout.replace("\n", " ")
+    # a read-only command does not migrate the database behind the operator's back
+    trace = cli("trace", "x", "--config", str(path))
+    assert trace.returncode == 2 and "db upgrade" in trace.stderr
+    tables = sqlite3.connect(tmp_path / "var" / "node.db").execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+    assert tables == []
+    upgrade = cli("db", "upgrade", "--config", str(path))
+    assert upgrade.returncode == 0, upgrade.stderr
+    after = cli("node", "check", "--config", str(path))
+    assert after.returncode == 0, after.stdout
+    for line in ("database", "directory", "trust anchors", "CRLs", "node key", "listen"):
+        assert line in after.stdout
+
+
+def test_a_missing_postgresql_database_is_one_line_saying_how_to_create_it(
+        tmp_path: Path, pki: DevPKI) -> None:
+    name = f"docaxis_missing_{uuid.uuid4().hex[:8]}"
+    path = _node_toml(tmp_path, pki,
+                      database=f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}")
+    result = cli("db", "upgrade", "--config", str(path))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) <= 2 and "createdb" in result.stderr and name in result.stderr
