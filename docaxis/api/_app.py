@@ -9,12 +9,14 @@ the validator and the verifier. The OpenAPI description is at ``/openapi.json``.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import time
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from docaxis import __version__
 from docaxis.edxml import ParseError, parse
@@ -103,6 +105,31 @@ _FORBIDDEN = frozenset({"RELAY-NOT-SENDER", "RELAY-NOT-RECIPIENT", "RELAY-NOT-OR
 _MAX_ID = 2**31 - 1
 
 
+def readiness(node: RelayNode) -> dict[str, dict[str, Any]]:
+    """What ``/ready`` reports: each part the node needs, usable or not, and why."""
+    checks: dict[str, dict[str, Any]] = {}
+    try:
+        node.store.ping()
+        checks["store"] = {"ok": node.store_available, "detail": "database and disk usable"
+                           if node.store_available else "the node is waiting for its store"}
+    except UNAVAILABLE as exc:
+        checks["store"] = {"ok": False, "detail": f"{type(exc).__name__}: {exc}"[:300]}
+    connected = node.links(node.node_id).connected
+    checks["broker"] = {"ok": connected, "detail": "connected" if connected else
+                        "not connected (reconnecting)"}
+    trust = node.verifier.policy.trust
+    now = dt.datetime.now(dt.UTC)
+    stale = [crl.issuer.rfc4514_string() for crl in trust.crls
+             if crl.next_update_utc is not None
+             and crl.next_update_utc + trust.crl_grace < now]
+    usable = bool(trust.anchors) and bool(trust.crls) and not stale
+    detail = (f"{len(trust.anchors)} anchor(s), {len(trust.crls)} CRL(s)" if usable else
+              "no trust anchor" if not trust.anchors else "no CRL" if not trust.crls else
+              f"stale CRL(s): {', '.join(stale)}")
+    checks["trust"] = {"ok": usable, "detail": detail}
+    return checks
+
+
 def caller(request: Request, authorization: Annotated[str | None, Header()] = None) -> str:
     """The agency a request's Bearer token belongs to (401 otherwise)."""
     if not authorization or not authorization.startswith("Bearer "):
@@ -172,6 +199,24 @@ def create_app(node: RelayNode) -> FastAPI:
             "sha256": acceptance.sha256, "business_key": acceptance.business_key,
             "accepted_at": acceptance.accepted_at.isoformat(),
             "duplicate": acceptance.duplicate, "node": node.node_id})
+
+    @app.get("/health", summary="Alive: the process answers", tags=["operations"])
+    async def health() -> dict[str, str]:
+        return {"status": "alive", "node": node.node_id}
+
+    @app.get("/ready", summary="Ready: store, broker and trust material usable",
+             tags=["operations"])
+    def ready() -> JSONResponse:
+        checks = readiness(node)
+        ok = all(check["ok"] for check in checks.values())
+        return JSONResponse(status_code=200 if ok else 503,
+                            content={"status": "ready" if ok else "not ready",
+                                     "node": node.node_id, "checks": checks})
+
+    @app.get("/metrics", summary="Prometheus metrics", tags=["operations"],
+             response_class=Response)
+    def metrics() -> Response:
+        return Response(generate_latest(node.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.post("/v1/packages", status_code=202, summary="Post a signed document package")
     async def post_package(request: Request, agency: Caller) -> Response:

@@ -30,6 +30,7 @@ from docaxis.dsig import (
 )
 from docaxis.node._bindings import binding_policy
 from docaxis.node._demo import build_demo_network, connect_broker, demo_pki, run_suffix, wait_for
+from docaxis.node._logging import configure_logging
 from docaxis.relay._node import RelayNode
 from docaxis.store import UNAVAILABLE, Store, Trace
 from docaxis.transport import Broker, InMemoryBroker, RabbitMQBroker
@@ -308,6 +309,8 @@ async def serve(config: NodeConfig, *, ready: Callable[[str], None] | None = Non
     import multiprocessing
     import signal
 
+    configure_logging()
+
     import uvicorn
 
     from docaxis.api import create_app
@@ -393,6 +396,8 @@ def run_worker(config: NodeConfig) -> None:
     """A worker process of a node: consumers, hand-overs and the outbox sweep; no API.
     Stops (letting in-flight packages finish) on SIGTERM or SIGINT."""
     import signal
+
+    configure_logging()
 
     parent = os.getppid()
 

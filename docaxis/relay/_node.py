@@ -35,6 +35,7 @@ from docaxis.edxml import (
     validate,
 )
 from docaxis.relay._faults import fault_point
+from docaxis.relay._metrics import NodeMetrics
 from docaxis.store import (
     UNAVAILABLE,
     Accept,
@@ -126,6 +127,8 @@ class RelayNode:
     store_backoff_max: float = 10.0
     #: background tasks that died and were started again (for metrics and tests)
     task_restarts: int = field(default=0, init=False)
+    metrics: NodeMetrics = field(default_factory=NodeMetrics, init=False, repr=False)
+    _watched: bool = field(default=False, init=False, repr=False)
     _store_down_since: float | None = field(default=None, init=False, repr=False)
     #: outbox rows whose bytes could not be read (reported once each)
     _unreadable: set[int] = field(default_factory=set, init=False, repr=False)
@@ -152,6 +155,9 @@ class RelayNode:
     # -- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        if not self._watched:
+            self.metrics.watch(self)
+            self._watched = True
         self._receiver = asyncio.create_task(self._supervised("receiver", self._receive_forever))
         broker = self.links(self.node_id)
         await broker.declare_node(self.node_id)
@@ -207,7 +213,18 @@ class RelayNode:
         Rejection
             With every reason (parse/validation/verification codes) when refused.
         """
-        parsed = self._check(data)
+        try:
+            acceptance = self._submit(data, agency)
+        except Rejection as exc:
+            self.metrics.refused.labels(exc.code, "api").inc()
+            raise
+        if not acceptance.duplicate:
+            self.metrics.accepted.labels("api").inc()
+        return acceptance
+
+    def _submit(self, data: bytes | ParsedPackage, agency: str | None) -> Acceptance:
+        with self.metrics.stage.labels("check").time():
+            parsed = self._check(data)
         package = parsed.package
         sender = package.sender
         if agency is not None and sender != agency:
@@ -269,7 +286,8 @@ class RelayNode:
         while True:
             try:
                 fault_point("check")
-                parsed = self._check(message.body)
+                with self.metrics.stage.labels("check").time():
+                    parsed = self._check(message.body)
                 fault_point("plan")
                 return self._plan(parsed, received_from=came_from, origin=origin,
                                   from_parent=came_from is not None and came_from == parent)
@@ -294,6 +312,7 @@ class RelayNode:
                 origin: str, code: str, text: str, reasons: list[dict[str, object]]) -> None:
         """Park a hop message (the transport's dead-letter queue) and tell its origin."""
         sha256 = _sha(body)
+        self.metrics.refused.labels(code, "hop").inc()
         _log.warning("relay.refused", extra={
             "code": code, "node": self.node_id, "message_id": message_id, "sha256": sha256,
             "origin": origin, "reason": text[:300]})
@@ -311,8 +330,10 @@ class RelayNode:
             return
         while True:
             try:
+                started = time.perf_counter()
                 acceptances = await asyncio.to_thread(
                     self._accept_many, [plan.accept for plan, _ in plans])
+                self.metrics.stage.labels("commit").observe(time.perf_counter() - started)
                 break
             except UNAVAILABLE as exc:
                 await self._wait_for_store(exc)
@@ -332,6 +353,7 @@ class RelayNode:
                     await self._commit_batch([one])
                 return
         self._store_up()
+        self.metrics.accepted.labels("hop").inc(sum(not a.duplicate for a in acceptances))
         try:
             self._commit_many([plan for plan, _ in plans], acceptances)
         except Exception:  # committed: the sweep hands over what this did not queue

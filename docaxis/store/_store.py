@@ -472,6 +472,16 @@ class Store:
             return [OutboxItem(r[0], r[1], r[2], r[3], json.loads(r[4] or "{}"), r[5], r[6],
                                _aware(r[7]) if r[7] else None, r[8]) for r in rows]
 
+    def outbox_backlog(self) -> tuple[int, dt.datetime | None]:
+        """How many hand-overs are owed, and when the oldest was committed."""
+        from sqlalchemy import func
+
+        with self.session() as session:
+            count, oldest = session.execute(
+                select(func.count(OutboxRow.id), func.min(OutboxRow.created_at))
+                .where(OutboxRow.state == "pending")).one()
+        return int(count), _aware(oldest) if oldest is not None else None
+
     def claim_outbox(self, items: Sequence[OutboxItem]) -> list[OutboxItem]:
         """Take pending hand-overs over for this process; returns those it won.
 

@@ -134,6 +134,11 @@ class Broker(abc.ABC):
     @abc.abstractmethod
     async def connect(self) -> None: ...
 
+    @property
+    def connected(self) -> bool:
+        """Whether the broker can take messages now (``/ready``, metrics)."""
+        return True
+
     @abc.abstractmethod
     async def close(self) -> None: ...
 

@@ -71,6 +71,10 @@ class RabbitMQBroker(Broker):
         super().__init__(retry)
         self.url = url
         self._connection: AbstractRobustConnection | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self._connection is not None and not self._connection.is_closed
         self._channel: AbstractChannel | None = None
         self._known_exchanges: set[str] = set()
 

@@ -1,0 +1,97 @@
+"""A node's Prometheus metrics (``prometheus-client``), one registry per node.
+
+Counters and histograms are updated where things happen; the gauges that describe state
+(outbox backlog, store and broker up, CRL freshness, parked messages) are read when
+``/metrics`` is scraped, so they are never stale.
+
+Names (all prefixed ``docaxis_``):
+
+==================================  =====================================================
+``packages_accepted_total``         packages committed, by ``path`` (``api`` / ``hop``)
+``packages_refused_total``          refusals, by stable ``code`` and ``path``
+``stage_seconds``                   histogram of ``check`` and ``commit`` (per batch)
+``outbox_pending``                  hand-overs owed, not yet confirmed
+``outbox_oldest_seconds``           age of the oldest owed hand-over
+``store_up`` / ``broker_up``        1 when usable, 0 while the node waits for it
+``crl_seconds_to_next_update``      per CRL issuer: time left before it goes stale
+``task_restarts_total``             background tasks that died and were restarted
+==================================  =====================================================
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, TypeVar
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from docaxis.relay._node import RelayNode
+
+STAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                 2.5, 5.0)
+
+
+class NodeMetrics:
+    """The metrics of one node; :attr:`registry` is what ``/metrics`` renders."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.accepted = Counter("docaxis_packages_accepted", "Packages committed by this node",
+                                ["path"], registry=self.registry)
+        self.refused = Counter("docaxis_packages_refused", "Packages refused by this node",
+                               ["code", "path"], registry=self.registry)
+        self.stage = Histogram("docaxis_stage_seconds", "Time spent per pipeline stage",
+                               ["stage"], buckets=STAGE_BUCKETS, registry=self.registry)
+
+    def watch(self, node: RelayNode) -> None:
+        """Read the node's state at each scrape."""
+        self.registry.register(_StateCollector(node))
+
+
+class _StateCollector(Collector):
+    def __init__(self, node: RelayNode) -> None:
+        self.node = node
+
+    def collect(self) -> Iterable[Metric]:
+        node = self.node
+        yield _gauge("docaxis_store_up", "1 when the node's store is usable",
+                     1.0 if node.store_available else 0.0)
+        broker = node.links(node.node_id)
+        yield _gauge("docaxis_broker_up", "1 when the node's broker connection is open",
+                     1.0 if broker.connected else 0.0)
+        yield _gauge("docaxis_task_restarts_total", "Background tasks restarted",
+                     float(node.task_restarts))
+        nothing: tuple[int, dt.datetime | None] = (0, None)
+        pending, oldest = _safely(node.store.outbox_backlog, nothing)
+        yield _gauge("docaxis_outbox_pending", "Hand-overs owed, not yet confirmed",
+                     float(pending))
+        age = (dt.datetime.now(dt.UTC) - oldest).total_seconds() if oldest else 0.0
+        yield _gauge("docaxis_outbox_oldest_seconds", "Age of the oldest owed hand-over", age)
+        freshness = GaugeMetricFamily("docaxis_crl_seconds_to_next_update",
+                                      "Seconds before each CRL goes stale", labels=["issuer"])
+        now = dt.datetime.now(dt.UTC)
+        for crl in node.verifier.policy.trust.crls:
+            if crl.next_update_utc is not None:
+                freshness.add_metric([crl.issuer.rfc4514_string()],
+                                     (crl.next_update_utc - now).total_seconds())
+        yield freshness
+
+
+def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, documentation, value=value)
+
+
+T = TypeVar("T")
+
+
+def _safely(read: Callable[[], T], fallback: T) -> T:
+    from docaxis.store import UNAVAILABLE
+
+    try:
+        return read()
+    except UNAVAILABLE:  # the store is down: docaxis_store_up says so
+        return fallback
