@@ -50,11 +50,18 @@ def keys_init(folder: Path, key_type: str, force: bool) -> None:
 @click.option("--key-type", type=click.Choice(KEY_TYPES), default="rsa2048", show_default=True,
               help="rsa2048 (RSA-SHA256 signatures), rsa3072, or ec-p256 (ECDSA-SHA256).")
 @click.option("--days", type=click.IntRange(1, 3650), default=730, show_default=True)
+@click.option("--force", is_flag=True, help="Replace an existing key and certificate.")
 def keys_issue(folder: Path, code: str | None, node_id: str | None, name: str | None, tier: str,
-               key_type: str, days: int) -> None:
-    """Issue an agency (or node) signing certificate."""
+               key_type: str, days: int, force: bool) -> None:
+    """Issue an agency (or node) signing certificate (never over an existing key unless
+    --force: a key may be in use, and its certificate in directories)."""
     if bool(code) == bool(node_id):
         raise click.UsageError("give exactly one of --agency or --node")
+    existing = folder / ("agencies" if code else "nodes") / (code or node_id or "") / "key.pem"
+    if existing.exists() and not force:
+        stderr.print(f"[bold red]PKI-EXISTS[/] {escape(str(existing))} exists; give --force to "
+                     "replace it (revoke the old certificate first: docaxis keys revoke)")
+        raise SystemExit(EXIT_USAGE)
     try:
         pki = DevPKI.open(folder)
         if code:

@@ -193,12 +193,62 @@ def trace_command(document_id: str, config_path: str | None, database: str | Non
 @_CONFIG
 @click.option("--database", help="Store URL (instead of --config).")
 @click.option("--blobs", help="Blob folder (with --database).")
-@click.option("--agency", required=True, help="Agency code the credential is bound to.")
+@click.option("--agency", help="Agency code the new credential is bound to.")
 @click.option("--label", help="What the token is for.")
+@click.option("--list", "list_them", is_flag=True, help="List the credentials (no tokens).")
+@click.option("--revoke", "revoke_id", type=int, help="Revoke the credential with this id.")
+@click.option("--revoke-agency", help="Revoke every credential of this agency.")
 def token_command(config_path: str | None, database: str | None, blobs: str | None,
-                  agency: str, label: str | None) -> None:
-    """Issue an API credential for an agency system (shown once; only a hash is kept)."""
-    click.echo(_store(config_path, database, blobs).issue_credential(agency, label))
+                  agency: str | None, label: str | None, list_them: bool,
+                  revoke_id: int | None, revoke_agency: str | None) -> None:
+    """Issue an API credential for an agency system (shown once; only a hash is kept), or
+    list or revoke credentials. A credential is issued only for an agency of the
+    directory that this node serves."""
+    chosen = [bool(agency), list_them, revoke_id is not None, bool(revoke_agency)]
+    if sum(chosen) != 1:
+        raise click.UsageError("give one of --agency, --list, --revoke or --revoke-agency")
+    store = _store(config_path, database, blobs)
+    try:
+        if list_them:
+            table = Table("id", "agency", "label", "created (UTC)", "revoked (UTC)")
+            for credential in store.credentials():
+                table.add_row(str(credential.id), credential.agency, credential.label or "",
+                              f"{credential.created_at:%Y-%m-%d %H:%M}",
+                              f"{credential.revoked_at:%Y-%m-%d %H:%M}"
+                              if credential.revoked_at else "")
+            stdout.print(table)
+        elif revoke_id is not None:
+            if not store.revoke_credential(revoke_id):
+                stderr.print(f"no live credential {revoke_id}")
+                raise SystemExit(EXIT_INVALID)
+            stdout.print(f"credential {revoke_id} revoked")
+        elif revoke_agency:
+            stdout.print(f"{store.revoke_credentials(revoke_agency)} credential(s) of "
+                         f"{escape(revoke_agency)} revoked")
+        else:
+            assert agency is not None
+            if config_path:
+                _served_here(NodeConfig.load(config_path), store, agency)
+            click.echo(store.issue_credential(agency, label))
+    finally:
+        store.close()
+
+
+def _served_here(config: NodeConfig, store: Store, agency: str) -> None:
+    try:
+        directory = load_directory(config, store)
+    except ConfigError as exc:
+        stderr.print(f"[bold red]{exc.code}[/] {escape(exc.message)}")
+        raise SystemExit(EXIT_USAGE) from None
+    known = directory.agencies.get(agency)
+    if known is None:
+        stderr.print(f"[bold red]API-UNKNOWN-AGENCY[/] {escape(agency)} is not in the node's "
+                     "directory: add it (network.toml or docaxis directory import) first")
+        raise SystemExit(EXIT_INVALID)
+    if known.node != config.node_id:
+        stderr.print(f"[bold red]API-NOT-SERVED-HERE[/] {escape(agency)} is served by node "
+                     f"{escape(known.node)}, not {escape(config.node_id)}: issue its token there")
+        raise SystemExit(EXIT_INVALID)
 
 
 @cli.command("parked")

@@ -130,6 +130,7 @@ class RelayNode:
     metrics: NodeMetrics = field(default_factory=NodeMetrics, init=False, repr=False)
     _watched: bool = field(default=False, init=False, repr=False)
     _store_down_since: float | None = field(default=None, init=False, repr=False)
+    _said_unsigned: bool = field(default=False, init=False, repr=False)
     #: outbox rows whose bytes could not be read (reported once each)
     _unreadable: set[int] = field(default_factory=set, init=False, repr=False)
     _store_backoff: float = field(default=0.2, init=False, repr=False)
@@ -686,9 +687,11 @@ class RelayNode:
             receipts = own.get(origin)
             if receipts:
                 if self.node_signer is None:
-                    _log.warning("hop_receipt.unsigned", extra={
-                        "code": "RELAY-HOP-RECEIPT", "node": self.node_id, "origin": origin,
-                        "count": len(receipts), "reason": "no node key configured"})
+                    if not self._said_unsigned:  # once: it is a configuration, not an event
+                        self._said_unsigned = True
+                        _log.warning("hop_receipt.unsigned", extra={
+                            "code": "RELAY-HOP-RECEIPT", "node": self.node_id,
+                            "reason": "no node key configured: hop receipts are not sent"})
                 else:
                     body = json.dumps([r.__dict__ for r in receipts], ensure_ascii=False,
                                       sort_keys=True).encode()

@@ -141,6 +141,17 @@ class Event:
     sha256: str | None = None
 
 
+@dataclass(frozen=True)
+class Credential:
+    """An API credential as an operator sees it (its token is never kept)."""
+
+    id: int
+    agency: str
+    label: str | None
+    created_at: dt.datetime
+    revoked_at: dt.datetime | None
+
+
 @dataclass
 class Trace:
     """A document's timeline at one node, with each recipient's latest status."""
@@ -655,6 +666,22 @@ class Store:
         if row is None or row.revoked_at is not None:
             return None
         return row.agency if hmac.compare_digest(row.token_hash, digest) else None
+
+    def credentials(self) -> list[Credential]:
+        """Every credential (never the token: only its hash is kept), newest first."""
+        with self.session() as session:
+            rows = session.scalars(select(CredentialRow).order_by(CredentialRow.id.desc())).all()
+            return [Credential(r.id, r.agency, r.label, _aware(r.created_at),
+                               _aware(r.revoked_at) if r.revoked_at else None) for r in rows]
+
+    def revoke_credential(self, credential_id: int) -> bool:
+        """Revoke one credential; False if there is no such live credential."""
+        with self.transaction() as session:
+            row = session.get(CredentialRow, credential_id)
+            if row is None or row.revoked_at is not None:
+                return False
+            row.revoked_at = utcnow()
+            return True
 
     def revoke_credentials(self, agency: str) -> int:
         with self.transaction() as session:
