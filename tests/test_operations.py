@@ -89,3 +89,44 @@ def test_a_missing_postgresql_database_is_one_line_saying_how_to_create_it(
     assert "Traceback" not in result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) <= 2 and "createdb" in result.stderr and name in result.stderr
+
+
+def test_tokens_only_for_agencies_served_here_and_listed_and_revoked(
+        tmp_path: Path, pki: DevPKI) -> None:
+    path = _node_toml(tmp_path, pki)
+    assert cli("db", "upgrade", "--config", str(path)).returncode == 0
+    unknown = cli("token", "--config", str(path), "--agency", "000.00.00.H41")
+    assert unknown.returncode == 1 and "API-UNKNOWN-AGENCY" in unknown.stderr
+    issued = cli("token", "--config", str(path), "--agency", "000.00.00.H01", "--label", "VPĐT")
+    assert issued.returncode == 0 and issued.stdout.startswith("dx_")
+    token = issued.stdout.strip()
+    listing = cli("token", "--config", str(path), "--list")
+    assert "000.00.00.H01" in listing.stdout and token not in listing.stdout
+    config = NodeConfig.load(path)
+    store = config.open_store(migrate=False)
+    try:
+        [credential] = store.credentials()
+        assert store.agency_for_token(token) == "000.00.00.H01"
+    finally:
+        store.close()
+    revoked = cli("token", "--config", str(path), "--revoke", str(credential.id))
+    assert revoked.returncode == 0
+    store = config.open_store(migrate=False)
+    try:
+        assert store.agency_for_token(token) is None
+    finally:
+        store.close()
+
+
+def test_keys_issue_never_overwrites_a_key_without_force(tmp_path: Path) -> None:
+    folder = tmp_path / "keys"
+    assert cli("keys", "init", "--dir", str(folder), "--key-type", "ec-p256").returncode == 0
+    args = ["keys", "issue", "--dir", str(folder), "--agency", "000.00.00.H01", "--tier",
+            "province", "--key-type", "ec-p256"]
+    assert cli(*args).returncode == 0
+    key = folder / "agencies" / "000.00.00.H01" / "key.pem"
+    before = key.read_bytes()
+    again = cli(*args)
+    assert again.returncode == 2 and "--force" in again.stderr
+    assert key.read_bytes() == before
+    assert cli(*args, "--force").returncode == 0 and key.read_bytes() != before

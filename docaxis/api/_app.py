@@ -155,7 +155,8 @@ def create_app(node: RelayNode) -> FastAPI:
 
     @app.exception_handler(HTTPException)
     async def http_error(_request: Request, exc: HTTPException) -> JSONResponse:
-        code, message = exc.detail if isinstance(exc.detail, tuple) else ("HTTP", str(exc.detail))
+        detail: Any = exc.detail  # our routes raise (code, message) tuples
+        code, message = detail if isinstance(detail, tuple) else ("HTTP", str(detail))
         return _error(exc.status_code, code, message)
 
     outage = _Outage(node.node_id)

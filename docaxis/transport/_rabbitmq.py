@@ -71,12 +71,12 @@ class RabbitMQBroker(Broker):
         super().__init__(retry)
         self.url = url
         self._connection: AbstractRobustConnection | None = None
+        self._channel: AbstractChannel | None = None
+        self._known_exchanges: set[str] = set()
 
     @property
     def connected(self) -> bool:
         return self._connection is not None and not self._connection.is_closed
-        self._channel: AbstractChannel | None = None
-        self._known_exchanges: set[str] = set()
 
     async def connect(self) -> None:
         try:
