@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
 import shutil
 import socket
 import statistics
@@ -200,9 +201,11 @@ async def _hop(bench: _Bench, rounds: int, workers: tuple[int, ...]) -> dict[str
 
 
 def _serve(config: Path, workers: int = 1) -> subprocess.Popen[bytes]:
+    # warnings only: the per-package events (INFO) would fill the unread stderr pipe
+    env = {**os.environ, "DOCAXIS_LOG_LEVEL": "WARNING"}
     return subprocess.Popen([sys.executable, str(ROOT / "cli.py"), "serve", "--config",
                              str(config), "--workers", str(workers)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
 
 
 #: commune → district → province → central → province: four hops

@@ -57,14 +57,16 @@ class Cluster:
         if fault:
             env["DOCAXIS_FAULT"] = fault
             env["DOCAXIS_FAULT_ONCE"] = str(self.folder / f"{node}-{fault}.fired")
-        self.processes[node] = subprocess.Popen(
-            [sys.executable, str(ROOT / "cli.py"), "serve", "--config", str(self.config(node)),
-             "--workers", str(workers)],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        log = self.folder / f"{node}.log"  # a file, not a pipe: a full pipe would block it
+        with log.open("ab") as stderr:
+            self.processes[node] = subprocess.Popen(
+                [sys.executable, str(ROOT / "cli.py"), "serve", "--config",
+                 str(self.config(node)), "--workers", str(workers)],
+                env=env, stdout=subprocess.DEVNULL, stderr=stderr)
         url = f"http://127.0.0.1:{self.ports[node]}/openapi.json"
 
         def up() -> bool:
-            assert self.processes[node].poll() is None, self.processes[node].stderr.read().decode()  # type: ignore[union-attr]
+            assert self.processes[node].poll() is None, log.read_text(errors="replace")
             try:
                 return httpx.get(url, timeout=1).status_code == 200
             except httpx.HTTPError:

@@ -104,3 +104,36 @@ def test_directory_import_and_export_commands(tmp_path: Path) -> None:
     assert exported.returncode == 0, exported.stderr
     assert 'code = "000.00.00.H43"' in exported.stdout and '[node."danang"]' in exported.stdout
     assert config.directory is None
+
+
+def test_a_partial_import_keeps_what_it_does_not_name_and_export_hides_passwords(
+        tmp_path: Path) -> None:
+    config = _config(tmp_path, with_file=False)
+    full = tmp_path / "full.toml"
+    full.write_text(NETWORK.replace(
+        'parent = "central"\n[node.danang]',
+        'parent = "central"\namqp_url = "amqp://hanoi:s3cret@broker.hanoi/hanoi"\n'
+        '[node.danang]') + 'certificate_fingerprints = ["' + "ab" * 32 + '"]\n',
+        encoding="utf-8")
+    partial = tmp_path / "partial.toml"
+    partial.write_text('[node.hanoi]\ntier = "province"\nparent = "central"\n'
+                       '[[agency]]\ncode = "000.00.00.H01"\nname = "UBND Thành phố Hà Nội"\n'
+                       'node = "hanoi"\n', encoding="utf-8")
+    store = config.open_store()
+    try:
+        import_directory(config, store, full)
+        import_directory(config, store, partial)
+        directory = load_directory(config, store)
+        assert directory.nodes["hanoi"].amqp_url == "amqp://hanoi:s3cret@broker.hanoi/hanoi"
+        agency = directory.agencies["000.00.00.H01"]
+        assert agency.name == "UBND Thành phố Hà Nội"  # what the file names changes
+        assert agency.certificate_fingerprints == ("ab" * 32,)  # the rest stays
+        exported = directory.to_toml()
+        assert "s3cret" not in exported and "amqp://hanoi:***@broker.hanoi/hanoi" in exported
+        round_trip = tmp_path / "exported.toml"
+        round_trip.write_text(exported, encoding="utf-8")
+        import_directory(config, store, round_trip)  # importing the export keeps the secret
+        assert load_directory(config, store).nodes["hanoi"].amqp_url.endswith(  # type: ignore[union-attr]
+            "s3cret@broker.hanoi/hanoi")
+    finally:
+        store.close()

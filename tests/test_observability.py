@@ -137,3 +137,36 @@ def test_every_log_line_is_timestamped_in_both_formats() -> None:
     assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} WARNING store.unavailable "
                     r"code=STORE-UNAVAILABLE$", text), text
     assert json.loads(JsonFormatter().format(record))["code"] == "STORE-UNAVAILABLE"
+
+
+def test_one_trace_id_follows_a_document_across_every_node(tmp_path: Path, pki: DevPKI) -> None:
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    handler = Keep()
+    logger = logging.getLogger("docaxis")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        async def scenario() -> None:
+            broker = InMemoryBroker(FAST)
+            network = build_network(tmp_path, pki, lambda _node: broker)
+            await network.start()
+            document = network.document("000.01.05.H43", ["000.01.07.H01"], number="104")
+            network.nodes["hoatien"].submit(document, agency="000.01.05.H43")
+            await wait_until(lambda: len(network.nodes["phulo"].store.inbox(
+                "000.01.07.H01")) == 1, 30)
+            await network.stop()
+
+        run(scenario())
+    finally:
+        logger.removeHandler(handler)
+    accepted = [r for r in records if r.getMessage() == "package.accepted"
+                and getattr(r, "kind", None) == "document"]
+    nodes = [r.node for r in accepted]  # type: ignore[attr-defined]
+    assert nodes == ["hoatien", "hoavang", "danang", "central", "hanoi", "soctson", "phulo"]
+    traces = {r.trace_id for r in accepted}  # type: ignore[attr-defined]
+    assert len(traces) == 1 and re.fullmatch(r"[0-9a-f]{32}", traces.pop() or "")

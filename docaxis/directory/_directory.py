@@ -116,6 +116,12 @@ class Directory:
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> Directory:
         """From the TOML layout: ``[node.<id>]`` tables and ``[[agency]]`` entries."""
+        return cls.build(*cls.entries(data))
+
+    @staticmethod
+    def entries(data: Mapping[str, Any]) -> tuple[list[Node], list[Agency]]:
+        """The nodes and agencies a TOML mapping lists, not yet checked as a whole (a
+        partial file, to be laid over a directory)."""
         nodes = [Node(id=node_id, tier=_req(spec, "tier", f"node.{node_id}"),
                       parent=spec.get("parent"), amqp_url=spec.get("amqp_url"),
                       http=spec.get("http"))
@@ -125,7 +131,7 @@ class Directory:
                            certificate_fingerprints=_fingerprints(spec),
                            signers=_signers(spec))
                     for spec in data.get("agency") or []]
-        return cls.build(nodes, agencies)
+        return nodes, agencies
 
     @classmethod
     def from_toml(cls, path: Path | str) -> Directory:
@@ -151,13 +157,17 @@ class Directory:
         merged_agencies.update((agency.code, agency) for agency in agencies)
         return Directory(merged_nodes, merged_agencies)
 
-    def to_toml(self) -> str:
-        """This directory in the layout :meth:`from_toml` reads (an operator's export)."""
+    def to_toml(self, *, passwords: bool = False) -> str:
+        """This directory in the layout :meth:`from_toml` reads (an operator's export).
+
+        Passwords in broker URLs are written ``***`` unless ``passwords``; importing such
+        a file keeps the passwords the node has."""
         lines: list[str] = []
         for node in self.nodes.values():
             lines.append(f"[node.{_quote(node.id)}]")
+            amqp = node.amqp_url if passwords or not node.amqp_url else _mask(node.amqp_url)
             lines += [f"{key} = {_quote(value)}" for key, value in (
-                ("tier", node.tier), ("parent", node.parent), ("amqp_url", node.amqp_url),
+                ("tier", node.tier), ("parent", node.parent), ("amqp_url", amqp),
                 ("http", node.http)) if value]
             lines.append("")
         for agency in self.agencies.values():
@@ -306,6 +316,15 @@ def _req(spec: Mapping[str, Any], key: str, where: str) -> Any:
     if key not in spec:
         raise DirectoryError(f"{where}: {key!r} is required")
     return spec[key]
+
+
+def _mask(url: str) -> str:
+    """``scheme://user:***@host…`` (the password hidden)."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not sep or not at or ":" not in credentials:
+        return url
+    return f"{scheme}://{credentials.partition(':')[0]}:***@{host}"
 
 
 def _quote(value: str) -> str:

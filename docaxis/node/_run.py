@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import difflib
 import functools
@@ -20,7 +21,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from docaxis._errors import DocaxisError
-from docaxis.directory import Directory, DirectoryError
+from docaxis.directory import Agency, Directory, DirectoryError, Node
 from docaxis.dsig import (
     SignatureError,
     StatementSigner,
@@ -270,18 +271,59 @@ def import_directory(config: NodeConfig, store: Store, source: Path | str, *,
         If the file is unreadable or the resulting directory is inconsistent.
     """
     try:
-        incoming = Directory.from_toml(source)
+        raw = tomllib.loads(Path(source).read_text(encoding="utf-8"))
+        nodes, agencies = Directory.entries(raw)
         base = Directory.from_toml(config.directory) if config.directory else Directory()
         current = base if replace else base.overlaid(*store.directory_entries())
-        result = current.overlaid(incoming.nodes.values(), incoming.agencies.values())
+        if replace:
+            result = Directory.build(nodes, agencies)
+        else:  # a partial entry changes what it names, keeps the rest
+            nodes, agencies = _completed(nodes, agencies, current, raw)
+            result = current.overlaid(nodes, agencies)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{source}: {exc}") from None
     except DirectoryError as exc:
         raise ConfigError(f"{source}: {exc.message}") from None
     if config.node_id not in result.nodes:
         raise ConfigError(f"{source}: the directory would no longer hold node "
                           f"{config.node_id!r}")
-    store.save_directory_entries(incoming.nodes.values(), incoming.agencies.values(),
-                                 replace=replace)
+    store.save_directory_entries(nodes, agencies, replace=replace)
     return result
+
+
+def _completed(incoming_nodes: list[Node], incoming_agencies: list[Agency],
+               current: Directory, raw: dict[str, Any]) -> tuple[list[Node], list[Agency]]:
+    """The incoming entries with the fields their file does not give (or gives masked,
+    as ``directory export`` writes passwords) taken from ``current``: importing a partial
+    file never drops an ``amqp_url`` or a signer binding."""
+    nodes = []
+    for node in incoming_nodes:
+        given = (raw.get("node") or {}).get(node.id, {})
+        old = current.nodes.get(node.id)
+        if old is not None:
+            changes = {name: getattr(old, name) for name in ("parent", "amqp_url", "http")
+                       if name not in given or _masked(given.get(name))}
+            node = dataclasses.replace(node, **changes)
+        nodes.append(node)
+    given_agencies = {spec.get("code"): spec for spec in raw.get("agency") or []}
+    agencies = []
+    for agency in incoming_agencies:
+        given = given_agencies.get(agency.code, {})
+        old_agency = current.agencies.get(agency.code)
+        if old_agency is not None:
+            keep = {"name": "name", "tier": "tier", "certificate_fingerprints":
+                    "certificate_fingerprints", "signer": "signers"}
+            changes = {attr: getattr(old_agency, attr) for key, attr in keep.items()
+                       if key not in given
+                       and not (key == "certificate_fingerprints"
+                                and "certificate_fingerprint" in given)}
+            agency = dataclasses.replace(agency, **changes)
+        agencies.append(agency)
+    return nodes, agencies
+
+
+def _masked(value: object) -> bool:
+    return isinstance(value, str) and ":***@" in value
 
 
 async def open_node(config: NodeConfig, store: Store) -> tuple[RelayNode, BrokerPool]:

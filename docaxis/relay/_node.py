@@ -18,6 +18,7 @@ import contextlib
 import datetime as dt
 import json
 import logging
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -52,6 +53,8 @@ from docaxis.transport import Broker, Consumer, Message, Reject
 _log = logging.getLogger("docaxis.relay")
 
 KIND = "x-docaxis-kind"
+#: W3C Trace Context: one trace id for a package's whole path, a new span id per hop
+TRACEPARENT = "traceparent"
 ORIGIN = "x-docaxis-origin"
 FROM_NODE = "x-docaxis-from-node"
 
@@ -85,6 +88,7 @@ class _Plan:
     parsed: ParsedPackage
     accept: Accept
     origin: str
+    trace: str = ""
 
 
 @dataclass
@@ -241,7 +245,7 @@ class RelayNode:
                 raise Rejection(message, [{"code": "RELAY-NOT-RECIPIENT", "message": message}],
                                 code="RELAY-NOT-RECIPIENT")
         return self._commit(parsed, received_from=None, origin=self.node_id,
-                            from_parent=False)
+                            from_parent=False, trace=new_traceparent())
 
     # -- hop ---------------------------------------------------------------------------
     async def on_message(self, message: Message) -> None:
@@ -291,10 +295,11 @@ class RelayNode:
                     parsed = self._check(message.body)
                 fault_point("plan")
                 return self._plan(parsed, received_from=came_from, origin=origin,
-                                  from_parent=came_from is not None and came_from == parent)
+                                  from_parent=came_from is not None and came_from == parent,
+                                  trace=child_traceparent(message.headers.get(TRACEPARENT)))
             except Rejection as exc:
                 self._refuse(message.body, message.message_id, future, origin, exc.code,
-                             exc.message, exc.reasons)
+                             exc.message, exc.reasons, message.headers.get(TRACEPARENT))
                 return None
             except UNAVAILABLE as exc:  # the store, read while planning: wait for it
                 await self._wait_for_store(exc)
@@ -306,17 +311,19 @@ class RelayNode:
                 self._refuse(message.body, message.message_id, future, origin,
                              "RELAY-INTERNAL",
                              f"unexpected {type(exc).__name__} while checking: {exc}",
-                             [{"code": "RELAY-INTERNAL", "message": repr(exc)[:500]}])
+                             [{"code": "RELAY-INTERNAL", "message": repr(exc)[:500]}],
+                             message.headers.get(TRACEPARENT))
                 return None
 
     def _refuse(self, body: bytes, message_id: str | None, future: asyncio.Future[None],
-                origin: str, code: str, text: str, reasons: list[dict[str, object]]) -> None:
+                origin: str, code: str, text: str, reasons: list[dict[str, object]],
+                trace: str | None = None) -> None:
         """Park a hop message (the transport's dead-letter queue) and tell its origin."""
         sha256 = _sha(body)
         self.metrics.refused.labels(code, "hop").inc()
         _log.warning("relay.refused", extra={
             "code": code, "node": self.node_id, "message_id": message_id, "sha256": sha256,
-            "origin": origin, "reason": text[:300]})
+            "origin": origin, "trace_id": trace_id(trace), "reason": text[:300]})
         self._notify(origin, [HopReceipt(None, sha256, self.node_id, "rejected", _now(),
                                          detail=json.dumps(reasons)[:2000])])
         if not future.done():
@@ -348,7 +355,7 @@ class RelayNode:
                     self._refuse(plan.accept.data, None, future, plan.origin, "RELAY-INTERNAL",
                                  "the store refused to commit it",
                                  [{"code": "RELAY-INTERNAL",
-                                   "message": "the store refused to commit it"}])
+                                   "message": "the store refused to commit it"}], plan.trace)
                     return
                 for one in plans:  # find the package(s) the store will not take
                     await self._commit_batch([one])
@@ -424,7 +431,7 @@ class RelayNode:
         return parsed
 
     def _plan(self, parsed: ParsedPackage, *, received_from: str | None, origin: str,
-              from_parent: bool) -> _Plan:
+              from_parent: bool, trace: str) -> _Plan:
         """What committing this package here causes: inbox rows, hand-overs, events."""
         package = parsed.package
         if isinstance(package, StatusPackage):
@@ -467,7 +474,8 @@ class RelayNode:
                 continue  # that branch is served by the node it came from / another branch
             else:
                 next_hops.setdefault(route.node, []).append(recipient)
-        headers = {KIND: "package", ORIGIN: origin or self.node_id, FROM_NODE: self.node_id}
+        headers = {KIND: "package", ORIGIN: origin or self.node_id, FROM_NODE: self.node_id,
+                   TRACEPARENT: trace}
         for node, agencies in next_hops.items():
             events.append(("routed", None, f"to node {node} for {', '.join(agencies)}"))
         status = None
@@ -478,7 +486,7 @@ class RelayNode:
                                     origin, tuple((node, "package", headers)
                                                   for node in next_hops),
                                     tuple(inbox), tuple(events), _links(package), status),
-                     origin)
+                     origin, trace)
 
     def _authorize_status(self, package: StatusPackage, document_sender: str) -> None:
         """A status is accepted only from a recipient of the document it answers (the
@@ -506,9 +514,9 @@ class RelayNode:
                                 code="RELAY-NOT-ORIGINAL-SENDER")
 
     def _commit(self, parsed: ParsedPackage, *, received_from: str | None, origin: str,
-                from_parent: bool) -> Acceptance:
+                from_parent: bool, trace: str) -> Acceptance:
         plan = self._plan(parsed, received_from=received_from, origin=origin,
-                          from_parent=from_parent)
+                          from_parent=from_parent, trace=trace)
         return self._commit_many([plan])[0]
 
     def _commit_many(self, plans: list[_Plan],
@@ -521,6 +529,14 @@ class RelayNode:
             acceptances = self.store.accept_many([plan.accept for plan in plans])
         receipts: dict[str, list[HopReceipt]] = {}
         for plan, acceptance in zip(plans, acceptances, strict=True):
+            facts = plan.accept.facts
+            _log.info("package.accepted", extra={
+                "node": self.node_id, "trace_id": trace_id(plan.trace),
+                "document_id": facts.document_id, "sha256": acceptance.sha256,
+                "kind": facts.kind, "sender": facts.sender,
+                "from_node": plan.accept.received_from, "duplicate": acceptance.duplicate,
+                "to_nodes": [node for node, _kind, _headers in plan.accept.outbox],
+                "delivered_to": list(plan.accept.inbox)})
             if acceptance.duplicate:
                 continue
             fault_point("after-commit")
@@ -867,6 +883,26 @@ def _check_lengths(facts: PackageFacts) -> None:
             message = f"To/OrganId {recipient[:40]!r}… is longer than an agency code"
             raise Rejection(message, [{"code": "RELAY-VALUE-TOO-LONG", "message": message}],
                             code="RELAY-VALUE-TOO-LONG")
+
+
+def new_traceparent() -> str:
+    """A new W3C ``traceparent`` (a package entering the axis)."""
+    return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
+
+
+def child_traceparent(parent: str | None) -> str:
+    """The next hop's ``traceparent``: the same trace id, a new span id (a new trace when
+    the header is missing or malformed)."""
+    parts = (parent or "").split("-")
+    if len(parts) == 4 and len(parts[1]) == 32 and all(c in "0123456789abcdef"
+                                                       for c in parts[1]):
+        return f"00-{parts[1]}-{secrets.token_hex(8)}-{parts[3][:2] or '01'}"
+    return new_traceparent()
+
+
+def trace_id(traceparent: str | None) -> str | None:
+    parts = (traceparent or "").split("-")
+    return parts[1] if len(parts) == 4 else None
 
 
 def _now() -> str:
