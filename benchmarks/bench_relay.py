@@ -117,6 +117,9 @@ class _Bench:
         # packages from Đà Nẵng to Hà Nội: they cross central, the node measured
         self.packages = [self.network.document("000.00.00.H43", ["000.00.00.H01"],
                                                number=str(i)) for i in range(self.count)]
+        # packages of central's own agency, posted to central's API (ingress)
+        self.own = [self.network.document("000.00.00.G22", ["000.00.00.H01"],
+                                          number=f"I{i}") for i in range(self.count)]
         self.connection = await aio_pika.connect(self.url)
         self.channel = await self.connection.channel(publisher_confirms=True)
 
@@ -159,6 +162,40 @@ class _Bench:
             server.wait(timeout=60)
         return rate
 
+    async def ingress(self, workers: int, run: int, in_flight: int = 16) -> float:
+        """``POST /v1/packages`` to central's API (``docaxis serve --workers N``), with
+        ``in_flight`` requests at a time: accepted packages per second, steady state."""
+        for node in ("central", "hanoi", "danang"):
+            await (await self.channel.get_queue(inbound_queue_name(node))).purge()
+        port = _free_port()
+        config = self.node_config("central", f"central-ingress-{run}-{workers}", port)
+        store = NodeConfig.load(config).open_store()
+        token = store.issue_credential("000.00.00.G22")
+        store.close()
+        server = _serve(config, workers)
+        base = f"http://127.0.0.1:{port}"
+        done: list[float] = []
+        try:
+            limits = httpx.Limits(max_connections=in_flight)
+            async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+                await _wait_up(client, f"{base}/health")
+                packages = iter(self.own)
+
+                async def post_all() -> None:
+                    for data in packages:
+                        answer = await client.post(f"{base}/v1/packages", content=data,
+                                                   headers={"Authorization": f"Bearer {token}"})
+                        answer.raise_for_status()
+                        done.append(time.perf_counter())
+
+                await asyncio.gather(*(post_all() for _ in range(in_flight)))
+        finally:
+            server.terminate()
+            server.wait(timeout=60)
+        done.sort()
+        low, high = int(len(done) * 0.1), int(len(done) * 0.9)
+        return (high - low) / (done[high] - done[low])
+
     async def raw(self) -> float:
         """Raw aio-pika: consume → publish with confirm → ack, same payloads, same prefetch."""
         channel = await self.connection.channel(publisher_confirms=True)
@@ -195,6 +232,7 @@ async def _hop(bench: _Bench, rounds: int, workers: tuple[int, ...]) -> dict[str
         candidates: dict[str, Callable[[], Awaitable[float]]] = {"raw": bench.raw}
         for n in workers:
             candidates[f"workers={n}"] = lambda n=n, run=run: bench.hop(n, run)
+            candidates[f"ingress workers={n}"] = lambda n=n, run=run: bench.ingress(n, run)
         for name, measure in candidates.items():
             rates.setdefault(name, []).append(await measure())
     return rates
@@ -308,6 +346,14 @@ def run(quick: bool = False) -> str:
         each = ", ".join(f"{o / r:.2f}×" for o, r in zip(ours, rates["raw"], strict=True))
         lines.append(f"| docaxis serve --workers {n} (verify, store, confirmed hand-over, ack) "
                      f"| {max(ours):,.0f} | {max(ours) / raw:.2f}× | {each} |")
+    lines += ["", f"### API ingress next to the hop, the same node (central), {count} packages",
+              "", "| workers | POST /v1/packages, 16 in flight (best round) | hop (best round) "
+              "| ingress / hop | ingress / hop in each round |", "|---|---:|---:|---:|---|"]
+    for n in workers:
+        ingress, hop = rates[f"ingress workers={n}"], rates[f"workers={n}"]
+        each = ", ".join(f"{i / h:.2f}×" for i, h in zip(ingress, hop, strict=True))
+        lines.append(f"| {n} | {max(ingress):,.0f}/s | {max(hop):,.0f}/s | "
+                     f"{max(ingress) / max(hop):.2f}× | {each} |")
     return "\n".join(lines) + (
         f"\n\n### end-to-end latency, four hops, {len(latencies)} packages at 20/s, "
         "each node its own process\n\n"

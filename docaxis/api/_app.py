@@ -8,7 +8,6 @@ the validator and the verifier. The OpenAPI description is at ``/openapi.json``.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import logging
 import time
@@ -190,8 +189,8 @@ def create_app(node: RelayNode) -> FastAPI:
             return _error(422, "API-WRONG-KIND", f"this endpoint takes {expect} packages, "
                                                  f"not {parsed.kind} packages")
         try:
-            # check and commit in a thread: the node's loop keeps serving hops meanwhile
-            acceptance = await asyncio.to_thread(node.submit, parsed, agency=agency)
+            # checked in a thread, committed with the submissions that arrive with it
+            acceptance = await node.submit_async(parsed, agency=agency)
         except Rejection as exc:
             status = 403 if exc.code in _FORBIDDEN else 422
             return _error(status, exc.code, exc.message, exc.reasons)

@@ -144,6 +144,10 @@ class RelayNode:
         default_factory=asyncio.Queue, init=False, repr=False)
     _dispatcher: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
     _sweeper: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
+    _ingester: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
+    _ingress: asyncio.Queue[tuple[bytes | ParsedPackage, str | None,
+                                  asyncio.Future[Acceptance]]] = field(
+        default_factory=asyncio.Queue, init=False, repr=False)
     _loop: asyncio.AbstractEventLoop | None = field(default=None, init=False, repr=False)
     _handovers: asyncio.Queue[list[tuple[OutboxItem, bytes]]] = field(
         default_factory=asyncio.Queue, init=False, repr=False)
@@ -171,6 +175,8 @@ class RelayNode:
         self._dispatcher = asyncio.create_task(self._supervised("hand-over",
                                                                 self._hand_over_forever))
         self._sweeper = asyncio.create_task(self._supervised("sweep", self._sweep_forever))
+        self._ingester = asyncio.create_task(self._supervised("api ingress",
+                                                              self._ingest_forever))
 
     async def _supervised(self, name: str, run: Callable[[], Awaitable[None]]) -> None:
         """Run a background task forever: if it dies, log it and start it again (with
@@ -197,7 +203,7 @@ class RelayNode:
             self._receiver.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._receiver
-        for task in (self._dispatcher, self._sweeper):
+        for task in (self._dispatcher, self._sweeper, self._ingester):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -228,6 +234,10 @@ class RelayNode:
         return acceptance
 
     def _submit(self, data: bytes | ParsedPackage, agency: str | None) -> Acceptance:
+        return self._commit_many([self._plan_submission(data, agency)])[0]
+
+    def _plan_submission(self, data: bytes | ParsedPackage, agency: str | None) -> _Plan:
+        """Check a package posted by ``agency`` (None: trusted caller) and plan it."""
         with self.metrics.stage.labels("check").time():
             parsed = self._check(data)
         package = parsed.package
@@ -244,8 +254,88 @@ class RelayNode:
                            f"{package.document_id!r} here: only a recipient may answer it")
                 raise Rejection(message, [{"code": "RELAY-NOT-RECIPIENT", "message": message}],
                                 code="RELAY-NOT-RECIPIENT")
-        return self._commit(parsed, received_from=None, origin=self.node_id,
-                            from_parent=False, trace=new_traceparent())
+        return self._plan(parsed, received_from=None, origin=self.node_id,
+                          from_parent=False, trace=new_traceparent())
+
+    async def submit_async(self, data: bytes | ParsedPackage, *,
+                           agency: str | None = None) -> Acceptance:
+        """:meth:`submit` for the API: submissions that arrive together are checked in a
+        worker thread and committed in **one** transaction (one ``fdatasync``), as hop
+        messages are — not one transaction and flush per request.
+
+        Raises
+        ------
+        Rejection
+            As :meth:`submit`.
+        Exception
+            One of ``docaxis.store.UNAVAILABLE`` while the store is down (the API answers
+            503).
+        """
+        loop = self._loop
+        if loop is None:  # not started: no batching task to hand it to
+            return await asyncio.to_thread(self.submit, data, agency=agency)
+        future: asyncio.Future[Acceptance] = loop.create_future()
+        self._ingress.put_nowait((data, agency, future))
+        return await future
+
+    async def _ingest_forever(self) -> None:
+        while True:
+            batch = [await self._ingress.get()]
+            while len(batch) < self.batch_size and not self._ingress.empty():
+                batch.append(self._ingress.get_nowait())
+            try:
+                outcomes = await asyncio.to_thread(
+                    self._ingest, [(data, agency) for data, agency, _ in batch])
+            except Exception as exc:  # the batch as a whole failed: every request hears it
+                outcomes = [exc] * len(batch)
+            for (_data, _agency, future), outcome in zip(batch, outcomes, strict=True):
+                if future.done():
+                    continue
+                if isinstance(outcome, BaseException):
+                    future.set_exception(outcome)
+                else:
+                    future.set_result(outcome)
+
+    def _ingest(self, items: list[tuple[bytes | ParsedPackage, str | None]],
+                ) -> list[Acceptance | BaseException]:
+        """Check each submission, then commit the good ones together (in a thread)."""
+        outcomes: list[Acceptance | BaseException] = [RuntimeError("not processed")] * len(items)
+        plans: list[tuple[int, _Plan]] = []
+        for index, (data, agency) in enumerate(items):
+            try:
+                with self.metrics.stage.labels("check").time():
+                    plans.append((index, self._plan_submission(data, agency)))
+            except Rejection as exc:
+                self.metrics.refused.labels(exc.code, "api").inc()
+                outcomes[index] = exc
+            except UNAVAILABLE as exc:
+                outcomes[index] = exc
+            except Exception as exc:
+                _log.error("relay.internal_error", exc_info=True, extra={
+                    "code": "RELAY-INTERNAL", "node": self.node_id, "stage": "api check"})
+                outcomes[index] = Rejection(f"unexpected {type(exc).__name__}: {exc}",
+                                            [{"code": "RELAY-INTERNAL"}], code="RELAY-INTERNAL")
+        if not plans:
+            return outcomes
+        try:
+            started = time.perf_counter()
+            acceptances = self._commit_many([plan for _, plan in plans])
+            self.metrics.stage.labels("commit").observe(time.perf_counter() - started)
+        except UNAVAILABLE as exc:
+            for index, _ in plans:
+                outcomes[index] = exc
+            return outcomes
+        except Exception:
+            if len(plans) > 1:  # one package the store will not take: find it
+                for index, plan in plans:
+                    outcomes[index] = self._ingest([(plan.parsed, None)])[0]
+                return outcomes
+            raise
+        for (index, _), acceptance in zip(plans, acceptances, strict=True):
+            outcomes[index] = acceptance
+            if not acceptance.duplicate:
+                self.metrics.accepted.labels("api").inc()
+        return outcomes
 
     # -- hop ---------------------------------------------------------------------------
     async def on_message(self, message: Message) -> None:
@@ -431,8 +521,9 @@ class RelayNode:
         return parsed
 
     def _plan(self, parsed: ParsedPackage, *, received_from: str | None, origin: str,
-              from_parent: bool, trace: str) -> _Plan:
+              from_parent: bool, trace: str = "") -> _Plan:
         """What committing this package here causes: inbox rows, hand-overs, events."""
+        trace = trace or new_traceparent()
         package = parsed.package
         if isinstance(package, StatusPackage):
             rf = package.header.response_for
@@ -512,12 +603,6 @@ class RelayNode:
                 raise Rejection(message, [{"code": "RELAY-NOT-ORIGINAL-SENDER",
                                            "message": message}],
                                 code="RELAY-NOT-ORIGINAL-SENDER")
-
-    def _commit(self, parsed: ParsedPackage, *, received_from: str | None, origin: str,
-                from_parent: bool, trace: str) -> Acceptance:
-        plan = self._plan(parsed, received_from=received_from, origin=origin,
-                          from_parent=from_parent, trace=trace)
-        return self._commit_many([plan])[0]
 
     def _commit_many(self, plans: list[_Plan],
                      acceptances: list[Acceptance] | None = None) -> list[Acceptance]:
