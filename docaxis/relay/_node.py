@@ -641,12 +641,18 @@ class RelayNode:
     # -- hand-over ---------------------------------------------------------------------
     def _hand_over_soon(self, items: list[tuple[OutboxItem, bytes]]) -> None:
         """Queue just-committed hand-overs (with their bytes, already in memory) for the
-        hand-over task. Thread-safe. A node that is not running leaves them to the sweep."""
+        hand-over task. Callable from any thread: the node's state (the in-flight set, the
+        queue) is changed on the event loop only. A node that is not running leaves them
+        to the sweep."""
         loop = self._loop
         if not items or loop is None:
             return
+        loop.call_soon_threadsafe(self._queue_handovers, items)
+
+    def _queue_handovers(self, items: list[tuple[OutboxItem, bytes]]) -> None:
+        """(On the event loop.) Mark the hand-overs in flight and queue them."""
         self._in_flight.update(item.id for item, _ in items)
-        loop.call_soon_threadsafe(self._handovers.put_nowait, items)
+        self._handovers.put_nowait(items)
 
     async def _hand_over_forever(self) -> None:
         """Publish queued hand-overs concurrently, each with its confirm; then mark them
@@ -694,7 +700,8 @@ class RelayNode:
                 continue
             # bytes first: a row whose bytes cannot be read is reported and skipped, never
             # claimed (it would hold up every row after it, and be claimed again forever)
-            readable = await asyncio.to_thread(self._with_bytes, owed)
+            readable, unreadable = await asyncio.to_thread(self._with_bytes, owed)
+            self._report_unreadable(unreadable)
             if not readable:
                 continue
             won = {item.id for item in await asyncio.to_thread(
@@ -724,21 +731,27 @@ class RelayNode:
         alive = is_alive(item.claimed_by)
         return True if alive is False else (old and alive is None)
 
-    def _with_bytes(self, items: list[OutboxItem]) -> list[tuple[OutboxItem, bytes]]:
-        """The items with their bytes; those whose bytes cannot be read are left out and
-        raised as an alarm (once per row and process)."""
-        loaded = []
+    def _with_bytes(self, items: list[OutboxItem]) -> tuple[
+            list[tuple[OutboxItem, bytes]], list[tuple[OutboxItem, Exception]]]:
+        """(In a thread.) The items with their bytes, and those whose bytes cannot be read."""
+        loaded: list[tuple[OutboxItem, bytes]] = []
+        unreadable: list[tuple[OutboxItem, Exception]] = []
         for item in items:
             try:
                 loaded.append((item, self.store.package_bytes(item.sha256)))
             except (BlobError, KeyError) as exc:
-                if item.id not in self._unreadable:
-                    self._unreadable.add(item.id)
-                    _log.error("outbox.unreadable_blob", extra={
-                        "code": "STORE-BLOB-UNREADABLE", "node": self.node_id,
-                        "outbox_id": item.id, "sha256": item.sha256,
-                        "document_id": item.document_id, "error": str(exc)})
-        return loaded
+                unreadable.append((item, exc))
+        return loaded, unreadable
+
+    def _report_unreadable(self, unreadable: list[tuple[OutboxItem, Exception]]) -> None:
+        """(On the event loop.) Raise the alarm once per row and process."""
+        for item, exc in unreadable:
+            if item.id not in self._unreadable:
+                self._unreadable.add(item.id)
+                _log.error("outbox.unreadable_blob", extra={
+                    "code": "STORE-BLOB-UNREADABLE", "node": self.node_id,
+                    "outbox_id": item.id, "sha256": item.sha256,
+                    "document_id": item.document_id, "error": str(exc)})
 
     async def _sweep_forever(self) -> None:
         """Re-send what is owed and not in hand: this process's rows still pending
