@@ -71,8 +71,9 @@ def test_serve_a_single_node_and_use_its_api(tmp_path: Path) -> None:
                             headers={"Authorization": f"Bearer {recipient_token}"}, timeout=10)
         assert fetched.content == signed
     finally:
-        server.terminate()
+        server.terminate()  # SIGTERM: drain in-flight work, then exit 0
         server.wait(timeout=30)
+    assert server.returncode == 0, server.stderr.read().decode()[-2000:]  # type: ignore[union-attr]
     trace = subprocess.run([*cli, "trace", item["document_id"], "--config", config, "--json"],
                            capture_output=True, text=True, check=True)
     assert '"delivered"' in trace.stdout

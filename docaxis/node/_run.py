@@ -371,6 +371,11 @@ async def serve(config: NodeConfig, *, ready: Callable[[str], None] | None = Non
     if ready:
         ready(f"http://{host}:{port}")
     supervisor = asyncio.create_task(others.supervise())
+    # uvicorn turns SIGTERM/SIGINT into a graceful shutdown, then raises the signal again
+    # once it has restored the previous handlers: make that a no-op, so that the node
+    # drains below (consumers, hand-overs, workers) and the process exits 0
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: None)
     try:
         await server.serve()
     finally:
