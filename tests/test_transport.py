@@ -127,6 +127,45 @@ def test_transient_failure_is_retried_with_its_attempt_number(
     run(scenario())
 
 
+def test_an_operator_replays_or_discards_one_parked_message(
+    make_broker: Callable[[], Broker],
+) -> None:
+    async def scenario() -> None:
+        broker = await _started(make_broker)
+        seen: list[str] = []
+        healthy = False
+
+        async def handler(message: Message) -> None:
+            seen.append(message.message_id)
+            if not healthy:
+                raise Reject("refused")
+
+        consumer = await broker.consume("hanoi", handler)
+        for name in ("p-1", "p-2", "p-3"):
+            await broker.publish("hanoi", Message(name.encode(), message_id=name))
+        parked: list[Message] = []
+
+        async def poll() -> None:
+            while len(parked) < 3:
+                parked[:] = await broker.parked("hanoi")
+                await asyncio.sleep(0.01)
+
+        await asyncio.wait_for(poll(), 10)
+        healthy = True
+        assert await broker.replay_parked("hanoi", "p-2") == 1
+        await wait_until(lambda: seen.count("p-2") == 2)
+        assert await broker.discard_parked("hanoi", "p-1") == 1
+        assert [m.message_id for m in await broker.parked("hanoi")] == ["p-3"]
+        assert await broker.discard_parked("hanoi", "nope") == 0
+        assert await broker.discard_parked("hanoi") == 1
+        assert await broker.parked("hanoi") == []
+        assert seen.count("p-1") == 1 and seen.count("p-3") == 1  # never redelivered
+        await consumer.stop()
+        await broker.close()
+
+    run(scenario())
+
+
 def test_exhausted_retries_park_the_message_and_an_operator_replays_it(
     make_broker: Callable[[], Broker],
 ) -> None:

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime as dt
 import json
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 import click
@@ -14,7 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from docaxis.cli._main import EXIT_INVALID, EXIT_OK, EXIT_USAGE, cli, stderr, stdout
-from docaxis.edxml import STATUS_CODES
+from docaxis.edxml import STATUS_CODES, ParseError, StatusPackage, parse
 from docaxis.node import (
     DEFAULT_AMQP,
     ConfigError,
@@ -26,7 +28,8 @@ from docaxis.node import (
     open_store,
     serve,
 )
-from docaxis.store import Store, Trace
+from docaxis.store import Event, Store, Trace
+from docaxis.transport import Message
 
 _CONFIG = click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
                        help="The node's node.toml.")
@@ -253,11 +256,23 @@ def _served_here(config: NodeConfig, store: Store, agency: str) -> None:
 
 @cli.command("parked")
 @_CONFIG
-@click.option("--replay", is_flag=True, help="Move every parked message back to the queue.")
-def parked_command(config_path: str | None, replay: bool) -> None:
-    """List (or replay) the messages parked in this node's dead-letter queue."""
+@click.option("--replay", "replay_id", metavar="ID|all",
+              help="Put a parked message (or all) back on the queue, with a fresh retry budget.")
+@click.option("--discard", "discard_id", metavar="ID|all",
+              help="Delete a parked message (or all) for good.")
+@click.option("--reason", help="Why (recorded in the trace of the document; required with "
+                               "--discard).")
+def parked_command(config_path: str | None, replay_id: str | None, discard_id: str | None,
+                   reason: str | None) -> None:
+    """List the messages parked in this node's dead-letter queue (document, reason), or
+    replay or discard one or all of them — the decision and its reason go into the trace
+    of each document concerned."""
     if not config_path:
         raise click.UsageError("--config node.toml is required")
+    if replay_id and discard_id:
+        raise click.UsageError("give --replay or --discard, not both")
+    if discard_id and not reason:
+        raise click.UsageError("--discard needs --reason (it goes into the trace)")
     config = NodeConfig.load(config_path)
     if not config.amqp_url:
         stderr.print("this node runs the in-process broker: nothing is parked across restarts")
@@ -269,21 +284,71 @@ def parked_command(config_path: str | None, replay: bool) -> None:
         broker = RabbitMQBroker(config.amqp_url or "")
         await broker.connect()
         try:
-            if replay:
-                count = await broker.replay_parked(config.node_id)
-                stdout.print(f"replayed {count} parked message(s)")
-                return
             messages = await broker.parked(config.node_id)
-            table = Table("message id", "bytes", "attempt", "reason", title="parked")
-            for message in messages:
-                table.add_row(message.message_id[:24], f"{len(message.body):,}",
-                              str(message.attempt),
-                              escape(message.headers.get(PARKED_REASON_HEADER, "")))
-            stdout.print(table)
+            chosen_id = replay_id or discard_id
+            if chosen_id is None:
+                table = Table("message id", "document", "kind", "attempt", "reason",
+                              title=f"parked at {config.node_id}", title_justify="left")
+                for message in messages:
+                    document, kind = _described(message.body, message.headers)
+                    table.add_row(message.message_id, escape(document or "—"), kind,
+                                  str(message.attempt),
+                                  escape(message.headers.get(PARKED_REASON_HEADER, "")))
+                stdout.print(table)
+                return
+            target = None if chosen_id == "all" else chosen_id
+            concerned = [m for m in messages if target in (None, m.message_id)]
+            if not concerned:
+                stderr.print(f"no parked message {escape(chosen_id)}")
+                raise SystemExit(EXIT_INVALID)
+            if replay_id:
+                count = await broker.replay_parked(config.node_id, target)
+                action = "parked_replayed"
+            else:
+                count = await broker.discard_parked(config.node_id, target)
+                action = "parked_discarded"
+            _record(config, concerned, action, reason)
+            verb = "replayed" if replay_id else "discarded"
+            stdout.print(f"{verb} {count} parked message(s)")
         finally:
             await broker.close()
 
     asyncio.run(run())
+
+
+def _described(body: bytes, headers: Mapping[str, str]) -> tuple[str | None, str]:
+    """(DocumentId, kind) of a parked message, as far as its bytes can be read."""
+    if headers.get("x-docaxis-kind") == "hop-receipt":
+        return None, "hop receipt"
+    try:
+        parsed = parse(body)
+        return parsed.package.document_id, parsed.kind
+    except ParseError as exc:
+        return None, f"unreadable ({exc.code})"
+
+
+def _record(config: NodeConfig, messages: list[Message], action: str,
+            reason: str | None) -> None:
+    """An operator's decision on parked messages, as an event in each document's trace."""
+    store = config.open_store(migrate=False)
+    try:
+        events, documents = [], []
+        for message in messages:
+            try:
+                parsed = parse(message.body)
+            except ParseError:
+                continue
+            package = parsed.package
+            owner = (package.header.response_for.organ_id
+                     if isinstance(package, StatusPackage) and package.header.response_for
+                     else package.sender)
+            events.append(Event(config.node_id, action, dt.datetime.now(dt.UTC), None,
+                                f"by an operator: {reason or 'no reason given'} "
+                                f"(message {message.message_id})", parsed.sha256))
+            documents.append((package.document_id, owner))
+        store.add_events(events, documents=documents)
+    finally:
+        store.close()
 
 
 @cli.group("directory")

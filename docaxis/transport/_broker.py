@@ -169,8 +169,14 @@ class Broker(abc.ABC):
         """The messages parked for ``node`` (without removing them)."""
 
     @abc.abstractmethod
-    async def replay_parked(self, node: str) -> int:
-        """Move every parked message back to the inbound queue; return how many."""
+    async def replay_parked(self, node: str, message_id: str | None = None) -> int:
+        """Move the parked message ``message_id`` (every one when None) back to the
+        inbound queue with a fresh retry budget; return how many."""
+
+    @abc.abstractmethod
+    async def discard_parked(self, node: str, message_id: str | None = None) -> int:
+        """Delete the parked message ``message_id`` (every one when None); return how
+        many."""
 
     async def __aenter__(self) -> Broker:
         await self.connect()

@@ -61,13 +61,19 @@ class InMemoryBroker(Broker):
     async def parked(self, node: str) -> list[Message]:
         return list(self._queue(node).parked)
 
-    async def replay_parked(self, node: str) -> int:
+    async def replay_parked(self, node: str, message_id: str | None = None) -> int:
         queue = self._queue(node)
-        moved = queue.parked
-        queue.parked = []
-        for message in moved:
+        chosen = [m for m in queue.parked if message_id in (None, m.message_id)]
+        queue.parked = [m for m in queue.parked if m not in chosen]
+        for message in chosen:
             queue.ready.put_nowait(replayed(message))
-        return len(moved)
+        return len(chosen)
+
+    async def discard_parked(self, node: str, message_id: str | None = None) -> int:
+        queue = self._queue(node)
+        chosen = [m for m in queue.parked if message_id in (None, m.message_id)]
+        queue.parked = [m for m in queue.parked if m not in chosen]
+        return len(chosen)
 
     def _after_failure(self, node: str, message: Message, reason: str, *, park: bool) -> None:
         queue = self._queue(node)

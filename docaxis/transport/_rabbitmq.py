@@ -180,12 +180,26 @@ class RabbitMQBroker(Broker):
             await incoming.nack(requeue=True)
         return messages
 
-    async def replay_parked(self, node: str) -> int:
+    async def replay_parked(self, node: str, message_id: str | None = None) -> int:
+        return await self._settle_parked(node, message_id, replay=True)
+
+    async def discard_parked(self, node: str, message_id: str | None = None) -> int:
+        return await self._settle_parked(node, message_id, replay=False)
+
+    async def _settle_parked(self, node: str, message_id: str | None, *, replay: bool) -> int:
+        """Replay or drop the chosen parked messages; put the others back."""
         taken = await self._drain(node)
+        count = 0
         for incoming in taken:
-            await self._publish(node, replayed(_message(incoming)), _INBOUND)
+            message = _message(incoming)
+            if message_id is not None and message.message_id != message_id:
+                await incoming.nack(requeue=True)
+                continue
+            if replay:
+                await self._publish(node, replayed(message), _INBOUND)
             await incoming.ack()
-        return len(taken)
+            count += 1
+        return count
 
     async def _after_failure(self, node: str, message: Message, reason: str, *,
                              park: bool) -> None:
