@@ -16,7 +16,6 @@ import asyncio
 import os
 import shutil
 import subprocess
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,12 +26,12 @@ from docaxis.api import create_app
 from docaxis.pki import DevPKI
 from docaxis.store import BlobError, BlobStore, Store
 from docaxis.transport import Broker, InMemoryBroker, Message
+from tests.pg_support import PG_ADMIN, pg_database
 from tests.relay_support import Network, build_network, network_pki
 from tests.test_relay import FAST
 from tests.test_transport import run, wait_until
 
 SENDER, RECIPIENT = "000.00.00.H43", "000.00.00.H01"
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 @pytest.fixture(scope="module")
@@ -114,19 +113,10 @@ def test_a_background_task_that_dies_is_restarted(tmp_path: Path, pki: DevPKI) -
     run(scenario())
 
 
-@pytest.fixture
-def pg_database() -> Iterator[tuple[str, str]]:
-    psycopg = pytest.importorskip("psycopg")
-    name = f"docaxis_fault_{uuid.uuid4().hex[:12]}"
-    try:
-        with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5) as admin:
-            admin.execute(f'CREATE DATABASE "{name}"')
-    except psycopg.OperationalError as exc:
-        pytest.fail(f"PostgreSQL is not reachable (.ci/run starts it): {exc}")
-    yield name, f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-        admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+@pytest.fixture(name="pg_database")
+def _pg_database() -> Iterator[tuple[str, str]]:
+    with pg_database("docaxis_fault") as database:
+        yield database
 
 
 def _connections(name: str, allowed: bool) -> None:

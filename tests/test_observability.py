@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -30,6 +32,18 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> DevPKI:
 def _client(node: RelayNode) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(node)),
                              base_url="http://node")
+
+
+@contextlib.contextmanager
+def _logs_to(handler: logging.Handler) -> Iterator[None]:
+    """The docaxis loggers also write to ``handler`` (INFO and up) for the block."""
+    logger = logging.getLogger("docaxis")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
 
 
 def _metric(text: str, name: str, labels: str = "") -> float | None:
@@ -100,10 +114,7 @@ def test_a_refusal_is_one_json_event(tmp_path: Path, pki: DevPKI) -> None:
     from docaxis.node._logging import JsonFormatter
 
     handler.setFormatter(JsonFormatter())
-    logger = logging.getLogger("docaxis")
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
+    with _logs_to(handler):
         async def scenario() -> None:
             broker = InMemoryBroker(FAST)
             network = build_network(tmp_path, pki, lambda _node: broker)
@@ -118,8 +129,6 @@ def test_a_refusal_is_one_json_event(tmp_path: Path, pki: DevPKI) -> None:
             await network.stop()
 
         run(scenario())
-    finally:
-        logger.removeHandler(handler)
     [line] = [line for line in stream.getvalue().splitlines() if "relay.refused" in line]
     event = json.loads(line)
     assert event["event"] == "relay.refused" and event["code"] == "EDX-SIG-DIGEST"
@@ -146,11 +155,7 @@ def test_one_trace_id_follows_a_document_across_every_node(tmp_path: Path, pki: 
         def emit(self, record: logging.LogRecord) -> None:
             records.append(record)
 
-    handler = Keep()
-    logger = logging.getLogger("docaxis")
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
+    with _logs_to(Keep()):
         async def scenario() -> None:
             broker = InMemoryBroker(FAST)
             network = build_network(tmp_path, pki, lambda _node: broker)
@@ -162,8 +167,6 @@ def test_one_trace_id_follows_a_document_across_every_node(tmp_path: Path, pki: 
             await network.stop()
 
         run(scenario())
-    finally:
-        logger.removeHandler(handler)
     accepted = [r for r in records if r.getMessage() == "package.accepted"
                 and getattr(r, "kind", None) == "document"]
     nodes = [r.node for r in accepted]  # type: ignore[attr-defined]

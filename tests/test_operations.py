@@ -12,6 +12,7 @@ import pytest
 
 from docaxis.node import ConfigError, NodeConfig
 from docaxis.pki import DevPKI
+from tests.test_transport import _vhost
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -134,68 +135,61 @@ def test_keys_issue_never_overwrites_a_key_without_force(tmp_path: Path) -> None
 
 def test_parked_lists_documents_and_discards_one_with_the_reason_in_its_trace(
         tmp_path: Path, pki: DevPKI) -> None:
+    with _vhost() as vhost:
+        _parked_flow(tmp_path, pki, f"amqp://guest:guest@127.0.0.1:5672/{vhost}")
+
+
+def _parked_flow(tmp_path: Path, pki: DevPKI, url: str) -> None:
     import asyncio
-    import shutil
 
     from docaxis.dsig import Signer
     from docaxis.transport import Message, RabbitMQBroker, Reject
     from tests.dsig_support import package
 
-    rabbitmqctl = shutil.which("rabbitmqctl")
-    if rabbitmqctl is None:
-        pytest.skip("RabbitMQ is not installed here (.ci/run installs and starts it)")
-    vhost = f"docaxis-parked-{uuid.uuid4().hex[:10]}"
-    subprocess.run([rabbitmqctl, "add_vhost", vhost], check=True, capture_output=True)
-    subprocess.run([rabbitmqctl, "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"],
-                   check=True, capture_output=True)
-    url = f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
     pki.issue_agency("000.00.00.G22", "Văn phòng Chính phủ", tier="central",
                      key_type="ec-p256")
     key, _cert, chain = pki.agency_paths("000.00.00.G22")
     document = Signer.from_files(key, chain).sign(package())
     path = _node_toml(tmp_path, pki, extra_node=f'amqp_url = "{url}"\n')
     assert cli("db", "upgrade", "--config", str(path)).returncode == 0
+    async def park() -> None:
+        broker = RabbitMQBroker(url)
+        await broker.connect()
+        await broker.declare_node("hanoi")
+
+        async def refuse(_message: Message) -> None:
+            raise Reject("EDX-SIG-UNTRUSTED: test")
+
+        consumer = await broker.consume("hanoi", refuse)
+        for name in ("m-1", "m-2"):
+            await broker.publish("hanoi", Message(document, {"x-docaxis-kind": "package"},
+                                                  message_id=name))
+        deadline = asyncio.get_running_loop().time() + 30
+        while len(await broker.parked("hanoi")) < 2:
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.05)
+        await consumer.stop()
+        await broker.close()
+
+    asyncio.run(park())
+    listing = cli("parked", "--config", str(path))
+    assert listing.returncode == 0
+    assert "m-1" in listing.stdout and "000.00.00.G22" in listing.stdout
+    refused = cli("parked", "--config", str(path), "--discard", "m-1")
+    assert refused.returncode == 2  # a discard needs a reason
+    discarded = cli("parked", "--config", str(path), "--discard", "m-1", "--reason",
+                    "sent twice by the agency")
+    assert discarded.returncode == 0, discarded.stderr
+    again = cli("parked", "--config", str(path))
+    assert "m-1" not in again.stdout and "m-2" in again.stdout
+    from docaxis.edxml import parse
+
+    document_id = parse(document).package.document_id
+    assert document_id
+    store = NodeConfig.load(path).open_store(migrate=False)
     try:
-        async def park() -> None:
-            broker = RabbitMQBroker(url)
-            await broker.connect()
-            await broker.declare_node("hanoi")
-
-            async def refuse(_message: Message) -> None:
-                raise Reject("EDX-SIG-UNTRUSTED: test")
-
-            consumer = await broker.consume("hanoi", refuse)
-            for name in ("m-1", "m-2"):
-                await broker.publish("hanoi", Message(document, {"x-docaxis-kind": "package"},
-                                                      message_id=name))
-            deadline = asyncio.get_running_loop().time() + 30
-            while len(await broker.parked("hanoi")) < 2:
-                assert asyncio.get_running_loop().time() < deadline
-                await asyncio.sleep(0.05)
-            await consumer.stop()
-            await broker.close()
-
-        asyncio.run(park())
-        listing = cli("parked", "--config", str(path))
-        assert listing.returncode == 0
-        assert "m-1" in listing.stdout and "000.00.00.G22" in listing.stdout
-        refused = cli("parked", "--config", str(path), "--discard", "m-1")
-        assert refused.returncode == 2  # a discard needs a reason
-        discarded = cli("parked", "--config", str(path), "--discard", "m-1", "--reason",
-                        "sent twice by the agency")
-        assert discarded.returncode == 0, discarded.stderr
-        again = cli("parked", "--config", str(path))
-        assert "m-1" not in again.stdout and "m-2" in again.stdout
-        from docaxis.edxml import parse
-
-        document_id = parse(document).package.document_id
-        assert document_id
-        store = NodeConfig.load(path).open_store(migrate=False)
-        try:
-            events = store.trace(document_id).events
-        finally:
-            store.close()
-        assert any(e.kind == "parked_discarded" and "sent twice" in (e.detail or "")
-                   for e in events)
+        events = store.trace(document_id).events
     finally:
-        subprocess.run([rabbitmqctl, "delete_vhost", vhost], check=False, capture_output=True)
+        store.close()
+    assert any(e.kind == "parked_discarded" and "sent twice" in (e.detail or "")
+               for e in events)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import uuid
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,33 +11,18 @@ import pytest
 from sqlalchemy import inspect
 
 from docaxis.store import BlobRef, BlobStore, PackageFacts, Store
-
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+from tests.pg_support import pg_database
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'node.db'}"
-        name = None
-    else:
-        psycopg = pytest.importorskip("psycopg")
-        name = f"docaxis_test_{uuid.uuid4().hex[:12]}"
-        try:
-            with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5) as admin:
-                admin.execute(f'CREATE DATABASE "{name}"')
-        except psycopg.OperationalError as exc:
-            pytest.fail(f"PostgreSQL is not reachable (.ci/run starts it): {exc}")
-        url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    store = Store(url, tmp_path / "blobs")
-    store.migrate()
-    yield store
-    store.close()
-    if name is not None:
-        import psycopg
-
-        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with contextlib.ExitStack() as stack:
+        url = (f"sqlite:///{tmp_path / 'node.db'}" if request.param == "sqlite"
+               else stack.enter_context(pg_database())[1])
+        store = Store(url, tmp_path / "blobs")
+        store.migrate()
+        yield store
+        store.close()
 
 
 FACTS = PackageFacts(kind="document", sender="000.00.00.G22",

@@ -3,7 +3,7 @@
 It only issues. Trust decisions are :mod:`docaxis.dsig`'s.
 """
 
-from docaxis.pki._names import (
+from docaxis.dsig._names import (
     AGENCY_URI_PREFIX,
     NODE_URI_PREFIX,
     agency_code_of,

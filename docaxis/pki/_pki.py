@@ -28,8 +28,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from docaxis._errors import DocaxisError
+from docaxis.dsig._names import agency_uri, node_uri
 from docaxis.identifiers import AgencyCode, InvalidAgencyCode
-from docaxis.pki._names import agency_uri, node_uri
 
 KeyType = Literal["rsa2048", "rsa3072", "ec-p256"]
 KEY_TYPES: tuple[KeyType, ...] = ("rsa2048", "rsa3072", "ec-p256")
