@@ -63,3 +63,20 @@ def test_keys_usage_errors(tmp_path: Path) -> None:
     assert bad.returncode == 2 and b"EDX-ID-FORMAT" in bad.stderr
     assert run("verify", "--trust", str(keys / "root/ca.pem"), "--at", "yesterday",
                "x").returncode == 2
+
+
+def test_verify_reports_every_file_even_after_a_hostile_one(tmp_path: Path) -> None:
+    keys, package = _setup(tmp_path)
+    agency = keys / "agencies" / "000.00.00.G22"
+    signed = tmp_path / "b-signed.edxml"
+    assert run("sign", str(package), "--key", str(agency / "key.pem"), "--cert",
+               str(agency / "chain.pem"), "-o", str(signed)).returncode == 0
+    hostile = tmp_path / "a-hostile.edxml"  # once an uncaught C14NError that aborted the run
+    hostile.write_bytes(signed.read_bytes().replace(
+        b"<edXML:edXMLEnvelope", b'<edXML:edXMLEnvelope xmlns:x="u"', 1))
+    trust = ["--trust", str(keys / "root" / "ca.pem"), "--crl", str(keys / "crl")]
+    result = run("verify", *trust, "--json", str(hostile), str(signed))
+    assert result.returncode == 1
+    reports = {Path(r["source"]).name: r for r in json.loads(result.stdout)}
+    assert reports["a-hostile.edxml"]["failures"][0]["code"] == "EDX-XML-NAMESPACE-URI"
+    assert reports["b-signed.edxml"]["verdict"] == "valid"
