@@ -193,3 +193,54 @@ def _parked_flow(tmp_path: Path, pki: DevPKI, url: str) -> None:
         store.close()
     assert any(e.kind == "parked_discarded" and "sent twice" in (e.detail or "")
                for e in events)
+
+
+def _free_ports(count: int) -> int:
+    """The first of ``count`` consecutive ports free on loopback right now."""
+    import socket
+
+    for base in range(20_000 + uuid.uuid4().int % 20_000, 60_000, 97):
+        try:
+            probes = []
+            for port in range(base, base + count):
+                probe = socket.socket()
+                probes.append(probe)
+                probe.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for probe in probes:
+                probe.close()
+    raise RuntimeError("no free port range")
+
+
+def test_demo_keep_running_removes_what_it_created_on_ctrl_c(tmp_path: Path) -> None:
+    import os
+    import signal
+    import time
+
+    with _vhost() as vhost:
+        url = f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
+        demo = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), "demo", "--amqp-url",
+                                 url, "--keep-running", "--dir", str(tmp_path / "demo"),
+                                 "--base-port", str(_free_ports(8))],
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        try:
+            assert demo.stdout is not None
+            deadline = time.monotonic() + 120
+            for line in demo.stdout:  # wait until the demo says it is serving
+                if "Ctrl-C to stop" in line:
+                    break
+                assert time.monotonic() < deadline, "the demo never came up"
+            queues = subprocess.run(["rabbitmqctl", "-q", "list_queues", "-p", vhost, "name"],
+                                    capture_output=True, text=True, check=True).stdout
+            assert "docaxis." in queues
+            os.kill(demo.pid, signal.SIGINT)
+            demo.wait(timeout=60)
+        finally:
+            if demo.poll() is None:
+                demo.kill()
+        left = subprocess.run(["rabbitmqctl", "-q", "list_queues", "-p", vhost, "name"],
+                              capture_output=True, text=True, check=True).stdout
+        assert "docaxis." not in left, left

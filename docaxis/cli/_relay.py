@@ -56,16 +56,18 @@ def print_trace(trace: Trace, title: str | None = None) -> None:
 @click.option("--dir", "folder", type=click.Path(file_okay=False, path_type=Path),
               help="Working folder (default: a new temporary one).")
 @click.option("--keep-running", is_flag=True, help="Leave the nodes' APIs up afterwards.")
+@click.option("--base-port", default=8100, show_default=True,
+              help="With --keep-running: the 8 nodes' APIs listen from this port on.")
 @click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait per step.")
 def demo_command(amqp_url: str, in_process: bool, folder: Path | None, keep_running: bool,
-                 timeout: float) -> None:
+                 base_port: int, timeout: float) -> None:
     """Build a dev PKI and a four-tier network, send documents and receipts between tiers,
     and print each document's trace. Exit 0 when everything arrived."""
     work = folder or Path(tempfile.mkdtemp(prefix="docaxis-demo-"))
 
     async def run() -> int:
         outcome = await demo(work, amqp_url=None if in_process else amqp_url, timeout=timeout,
-                             keep_running=keep_running,
+                             keep_running=keep_running, base_port=base_port,
                              say=lambda m: stderr.print(f"[dim]{escape(m)}[/]"))
         stdout.print(f"\n[bold]docaxis demo[/] — 8 nodes, {outcome.broker}, data in "
                      f"{escape(str(work))}\n")
@@ -82,8 +84,12 @@ def demo_command(amqp_url: str, in_process: bool, folder: Path | None, keep_runn
             stdout.print("\nAPI tokens (agency: base URL and Bearer token):")
             for code, value in outcome.tokens.items():
                 stdout.print(f"  {code}: {value}")
-            stdout.print("Ctrl-C to stop.")
-            await asyncio.Event().wait()
+            stdout.print("Ctrl-C to stop (the demo's queues and exchanges are removed).")
+            try:
+                await asyncio.Event().wait()
+            finally:  # Ctrl-C cancels this task: clean up before exiting
+                if outcome.close is not None:
+                    await outcome.close()
         return EXIT_OK if outcome.ok else EXIT_INVALID
 
     try:

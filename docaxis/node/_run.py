@@ -12,7 +12,7 @@ import logging
 import os
 import time
 import tomllib
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -488,6 +488,9 @@ class DemoOutcome:
     documents: list[DemoDocument]
     duplicate_same_acceptance: bool
     tokens: dict[str, str] = field(default_factory=dict)
+    #: with ``keep_running``: stops the nodes and removes what the demo created on the
+    #: broker (call it when the operator stops the demo)
+    close: Callable[[], Awaitable[None]] | None = None
 
     @property
     def ok(self) -> bool:
@@ -519,14 +522,20 @@ async def demo(folder: Path, *, amqp_url: str | None = DEFAULT_AMQP, timeout: fl
         outcome = DemoOutcome(kind, documents, duplicate)
         if keep_running:
             outcome.tokens = await _serve_all(network, base_port, say)
+            outcome.close = functools.partial(_close_demo, network, broker, suffix)
         return outcome
     finally:
         if not keep_running:
-            await network.stop()
-            if suffix:  # leave nothing behind on a shared broker
-                for node_id in network.nodes:
-                    await broker.delete_node(node_id)
-            await broker.close()
+            await _close_demo(network, broker, suffix)
+
+
+async def _close_demo(network: Any, broker: Broker, suffix: str) -> None:
+    """Stop the demo's nodes and leave nothing behind on a shared broker."""
+    await network.stop()
+    if suffix:
+        for node_id in network.nodes:
+            await broker.delete_node(node_id)
+    await broker.close()
 
 
 async def _commune_to_commune(network: Any, timeout: float,
