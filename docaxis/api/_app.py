@@ -13,9 +13,13 @@ import logging
 import time
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Header, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from docaxis import __version__
 from docaxis.edxml import ParseError, parse
@@ -104,6 +108,24 @@ _FORBIDDEN = frozenset({"RELAY-NOT-SENDER", "RELAY-NOT-RECIPIENT", "RELAY-NOT-OR
 _MAX_ID = 2**31 - 1
 
 
+def _offline_docs(app: FastAPI) -> None:
+    """``/docs`` with Swagger UI served from the installed package, not a CDN (a node is
+    often on a closed network)."""
+    import swagger_ui_bundle
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.staticfiles import StaticFiles
+
+    app.mount("/docs/static", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path),
+              name="swagger-ui")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> Response:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{app.title} — API",
+                                   swagger_js_url="/docs/static/swagger-ui-bundle.js",
+                                   swagger_css_url="/docs/static/swagger-ui.css",
+                                   swagger_favicon_url="/docs/static/favicon-32x32.png")
+
+
 def readiness(node: RelayNode) -> dict[str, dict[str, Any]]:
     """What ``/ready`` reports: each part the node needs, usable or not, and why."""
     checks: dict[str, dict[str, Any]] = {}
@@ -129,13 +151,61 @@ def readiness(node: RelayNode) -> dict[str, dict[str, Any]]:
     return checks
 
 
-def caller(request: Request, authorization: Annotated[str | None, Header()] = None) -> str:
+class Problem(BaseModel):
+    """Every error the API answers: a stable code, a sentence, and the reasons."""
+
+    error: str = Field(description="stable code (standards/README.md)")
+    message: str
+    reasons: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class Accepted(BaseModel):
+    """A package accepted (202): durable at this node; a repeat gets the same answer."""
+
+    sha256: str
+    business_key: str
+    accepted_at: str
+    duplicate: bool
+    node: str
+
+
+class InboxEntry(BaseModel):
+    id: int
+    sha256: str
+    document_id: str | None
+    kind: str
+    state: str
+    received_at: str
+
+
+def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for these error statuses, each a :class:`Problem`."""
+    said = {400: "bad request", 401: "no, unknown or revoked Bearer token",
+            403: "acting for another agency", 404: "not found (or not yours)",
+            413: "body over the node's package size limit",
+            415: "not an XML body", 422: "refused: the reasons carry the stable codes",
+            503: "the node's store is unavailable; retry after Retry-After seconds"}
+    return {status: {"model": Problem, "description": said[status]} for status in statuses}
+
+
+_XML_BODY: dict[str, Any] = {"requestBody": {"required": True, "description": "the signed "
+                                             "edXML package, exact bytes", "content": {
+    "application/xml": {"schema": {"type": "string", "format": "binary"}}}}}
+#: media types a package may be posted as (none at all is accepted too)
+_XML_TYPES = frozenset({"application/xml", "text/xml", "application/octet-stream"})
+
+bearer = HTTPBearer(auto_error=False, description="the agency system's API token")
+
+
+def caller(request: Request,
+           credentials: Annotated[HTTPAuthorizationCredentials | None,
+                                  Depends(bearer)] = None) -> str:
     """The agency a request's Bearer token belongs to (401 otherwise)."""
-    if not authorization or not authorization.startswith("Bearer "):
+    if credentials is None or credentials.scheme.lower() != "bearer":
         raise HTTPException(401, ("API-UNAUTHENTICATED", "a Bearer token is required"),
                             headers={"WWW-Authenticate": "Bearer"})
     node: RelayNode = request.app.state.node
-    agency = node.store.agency_for_token(authorization.removeprefix("Bearer ").strip())
+    agency = node.store.agency_for_token(credentials.credentials.strip())
     if agency is None:
         raise HTTPException(401, ("API-UNAUTHENTICATED", "unknown or revoked token"),
                             headers={"WWW-Authenticate": "Bearer"})
@@ -149,14 +219,30 @@ def create_app(node: RelayNode) -> FastAPI:
     """The API of ``node`` (its store holds the agency credentials)."""
     app = FastAPI(title=f"docaxis node {node.node_id}", version=__version__,
                   description="Post signed edXML packages, pick up your inbox, post status "
-                              "receipts, trace your documents.")
+                              "receipts, trace your documents. Every error is a Problem "
+                              "(`error`, `message`, `reasons`) with a stable code.",
+                  docs_url=None, redoc_url=None)
     app.state.node = node
+    _offline_docs(app)
 
-    @app.exception_handler(HTTPException)
-    async def http_error(_request: Request, exc: HTTPException) -> JSONResponse:
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
         detail: Any = exc.detail  # our routes raise (code, message) tuples
-        code, message = detail if isinstance(detail, tuple) else ("HTTP", str(detail))
-        return _error(exc.status_code, code, message)
+        if isinstance(detail, tuple):
+            code, message = detail
+        else:  # the router's own 404 / 405
+            code, message = f"API-HTTP-{exc.status_code}", str(detail)
+        response = _error(exc.status_code, code, message)
+        for name, value in (exc.headers or {}).items():  # WWW-Authenticate, Allow …
+            response.headers[name] = value
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        reasons = [{"where": ".".join(str(p) for p in error.get("loc", ())),
+                    "message": error.get("msg", "")} for error in exc.errors()]
+        return _error(422, "API-INVALID-REQUEST", "the request's parameters are not valid",
+                      reasons)
 
     outage = _Outage(node.node_id)
     for unavailable in UNAVAILABLE:
@@ -175,6 +261,10 @@ def create_app(node: RelayNode) -> FastAPI:
                                       f"agency {agency} may not act for agency {code}"))
 
     async def accept(request: Request, agency: str, expect: str) -> Response:
+        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if media and media not in _XML_TYPES:
+            return _error(415, "API-MEDIA-TYPE", f"post the package as application/xml, "
+                                                 f"not {media[:80]}")
         try:
             data = await read_body(request, node.limits.max_bytes)
         except BodyTooLarge as exc:
@@ -205,7 +295,8 @@ def create_app(node: RelayNode) -> FastAPI:
         return {"status": "alive", "node": node.node_id}
 
     @app.get("/ready", summary="Ready: store, broker and trust material usable",
-             tags=["operations"])
+             tags=["operations"], responses={503: {"description": "not ready: which part "
+                                                   "is not usable, and why"}})
     def ready() -> JSONResponse:
         checks = readiness(node)
         ok = all(check["ok"] for check in checks.values())
@@ -218,25 +309,35 @@ def create_app(node: RelayNode) -> FastAPI:
     def metrics() -> Response:
         return Response(generate_latest(node.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.post("/v1/packages", status_code=202, summary="Post a signed document package")
+    @app.post("/v1/packages", status_code=202, summary="Post a signed document package",
+              response_model=Accepted, openapi_extra=_XML_BODY,
+              responses=_problems(400, 401, 403, 413, 415, 422, 503))
     async def post_package(request: Request, agency: Caller) -> Response:
         return await accept(request, agency, "document")
 
-    @app.post("/v1/status", status_code=202, summary="Post a signed status package (receipt)")
+    @app.post("/v1/status", status_code=202, summary="Post a signed status package (receipt)",
+              response_model=Accepted, openapi_extra=_XML_BODY,
+              responses=_problems(400, 401, 403, 413, 415, 422, 503))
     async def post_status(request: Request, agency: Caller) -> Response:
         return await accept(request, agency, "status")
 
     # endpoints that only touch the store are plain functions: FastAPI runs them in its
     # thread pool, so the node's event loop never waits on the database
-    @app.get("/v1/agencies/{code}/inbox", summary="List an agency's inbox")
-    def inbox(code: str, agency: Caller, all: bool = False) -> list[dict[str, Any]]:
+    @app.get("/v1/agencies/{code}/inbox", summary="List an agency's inbox",
+             responses=_problems(401, 403, 422, 503))
+    def inbox(code: str, agency: Caller, all: bool = False) -> list[InboxEntry]:
         own(agency, code)
-        return [{"id": i.id, "sha256": i.sha256, "document_id": i.document_id, "kind": i.kind,
-                 "state": i.state, "received_at": i.created_at.isoformat()}
+        return [InboxEntry(id=i.id, sha256=i.sha256, document_id=i.document_id, kind=i.kind,
+                           state=i.state, received_at=i.created_at.isoformat())
                 for i in node.store.inbox(code, include_acknowledged=all)]
 
     @app.get("/v1/agencies/{code}/inbox/{item_id}", summary="Fetch a package (exact bytes)",
-             response_class=Response)
+             response_class=Response, responses={
+                 200: {"description": "the package's exact bytes (a rejection notice: JSON)",
+                       "content": {"application/xml": {"schema": {"type": "string",
+                                                                  "format": "binary"}},
+                                   "application/json": {}}},
+                 **_problems(401, 403, 404, 422, 503)})
     def fetch(code: str, item_id: int, agency: Caller) -> Response:
         own(agency, code)
         item = node.store.inbox_item(code, item_id) if 0 < item_id <= _MAX_ID else None
@@ -246,7 +347,8 @@ def create_app(node: RelayNode) -> FastAPI:
         return Response(node.store.package_bytes(item.sha256), media_type=media,
                         headers={"X-Docaxis-SHA256": item.sha256, "X-Docaxis-Kind": item.kind})
 
-    @app.post("/v1/agencies/{code}/inbox/{item_id}/ack", summary="Acknowledge a fetched package")
+    @app.post("/v1/agencies/{code}/inbox/{item_id}/ack", summary="Acknowledge a fetched package",
+              responses=_problems(401, 403, 404, 422, 503))
     def acknowledge(code: str, item_id: int, agency: Caller) -> dict[str, Any]:
         own(agency, code)
         if not 0 < item_id <= _MAX_ID or not node.store.acknowledge(code, item_id,
@@ -254,7 +356,8 @@ def create_app(node: RelayNode) -> FastAPI:
             raise HTTPException(404, ("API-NOT-FOUND", f"no inbox item {item_id}"))
         return {"id": item_id, "state": "acknowledged"}
 
-    @app.get("/v1/trace/{document_id:path}", summary="The trace of one of your documents")
+    @app.get("/v1/trace/{document_id:path}", summary="The trace of one of your documents",
+             responses=_problems(401, 404, 422, 503))
     def trace(document_id: str, agency: Caller) -> dict[str, Any]:
         # documents are keyed by (verified sender, DocumentId): the caller sees its own
         # document of that id; another agency's answers 404 as an unknown one does (no
