@@ -93,7 +93,7 @@ def test_a_background_task_that_dies_is_restarted(tmp_path: Path, pki: DevPKI) -
         await broker.connect()
         network = build_network(tmp_path, pki, lambda _node: broker)
         danang, hanoi = network.nodes["danang"], network.nodes["hanoi"]
-        original = danang._hand_over_forever
+        original = danang.outbox.hand_over_forever
         died: list[bool] = []
 
         async def dies_once() -> None:
@@ -102,7 +102,7 @@ def test_a_background_task_that_dies_is_restarted(tmp_path: Path, pki: DevPKI) -
                 raise RuntimeError("the hand-over task crashed")
             await original()
 
-        danang._hand_over_forever = dies_once  # type: ignore[method-assign]
+        danang.outbox.hand_over_forever = dies_once  # type: ignore[method-assign]
         await network.start()
         await wait_until(lambda: danang.task_restarts == 1, 10)
         danang.submit(network.document(SENDER, [RECIPIENT], number="84"), agency=SENDER)

@@ -18,7 +18,7 @@ from docaxis.directory import Agency, Directory, Node
 from docaxis.dsig import Signer, StatementSigner, TrustStore, VerificationPolicy, Verifier
 from docaxis.edxml import DocumentBuilder, Organization, StatusBuilder, parse, write
 from docaxis.pki import DevPKI
-from docaxis.relay._node import RelayNode
+from docaxis.relay import RelayNode
 from docaxis.store import Store
 from docaxis.transport import Broker, InMemoryBroker, RabbitMQBroker, TransportError
 

@@ -32,7 +32,7 @@ from docaxis.dsig import (
 from docaxis.node._bindings import binding_policy
 from docaxis.node._demo import build_demo_network, connect_broker, demo_pki, run_suffix, wait_for
 from docaxis.node._logging import configure_logging
-from docaxis.relay._node import RelayNode
+from docaxis.relay import RelayNode
 from docaxis.store import UNAVAILABLE, Store, Trace
 from docaxis.transport import Broker, InMemoryBroker, RabbitMQBroker
 

@@ -1,5 +1,6 @@
 """The relay: the hop pipeline every node runs, hop receipts, dedup, fan-out."""
 
-from docaxis.relay._node import HopReceipt, Rejection, RelayNode
+from docaxis.relay._node import Rejection, RelayNode
+from docaxis.relay._receipts import HopEvidence, HopReceipt
 
-__all__ = ["HopReceipt", "Rejection", "RelayNode"]
+__all__ = ["HopEvidence", "HopReceipt", "Rejection", "RelayNode"]

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 from docaxis._errors import DocaxisError
 from docaxis.directory import Directory, UnknownDestination
-from docaxis.dsig import SignedStatement, StatementSigner, Verifier, verify_statement
+from docaxis.dsig import StatementSigner, Verifier
 from docaxis.edxml import (
     DocumentPackage,
     ParsedPackage,
@@ -37,26 +37,21 @@ from docaxis.edxml import (
 )
 from docaxis.relay._faults import fault_point
 from docaxis.relay._metrics import NodeMetrics
+from docaxis.relay._outbox import Outbox
+from docaxis.relay._receipts import FROM_NODE, KIND, ORIGIN, HopEvidence, HopReceipt
 from docaxis.store import (
     UNAVAILABLE,
     Accept,
     Acceptance,
-    BlobError,
-    Event,
-    OutboxItem,
     PackageFacts,
     Store,
-    is_alive,
 )
 from docaxis.transport import Broker, Consumer, Message, Reject
 
 _log = logging.getLogger("docaxis.relay")
 
-KIND = "x-docaxis-kind"
 #: W3C Trace Context: one trace id for a package's whole path, a new span id per hop
 TRACEPARENT = "traceparent"
-ORIGIN = "x-docaxis-origin"
-FROM_NODE = "x-docaxis-from-node"
 
 
 class Rejection(DocaxisError):
@@ -68,19 +63,6 @@ class Rejection(DocaxisError):
                  code: str | None = None) -> None:
         super().__init__(message, code=code)
         self.reasons = reasons
-
-
-@dataclass(frozen=True)
-class HopReceipt:
-    """A small notice a node sends toward the origin node about one package."""
-
-    document_id: str | None
-    sha256: str
-    node: str
-    kind: str
-    at: str
-    agency: str | None = None
-    detail: str | None = None
 
 
 @dataclass(frozen=True)
@@ -132,11 +114,10 @@ class RelayNode:
     #: background tasks that died and were started again (for metrics and tests)
     task_restarts: int = field(default=0, init=False)
     metrics: NodeMetrics = field(default_factory=NodeMetrics, init=False, repr=False)
+    receipts: HopEvidence = field(init=False, repr=False)
+    outbox: Outbox = field(init=False, repr=False)
     _watched: bool = field(default=False, init=False, repr=False)
     _store_down_since: float | None = field(default=None, init=False, repr=False)
-    _said_unsigned: bool = field(default=False, init=False, repr=False)
-    #: outbox rows whose bytes could not be read (reported once each)
-    _unreadable: set[int] = field(default_factory=set, init=False, repr=False)
     _store_backoff: float = field(default=0.2, init=False, repr=False)
     _consumer: Consumer | None = field(default=None, init=False, repr=False)
     _receiver: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
@@ -149,21 +130,16 @@ class RelayNode:
                                   asyncio.Future[Acceptance]]] = field(
         default_factory=asyncio.Queue, init=False, repr=False)
     _loop: asyncio.AbstractEventLoop | None = field(default=None, init=False, repr=False)
-    _handovers: asyncio.Queue[list[tuple[OutboxItem, bytes]]] = field(
-        default_factory=asyncio.Queue, init=False, repr=False)
-    _in_flight: set[int] = field(default_factory=set, init=False, repr=False)
-    _handed: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
-    _receipts_out: dict[str, list[HopReceipt]] = field(default_factory=dict, init=False,
-                                                       repr=False)
-    #: other nodes' signed receipt statements passing through here toward their origin
-    _forward_out: dict[str, list[object]] = field(default_factory=dict, init=False,
-                                                  repr=False)
-    _receipt_timer: asyncio.TimerHandle | None = field(default=None, init=False, repr=False)
-    _sending: set[asyncio.Task[None]] = field(default_factory=set, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.receipts = HopEvidence(self)
+        self.outbox = Outbox(self)
 
     # -- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        self.receipts.start(self._loop)
+        self.outbox.start(self._loop)
         if not self._watched:
             self.metrics.watch(self)
             self._watched = True
@@ -172,9 +148,10 @@ class RelayNode:
         await broker.declare_node(self.node_id)
         self._consumer = await broker.consume(self.node_id, self.on_message,
                                               prefetch=self.prefetch)
-        self._dispatcher = asyncio.create_task(self._supervised("hand-over",
-                                                                self._hand_over_forever))
-        self._sweeper = asyncio.create_task(self._supervised("sweep", self._sweep_forever))
+        self._dispatcher = asyncio.create_task(self._supervised(
+            "hand-over", self.outbox.hand_over_forever))
+        self._sweeper = asyncio.create_task(self._supervised("sweep",
+                                                             self.outbox.sweep_forever))
         self._ingester = asyncio.create_task(self._supervised("api ingress",
                                                               self._ingest_forever))
 
@@ -208,11 +185,8 @@ class RelayNode:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        if self._receipt_timer is not None:  # receipts still held: send them now
-            self._receipt_timer.cancel()
-            self._flush_receipts()
-        if self._sending:
-            await asyncio.wait(set(self._sending), timeout=5)
+        await self.receipts.close()  # receipts still held: sent now
+        self.outbox.stop()
         self._loop = None
 
     # -- agency-facing -----------------------------------------------------------------
@@ -341,7 +315,7 @@ class RelayNode:
     async def on_message(self, message: Message) -> None:
         """Transport handler: returns (→ ack) once the package is committed here."""
         if message.headers.get(KIND, "package") == "hop-receipt":
-            await self._on_hop_receipt(message)
+            await self.receipts.on_message(message)
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._incoming.put_nowait((message, future))
@@ -358,9 +332,7 @@ class RelayNode:
         the messages it has (unacknowledged), and goes on where it stopped — never
         parking or refusing them for it."""
         while True:
-            while len(self._in_flight) > 2 * self.prefetch:  # hand-overs lag: wait for them
-                self._handed.clear()
-                await self._handed.wait()
+            await self.outbox.wait_while_lagging(2 * self.prefetch)  # hand-overs lag
             batch = [await self._incoming.get()]
             while len(batch) < self.batch_size and not self._incoming.empty():
                 batch.append(self._incoming.get_nowait())
@@ -414,7 +386,7 @@ class RelayNode:
         _log.warning("relay.refused", extra={
             "code": code, "node": self.node_id, "message_id": message_id, "sha256": sha256,
             "origin": origin, "trace_id": trace_id(trace), "reason": text[:300]})
-        self._notify(origin, [HopReceipt(None, sha256, self.node_id, "rejected", _now(),
+        self.receipts.notify(origin, [HopReceipt(None, sha256, self.node_id, "rejected", _now(),
                                          detail=json.dumps(reasons)[:2000])])
         if not future.done():
             future.set_exception(Reject(f"{code}: {text}"))
@@ -496,6 +468,10 @@ class RelayNode:
     def store_available(self) -> bool:
         """False while the node waits for its store (for ``/ready`` and metrics)."""
         return self._store_down_since is None
+
+    async def dispatch_once(self, batch: int = 256, *, older_than: float = 0.0) -> int:
+        """One outbox sweep now (see :meth:`Outbox.dispatch_once`)."""
+        return await self.outbox.dispatch_once(batch, older_than=older_than)
 
     # -- pipeline ----------------------------------------------------------------------
     def _check(self, data: bytes | ParsedPackage) -> ParsedPackage:
@@ -632,319 +608,11 @@ class RelayNode:
                     for kind, agency, detail in plan.accept.events
                     if kind in ("received", "delivered", "routed", "unroutable"))
         for origin, batch in receipts.items():
-            self._notify(origin, batch)
-        self._hand_over_soon([(item, plan.accept.data)
+            self.receipts.notify(origin, batch)
+        self.outbox.hand_over_soon([(item, plan.accept.data)
                               for plan, acceptance in zip(plans, acceptances, strict=True)
                               for item in acceptance.handovers])
         return acceptances
-
-    # -- hand-over ---------------------------------------------------------------------
-    def _hand_over_soon(self, items: list[tuple[OutboxItem, bytes]]) -> None:
-        """Queue just-committed hand-overs (with their bytes, already in memory) for the
-        hand-over task. Callable from any thread: the node's state (the in-flight set, the
-        queue) is changed on the event loop only. A node that is not running leaves them
-        to the sweep."""
-        loop = self._loop
-        if not items or loop is None:
-            return
-        loop.call_soon_threadsafe(self._queue_handovers, items)
-
-    def _queue_handovers(self, items: list[tuple[OutboxItem, bytes]]) -> None:
-        """(On the event loop.) Mark the hand-overs in flight and queue them."""
-        self._in_flight.update(item.id for item, _ in items)
-        self._handovers.put_nowait(items)
-
-    async def _hand_over_forever(self) -> None:
-        """Publish queued hand-overs concurrently, each with its confirm; then mark them
-        sent (one transaction, off the event loop). A failure leaves them pending for the
-        sweep; a crash in between re-sends, and the next node deduplicates."""
-        while True:
-            items = await self._handovers.get()
-            while not self._handovers.empty():
-                items += self._handovers.get_nowait()
-            try:
-                await self._publish_all(items)
-                fault_point("after-publish")
-                await asyncio.to_thread(self.store.mark_sent_many, [i for i, _ in items],
-                                        node=self.node_id)
-            except Exception as exc:  # still pending: the sweep re-sends them
-                _log.warning("handover.failed", extra={
-                    "code": "RELAY-HANDOVER-RETRY", "node": self.node_id,
-                    "count": len(items), "error": repr(exc)[:300],
-                    "documents": [i.document_id for i, _ in items[:5]]})
-            finally:
-                self._in_flight.difference_update(item.id for item, _ in items)
-                self._handed.set()
-
-    async def _publish_all(self, items: list[tuple[OutboxItem, bytes]]) -> None:
-        async def publish(item: OutboxItem, data: bytes) -> None:
-            await self.links(item.destination_node).publish(item.destination_node, Message(
-                data, item.headers, message_id=f"{item.sha256}:{self.node_id}"))
-
-        await asyncio.gather(*(publish(item, data) for item, data in items))
-
-    async def dispatch_once(self, batch: int = 256, *, older_than: float = 0.0) -> int:
-        """Sweep the outbox once: hand over the pending rows this process should send now
-        (:meth:`_owed_here`), claimed for it first, then mark them sent. Returns how many
-        were handed over."""
-        sent, after = 0, 0
-        while True:
-            pending = await asyncio.to_thread(self.store.pending_outbox, limit=batch,
-                                              after_id=after)
-            if not pending:
-                return sent
-            after = pending[-1].id
-            now = dt.datetime.now(dt.UTC)
-            owed = [item for item in pending if self._owed_here(item, older_than, now)]
-            if not owed:
-                continue
-            # bytes first: a row whose bytes cannot be read is reported and skipped, never
-            # claimed (it would hold up every row after it, and be claimed again forever)
-            readable, unreadable = await asyncio.to_thread(self._with_bytes, owed)
-            self._report_unreadable(unreadable)
-            if not readable:
-                continue
-            won = {item.id for item in await asyncio.to_thread(
-                self.store.claim_outbox, [item for item, _ in readable])}
-            loaded = [(item, data) for item, data in readable if item.id in won]
-            items = [item for item, _ in loaded]
-            if not items:
-                continue
-            await self._publish_all(loaded)
-            fault_point("after-publish")
-            await asyncio.to_thread(self.store.mark_sent_many, items, node=self.node_id)
-            sent += len(items)
-
-    def _owed_here(self, item: OutboxItem, grace: float, now: dt.datetime) -> bool:
-        """Whether this process should hand ``item`` over now.
-
-        Its own rows, once ``grace`` seconds old (the hand-over task failed them); rows of a
-        process of this host that is gone — killed before it handed them over — at once;
-        rows of an owner whose life cannot be judged (another host, or written before
-        claims existed) once ``grace`` old. A live process's rows are its own business.
-        """
-        if item.id in self._in_flight:
-            return False
-        old = item.created_at is None or (now - item.created_at).total_seconds() > grace
-        if item.claimed_by == self.store.claimant:
-            return old
-        alive = is_alive(item.claimed_by)
-        return True if alive is False else (old and alive is None)
-
-    def _with_bytes(self, items: list[OutboxItem]) -> tuple[
-            list[tuple[OutboxItem, bytes]], list[tuple[OutboxItem, Exception]]]:
-        """(In a thread.) The items with their bytes, and those whose bytes cannot be read."""
-        loaded: list[tuple[OutboxItem, bytes]] = []
-        unreadable: list[tuple[OutboxItem, Exception]] = []
-        for item in items:
-            try:
-                loaded.append((item, self.store.package_bytes(item.sha256)))
-            except (BlobError, KeyError) as exc:
-                unreadable.append((item, exc))
-        return loaded, unreadable
-
-    def _report_unreadable(self, unreadable: list[tuple[OutboxItem, Exception]]) -> None:
-        """(On the event loop.) Raise the alarm once per row and process."""
-        for item, exc in unreadable:
-            if item.id not in self._unreadable:
-                self._unreadable.add(item.id)
-                _log.error("outbox.unreadable_blob", extra={
-                    "code": "STORE-BLOB-UNREADABLE", "node": self.node_id,
-                    "outbox_id": item.id, "sha256": item.sha256,
-                    "document_id": item.document_id, "error": str(exc)})
-
-    async def _sweep_forever(self) -> None:
-        """Re-send what is owed and not in hand: this process's rows still pending
-        ``sweep_after`` seconds after their commit (a failed hand-over), and at once the
-        rows of a process that died (this node before a restart, or a worker of it)."""
-        while True:
-            try:
-                await self.dispatch_once(older_than=self.sweep_after)
-                await asyncio.sleep(min(1.0, self.sweep_after))
-            except Exception as exc:
-                _log.warning("sweep.failed", extra={
-                    "code": "RELAY-SWEEP-RETRY", "node": self.node_id, "error": repr(exc)[:300]})
-                await asyncio.sleep(0.5)
-
-    # -- hop receipts ------------------------------------------------------------------
-    def _notify(self, origin: str, receipts: list[HopReceipt]) -> None:
-        """Send hop receipts toward the origin node, in the background. Thread-safe."""
-        loop = self._loop
-        if not origin or origin == self.node_id or not receipts or loop is None:
-            return
-        loop.call_soon_threadsafe(self._queue_receipts, origin, receipts)
-
-    def _queue_receipts(self, origin: str, receipts: list[HopReceipt]) -> None:
-        """Hold receipts for ``receipt_interval`` seconds, so that those of many packages —
-        this node's own and those it passes on toward their origin — travel as one
-        message per origin. A route of n hops would otherwise carry n(n+1)/2 receipt
-        messages per package, more than the packages themselves."""
-        self._receipts_out.setdefault(origin, []).extend(receipts)
-        self._arm_receipt_timer()
-
-    def _queue_forward(self, origin: str, statements: list[object]) -> None:
-        """Pass other nodes' signed statements on toward ``origin``, unchanged."""
-        self._forward_out.setdefault(origin, []).extend(statements)
-        self._arm_receipt_timer()
-
-    def _arm_receipt_timer(self) -> None:
-        if self._receipt_timer is None and self._loop is not None:
-            self._receipt_timer = self._loop.call_later(self.receipt_interval,
-                                                        self._flush_receipts)
-
-    def _flush_receipts(self) -> None:
-        self._receipt_timer = None
-        own, self._receipts_out = self._receipts_out, {}
-        forward, self._forward_out = self._forward_out, {}
-        for origin in {*own, *forward}:
-            statements = list(forward.get(origin, ()))
-            receipts = own.get(origin)
-            if receipts:
-                if self.node_signer is None:
-                    if not self._said_unsigned:  # once: it is a configuration, not an event
-                        self._said_unsigned = True
-                        _log.warning("hop_receipt.unsigned", extra={
-                            "code": "RELAY-HOP-RECEIPT", "node": self.node_id,
-                            "reason": "no node key configured: hop receipts are not sent"})
-                else:
-                    body = json.dumps([r.__dict__ for r in receipts], ensure_ascii=False,
-                                      sort_keys=True).encode()
-                    statements.append(self.node_signer.sign(body).to_json())
-            if not statements:
-                continue
-            task = asyncio.get_running_loop().create_task(self._send_receipts(origin,
-                                                                              statements))
-            self._sending.add(task)
-            task.add_done_callback(self._sending.discard)
-
-    async def _send_receipts(self, origin: str, statements: list[object]) -> None:
-        target = self.directory.next_node(self.node_id, origin)
-        if target is None:
-            return
-        body = json.dumps({"statements": statements}).encode()
-        try:  # receipts are informative: a failure never blocks a hop
-            await self.links(target).publish(target, Message(
-                body, {KIND: "hop-receipt", ORIGIN: origin, FROM_NODE: self.node_id}))
-        except Exception as exc:  # any transport failure: logged, the hop goes on
-            _log.warning("hop_receipt.send_failed", extra={
-                "code": "RELAY-HOP-RECEIPT", "node": self.node_id, "origin": origin,
-                "error": repr(exc)})
-
-    async def _on_hop_receipt(self, message: Message) -> None:
-        origin = message.headers.get(ORIGIN, "")
-        try:
-            raw = json.loads(message.body)
-            statements = raw["statements"] if isinstance(raw, dict) else None
-            if not isinstance(statements, list):
-                raise ValueError("no statements")
-        except (ValueError, KeyError, TypeError) as exc:
-            _log.warning("hop_receipt.refused", extra={
-                "code": "RELAY-HOP-RECEIPT", "node": self.node_id,
-                "from_node": message.headers.get(FROM_NODE), "reason": f"unreadable: {exc}"})
-            return
-        if origin != self.node_id:
-            self._queue_forward(origin, statements)  # passed on with this node's own
-            return
-        # verification and store work off the event loop: it keeps serving hops meanwhile
-        await asyncio.to_thread(self._verify_and_record, statements,
-                                message.headers.get(FROM_NODE))
-
-    def _verify_and_record(self, statements: list[object], from_node: str | None) -> None:
-        """Record the receipts of each statement whose node signature verifies against the
-        trust anchors and whose node is in the directory; drop (and log) the others."""
-        receipts: list[HopReceipt] = []
-        for raw in statements:
-            try:
-                statement = SignedStatement.from_json(raw)
-                check = verify_statement(statement, self.verifier.policy.trust)
-                if not check.valid or check.node not in self.directory.nodes:
-                    reasons = [f.code for f in check.failures] or ["not in the directory"]
-                    raise ValueError(f"node signature refused ({', '.join(reasons)}) for "
-                                     f"{check.node!r}")
-                items = json.loads(statement.body)
-                if not isinstance(items, list):
-                    raise ValueError("the body is not a list of receipts")
-                signed = [_receipt(item) for item in items]
-            except (ValueError, TypeError) as exc:
-                _log.warning("hop_receipt.refused", extra={
-                    "code": "RELAY-HOP-RECEIPT", "node": self.node_id,
-                    "from_node": from_node, "reason": str(exc)})
-                continue
-            foreign = [r for r in signed if r.node != check.node]
-            if foreign:
-                _log.warning("hop_receipt.refused", extra={
-                    "code": "RELAY-HOP-RECEIPT", "node": self.node_id, "from_node": from_node,
-                    "reason": f"node {check.node} signed receipts of {foreign[0].node}"})
-            receipts += [r for r in signed if r.node == check.node]
-        if receipts:
-            self._record_hop_receipts(receipts)
-
-    def _record_hop_receipts(self, receipts: list[HopReceipt]) -> None:
-        """At the origin node: put each hop's receipt in the document's trace; tell the
-        sender about a refusal."""
-        events, documents = [], []
-        rows: dict[str, tuple[str | None, str | None] | None] = {}
-        for receipt in receipts:
-            if receipt.sha256 not in rows:
-                row = self.store.package(receipt.sha256)
-                rows[receipt.sha256] = ((row.document_id, row.document_sender)
-                                        if row is not None else None)
-            known = rows[receipt.sha256]
-            if known is None:  # not a package sent from here: nothing to put it in
-                continue
-            events.append(Event(receipt.node, f"hop:{receipt.kind}",
-                                dt.datetime.fromisoformat(receipt.at), receipt.agency,
-                                receipt.detail, receipt.sha256))
-            documents.append(known)
-        self.store.add_events(events, documents=documents)
-        for receipt in receipts:
-            if receipt.kind in ("rejected", "unroutable"):
-                self._notify_sender(receipt)
-
-    def _notify_sender(self, receipt: HopReceipt) -> None:
-        """A later node refused a package sent from here, or could not route it to one of
-        its recipients (its directory does not know the agency): put a rejection notice
-        (JSON, with every reason and its stable code) into the sending agency's inbox."""
-        row = self.store.package(receipt.sha256)
-        if row is None or not row.sender:
-            return
-        if receipt.kind == "unroutable":
-            reasons: list[dict[str, object]] = [{
-                "code": UnknownDestination.default_code, "recipient": receipt.agency,
-                "message": receipt.detail}]
-            what = f"not deliverable to {receipt.agency}: unknown at node {receipt.node}"
-        else:
-            try:
-                reasons = json.loads(receipt.detail or "[]")
-            except ValueError:
-                reasons = [{"message": receipt.detail}]
-            what = f"refused at node {receipt.node}"
-        notice = json.dumps({
-            "kind": "rejection", "document_id": row.document_id,
-            "package_sha256": receipt.sha256, "rejected_by_node": receipt.node,
-            "recipient": receipt.agency, "at": receipt.at, "reasons": reasons,
-        }, ensure_ascii=False, indent=2).encode()
-        self.store.accept(notice, PackageFacts("rejection", None, row.document_id,
-                                               document_sender=row.document_sender),
-                          node=self.node_id, inbox=[row.sender],
-                          events=[("rejection_notice", row.sender, f"{what}; the sender is told")])
-
-
-def _receipt(item: object) -> HopReceipt:
-    """A hop receipt from its JSON form; ``ValueError``/``TypeError`` when malformed."""
-    if not isinstance(item, dict):
-        raise ValueError("a receipt is an object")
-    receipt = HopReceipt(**item)
-    for name, value in receipt.__dict__.items():
-        if value is not None and not isinstance(value, str):
-            raise ValueError(f"receipt field {name} is not text")
-        if value is not None and len(value) > 5000:
-            raise ValueError(f"receipt field {name} is too long")
-    if not (receipt.sha256 and receipt.node and receipt.kind and receipt.at):
-        raise ValueError("a receipt needs sha256, node, kind and at")
-    dt.datetime.fromisoformat(receipt.at)
-    return receipt
-
 
 def _links(package: DocumentPackage | StatusPackage) -> tuple[
         tuple[str, str, str | None, str | None], ...]:

@@ -1,0 +1,185 @@
+"""The outbox (hộp thư đi): hand-overs a node owes to the next nodes, and who sends them.
+
+Every committed package's hand-overs are outbox rows written in its own transaction.
+Just after the commit they go, with the bytes still in memory, to the hand-over task,
+which publishes them concurrently (each with a publisher confirm) and marks them sent.
+The sweep re-sends what is owed and not in hand: this process's rows still pending
+``sweep_after`` seconds after their commit, and at once the rows of a process that died.
+A row whose bytes cannot be read is reported and skipped, never claimed.
+
+:class:`Outbox` owns the hand-over queue, the in-flight set and the unreadable-row alarms
+of one node, and changes them on the node's event loop only (threads compute and
+return); it reads the node's store, links and settings when it needs them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from docaxis.relay._faults import fault_point
+from docaxis.store import BlobError, OutboxItem, is_alive
+from docaxis.transport import Message
+
+if TYPE_CHECKING:
+    from docaxis.relay._node import RelayNode
+
+_log = logging.getLogger("docaxis.relay")
+
+
+@dataclass(eq=False)
+class Outbox:
+    """The hand-overs of one node (see the module's docstring)."""
+
+    node: RelayNode
+    #: outbox rows being handed over by this process right now
+    in_flight: set[int] = field(default_factory=set, init=False)
+    _loop: asyncio.AbstractEventLoop | None = field(default=None, init=False, repr=False)
+    _handovers: asyncio.Queue[list[tuple[OutboxItem, bytes]]] = field(
+        default_factory=asyncio.Queue, init=False, repr=False)
+    _handed: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
+    #: outbox rows whose bytes could not be read (reported once each)
+    _unreadable: set[int] = field(default_factory=set, init=False, repr=False)
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+
+    def stop(self) -> None:
+        self._loop = None
+
+    async def wait_while_lagging(self, limit: int) -> None:
+        """Hold the receiver while more than ``limit`` hand-overs are in flight."""
+        while len(self.in_flight) > limit:
+            self._handed.clear()
+            await self._handed.wait()
+
+    def hand_over_soon(self, items: list[tuple[OutboxItem, bytes]]) -> None:
+        """Queue just-committed hand-overs (with their bytes, already in memory) for the
+        hand-over task. Callable from any thread: the node's state (the in-flight set, the
+        queue) is changed on the event loop only. A node that is not running leaves them
+        to the sweep."""
+        loop = self._loop
+        if not items or loop is None:
+            return
+        loop.call_soon_threadsafe(self._queue_handovers, items)
+
+    def _queue_handovers(self, items: list[tuple[OutboxItem, bytes]]) -> None:
+        """(On the event loop.) Mark the hand-overs in flight and queue them."""
+        self.in_flight.update(item.id for item, _ in items)
+        self._handovers.put_nowait(items)
+
+    async def hand_over_forever(self) -> None:
+        """Publish queued hand-overs concurrently, each with its confirm; then mark them
+        sent (one transaction, off the event loop). A failure leaves them pending for the
+        sweep; a crash in between re-sends, and the next node deduplicates."""
+        while True:
+            items = await self._handovers.get()
+            while not self._handovers.empty():
+                items += self._handovers.get_nowait()
+            try:
+                await self._publish_all(items)
+                fault_point("after-publish")
+                await asyncio.to_thread(self.node.store.mark_sent_many, [i for i, _ in items],
+                                        node=self.node.node_id)
+            except Exception as exc:  # still pending: the sweep re-sends them
+                _log.warning("handover.failed", extra={
+                    "code": "RELAY-HANDOVER-RETRY", "node": self.node.node_id,
+                    "count": len(items), "error": repr(exc)[:300],
+                    "documents": [i.document_id for i, _ in items[:5]]})
+            finally:
+                self.in_flight.difference_update(item.id for item, _ in items)
+                self._handed.set()
+
+    async def _publish_all(self, items: list[tuple[OutboxItem, bytes]]) -> None:
+        async def publish(item: OutboxItem, data: bytes) -> None:
+            await self.node.links(item.destination_node).publish(item.destination_node, Message(
+                data, item.headers, message_id=f"{item.sha256}:{self.node.node_id}"))
+
+        await asyncio.gather(*(publish(item, data) for item, data in items))
+
+    async def dispatch_once(self, batch: int = 256, *, older_than: float = 0.0) -> int:
+        """Sweep the outbox once: hand over the pending rows this process should send now
+        (:meth:`_owed_here`), claimed for it first, then mark them sent. Returns how many
+        were handed over."""
+        sent, after = 0, 0
+        while True:
+            pending = await asyncio.to_thread(self.node.store.pending_outbox, limit=batch,
+                                              after_id=after)
+            if not pending:
+                return sent
+            after = pending[-1].id
+            now = dt.datetime.now(dt.UTC)
+            owed = [item for item in pending if self._owed_here(item, older_than, now)]
+            if not owed:
+                continue
+            # bytes first: a row whose bytes cannot be read is reported and skipped, never
+            # claimed (it would hold up every row after it, and be claimed again forever)
+            readable, unreadable = await asyncio.to_thread(self._with_bytes, owed)
+            self._report_unreadable(unreadable)
+            if not readable:
+                continue
+            won = {item.id for item in await asyncio.to_thread(
+                self.node.store.claim_outbox, [item for item, _ in readable])}
+            loaded = [(item, data) for item, data in readable if item.id in won]
+            items = [item for item, _ in loaded]
+            if not items:
+                continue
+            await self._publish_all(loaded)
+            fault_point("after-publish")
+            await asyncio.to_thread(self.node.store.mark_sent_many, items, node=self.node.node_id)
+            sent += len(items)
+
+    def _owed_here(self, item: OutboxItem, grace: float, now: dt.datetime) -> bool:
+        """Whether this process should hand ``item`` over now.
+
+        Its own rows, once ``grace`` seconds old (the hand-over task failed them); rows of a
+        process of this host that is gone — killed before it handed them over — at once;
+        rows of an owner whose life cannot be judged (another host, or written before
+        claims existed) once ``grace`` old. A live process's rows are its own business.
+        """
+        if item.id in self.in_flight:
+            return False
+        old = item.created_at is None or (now - item.created_at).total_seconds() > grace
+        if item.claimed_by == self.node.store.claimant:
+            return old
+        alive = is_alive(item.claimed_by)
+        return True if alive is False else (old and alive is None)
+
+    def _with_bytes(self, items: list[OutboxItem]) -> tuple[
+            list[tuple[OutboxItem, bytes]], list[tuple[OutboxItem, Exception]]]:
+        """(In a thread.) The items with their bytes, and those whose bytes cannot be read."""
+        loaded: list[tuple[OutboxItem, bytes]] = []
+        unreadable: list[tuple[OutboxItem, Exception]] = []
+        for item in items:
+            try:
+                loaded.append((item, self.node.store.package_bytes(item.sha256)))
+            except (BlobError, KeyError) as exc:
+                unreadable.append((item, exc))
+        return loaded, unreadable
+
+    def _report_unreadable(self, unreadable: list[tuple[OutboxItem, Exception]]) -> None:
+        """(On the event loop.) Raise the alarm once per row and process."""
+        for item, exc in unreadable:
+            if item.id not in self._unreadable:
+                self._unreadable.add(item.id)
+                _log.error("outbox.unreadable_blob", extra={
+                    "code": "STORE-BLOB-UNREADABLE", "node": self.node.node_id,
+                    "outbox_id": item.id, "sha256": item.sha256,
+                    "document_id": item.document_id, "error": str(exc)})
+
+    async def sweep_forever(self) -> None:
+        """Re-send what is owed and not in hand: this process's rows still pending
+        ``sweep_after`` seconds after their commit (a failed hand-over), and at once the
+        rows of a process that died (this node before a restart, or a worker of it)."""
+        while True:
+            try:
+                await self.dispatch_once(older_than=self.node.sweep_after)
+                await asyncio.sleep(min(1.0, self.node.sweep_after))
+            except Exception as exc:
+                _log.warning("sweep.failed", extra={"code": "RELAY-SWEEP-RETRY",
+                                                    "node": self.node.node_id,
+                                                    "error": repr(exc)[:300]})
+                await asyncio.sleep(0.5)
