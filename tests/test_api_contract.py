@@ -93,3 +93,21 @@ def test_docs_are_served_from_the_package(served: tuple[Any, str]) -> None:
     assert {"401", "403", "413", "422", "503"} <= set(post["responses"])
     assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
 
+
+
+def test_a_revoked_token_stops_working_within_the_cache_interval(
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    folder = tmp_path_factory.mktemp("tokens")
+    network = build_network(folder, network_pki(folder / "pki"),
+                            lambda _node: InMemoryBroker(FAST))
+    danang = network.nodes["danang"]
+    app = create_app(danang)
+    token = danang.store.issue_credential(SENDER)
+    auth = {"Authorization": f"Bearer {token}"}
+    assert _get(app, "GET", f"/v1/agencies/{SENDER}/inbox", headers=auth).status_code == 200
+    assert danang.store.revoke_credentials(SENDER) == 1
+    # remembered for the cache interval (one database query per token and interval) …
+    assert _get(app, "GET", f"/v1/agencies/{SENDER}/inbox", headers=auth).status_code == 200
+    app.state.tokens.ttl = 0.0  # … and refused once it has passed
+    refused = _get(app, "GET", f"/v1/agencies/{SENDER}/inbox", headers=auth)
+    assert refused.status_code == 401 and refused.json()["error"] == "API-UNAUTHENTICATED"

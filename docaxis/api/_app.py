@@ -197,6 +197,27 @@ _XML_TYPES = frozenset({"application/xml", "text/xml", "application/octet-stream
 bearer = HTTPBearer(auto_error=False, description="the agency system's API token")
 
 
+class _TokenCache:
+    """Which agency a token is, remembered for ``ttl`` seconds: one database query per
+    token and interval instead of one per request. A revocation (``docaxis token
+    --revoke``, another process) therefore takes effect within ``ttl`` seconds."""
+
+    def __init__(self, ttl: float = 5.0, size: int = 10_000) -> None:
+        self.ttl, self.size = ttl, size
+        self._known: dict[str, tuple[str | None, float]] = {}
+
+    def agency_for(self, node: RelayNode, token: str) -> str | None:
+        now = time.monotonic()
+        known = self._known.get(token)
+        if known is not None and now - known[1] < self.ttl:
+            return known[0]
+        agency = node.store.agency_for_token(token)
+        if len(self._known) >= self.size:
+            self._known.clear()
+        self._known[token] = (agency, now)
+        return agency
+
+
 def caller(request: Request,
            credentials: Annotated[HTTPAuthorizationCredentials | None,
                                   Depends(bearer)] = None) -> str:
@@ -205,7 +226,8 @@ def caller(request: Request,
         raise HTTPException(401, ("API-UNAUTHENTICATED", "a Bearer token is required"),
                             headers={"WWW-Authenticate": "Bearer"})
     node: RelayNode = request.app.state.node
-    agency = node.store.agency_for_token(credentials.credentials.strip())
+    tokens: _TokenCache = request.app.state.tokens
+    agency = tokens.agency_for(node, credentials.credentials.strip())
     if agency is None:
         raise HTTPException(401, ("API-UNAUTHENTICATED", "unknown or revoked token"),
                             headers={"WWW-Authenticate": "Bearer"})
@@ -223,6 +245,7 @@ def create_app(node: RelayNode) -> FastAPI:
                               "(`error`, `message`, `reasons`) with a stable code.",
                   docs_url=None, redoc_url=None)
     app.state.node = node
+    app.state.tokens = _TokenCache()
     _offline_docs(app)
 
     @app.exception_handler(StarletteHTTPException)
