@@ -49,6 +49,7 @@ from docaxis.dsig._errors import Failure
 from docaxis.dsig._trust import CertInfo, ChainLink, TrustStore
 from docaxis.edxml import DocumentPackage, ParsedPackage, ParseError, ParseLimits, parse, parse_xml
 from docaxis.edxml._namespaces import q
+from docaxis.edxml._namespaces import strip_cid as _strip_cid
 
 Verdict = Literal["valid", "invalid", "legacy", "unsigned"]
 _DS = f"{{{DSIG}}}"
@@ -679,11 +680,6 @@ def _b64(text: str | None) -> bytes | None:
         return base64.b64decode("".join(text.split()), validate=True)
     except (binascii.Error, ValueError):
         return None
-
-
-def _strip_cid(value: str | None) -> str:
-    value = (value or "").strip()
-    return value[4:] if value.lower().startswith("cid:") else value
 
 
 def _parse_generic(data: bytes) -> etree._Element:

@@ -20,6 +20,12 @@ def q(local: str) -> str:
     return f"{{{EDXML_NS}}}{local}"
 
 
+def strip_cid(content_id: object) -> str:
+    """A ContentId without its ``cid:`` scheme (producers write it either way)."""
+    value = str(content_id or "").strip()
+    return value[4:] if value.lower().startswith("cid:") else value
+
+
 def local_name(tag: object) -> str:
     """Local part of an lxml tag (``""`` for comments and processing instructions)."""
     if not isinstance(tag, str):

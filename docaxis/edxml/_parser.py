@@ -45,7 +45,9 @@ from docaxis.edxml._namespaces import (
     LEGACY_EDOC_NS,
     SOAP12_NS,
     SOAP_NS,
+    local_name,
     q,
+    strip_cid,
 )
 from docaxis.edxml._readers import READERS
 
@@ -346,7 +348,7 @@ def _whole(data: bytes, limits: ParseLimits, *, comments: bool) -> etree._Elemen
         raise TooManyElements(f"the package has more than {limits.max_elements} elements")
     full = crowded(root)
     if full:
-        raise TooManyElements(f"{local(full[0].tag)} has more than {limits.max_children} "
+        raise TooManyElements(f"{local_name(full[0].tag)} has more than {limits.max_children} "
                               "child elements", line=full[0].sourceline)
     if not comments:
         hidden = _HIDDEN(root)
@@ -394,7 +396,7 @@ def _check_namespace(prefix: str, uri: str) -> None:
 
 def _refuse_hidden(node: etree._Element, event: str) -> None:
     parent = node.getparent()
-    where = local(parent.tag) if parent is not None else "the document"
+    where = local_name(parent.tag) if parent is not None else "the document"
     what = "a comment" if event == "comment" else "a processing instruction"
     raise HiddenMarkup(f"{what} inside {where}: C14N drops it, so it could hide part of a "
                        "signed value; edXML packages carry none", line=node.sourceline)
@@ -404,10 +406,6 @@ _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
 
 
 # ------------------------------------------------------------------------ structure
-
-def local(tag: object) -> str:
-    return str(tag).rpartition("}")[2]
-
 
 def _children(el: etree._Element | None, tag: str) -> list[etree._Element]:
     if el is None:
@@ -550,7 +548,7 @@ def _single(parent: etree._Element, *tags: str) -> etree._Element | None:
     for child in parent.iterchildren(*tags):
         if found is not None:
             raise DuplicateBlock(
-                f"{local(child.tag)} occurs more than once in {local(parent.tag)} (line "
+                f"{local_name(child.tag)} occurs more than once in {local_name(parent.tag)} (line "
                 f"{found.sourceline} and line {child.sourceline}); it must occur once",
                 line=child.sourceline)
         found = child
@@ -561,8 +559,7 @@ def _unique_content_ids(attachments: etree._Element) -> None:
     seen: dict[str, int | None] = {}
     for attachment in attachments.iterchildren(_ATTACHMENT):
         for content_id in attachment.iterchildren(_CONTENT_ID):
-            value = (content_id.text or "").strip()
-            value = value[4:] if value.lower().startswith("cid:") else value
+            value = strip_cid(content_id.text)
             if value in seen:
                 raise DuplicateBlock(
                     f"two attachments have ContentId {value!r} (line {seen[value]} and line "

@@ -36,9 +36,9 @@ from docaxis.edxml._findings import (
     finding_at,
     severity_for,
 )
-from docaxis.edxml._namespaces import DSIG_NS, EDXML_NS, EDXML_PREFIX, local_name, q
+from docaxis.edxml._namespaces import DSIG_NS, EDXML_NS, EDXML_PREFIX, local_name, q, strip_cid
 from docaxis.edxml._parser import VN_TZ, ParsedPackage, ParseLimits, parse
-from docaxis.edxml._schemagen import MANIFEST_KEYS, SCHEMA_FILES, generate_schema
+from docaxis.edxml._schemagen import SCHEMA_FILES, generate_schema
 from docaxis.edxml._spec import (
     ATTACHMENT,
     BUSINESS,
@@ -213,8 +213,7 @@ _RULES: dict[str, _Rules] = {kind: _rules_for(kind) for kind in ("document", "st
 class _Pass:
     """One validation run over one parsed package."""
 
-    __slots__ = ("empty_reported", "findings", "manifest_suspect", "positions", "rules",
-                 "truncated")
+    __slots__ = ("empty_reported", "findings", "positions", "rules", "truncated")
 
     def __init__(self, rules: _Rules) -> None:
         self.rules = rules
@@ -222,7 +221,6 @@ class _Pass:
         self.positions: Positions = {}
         self.findings: list[Finding] = []
         self.empty_reported: set[etree._Element] = set()
-        self.manifest_suspect = False
 
     def add(self, code: str, severity: Severity, message: str,
             element: etree._Element | None) -> None:
@@ -383,9 +381,6 @@ class _Pass:
                     judged.add(element)
                     if self.judge_leaf(element, today):
                         continue  # the rule decided (possibly: nothing wrong)
-            elif any(f"}}{name}'" in message for name in MANIFEST_KEYS):
-                self.manifest_suspect = True  # judged by manifest() below
-                continue
             elif _DUPLICATE_KEY in message:
                 code = "EDX-TO-DUPLICATE"
                 organ_id = ""
@@ -487,7 +482,7 @@ class _Pass:
         attachments: list[tuple[str, etree._Element]] = []
         for content_id in root.iter(_CONTENT_ID):
             parent = content_id.getparent()
-            value = _strip_cid(content_id.text)
+            value = strip_cid(content_id.text)
             if parent.tag == _REFERENCE:
                 references.append((value, parent))
             elif parent.tag == _ATTACHMENT:
@@ -566,11 +561,6 @@ class _ElementIndex:
             for element in self._root.iter(etree.Element):
                 self._index.setdefault((element.tag, element.sourceline or 0), element)
         return self._index.get((tag, line))
-
-
-def _strip_cid(content_id: object) -> str:
-    value = str(content_id or "").strip()
-    return value[4:] if value.lower().startswith("cid:") else value
 
 
 def _signature_findings(parsed: ParsedPackage) -> list[Finding]:

@@ -28,7 +28,7 @@ except ImportError:  # not POSIX: SQLite's busy handler alone keeps processes ap
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, Table, create_engine, event, insert, select, update
+from sqlalchemy import Engine, Table, create_engine, event, func, insert, select, update
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
@@ -485,8 +485,6 @@ class Store:
 
     def outbox_backlog(self) -> tuple[int, dt.datetime | None]:
         """How many hand-overs are owed, and when the oldest was committed."""
-        from sqlalchemy import func
-
         with self.session() as session:
             count, oldest = session.execute(
                 select(func.count(OutboxRow.id), func.min(OutboxRow.created_at))
