@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import datetime as dt
 import json
 import tempfile
-from collections.abc import Mapping
 from pathlib import Path
 
 import click
@@ -16,20 +14,23 @@ from rich.markup import escape
 from rich.table import Table
 
 from docaxis.cli._main import EXIT_INVALID, EXIT_OK, EXIT_USAGE, cli, stderr, stdout
-from docaxis.edxml import STATUS_CODES, ParseError, StatusPackage, parse
+from docaxis.edxml import STATUS_CODES
 from docaxis.node import (
     DEFAULT_AMQP,
     ConfigError,
     NodeConfig,
+    NotServedHere,
     check_node,
     demo,
+    describe_parked,
     import_directory,
+    issue_credential,
     load_directory,
     open_store,
+    record_parked_decision,
     serve,
 )
-from docaxis.store import Event, Store, Trace
-from docaxis.transport import Message
+from docaxis.store import Store, Trace
 
 _CONFIG = click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
                        help="The node's node.toml.")
@@ -236,28 +237,18 @@ def token_command(config_path: str | None, database: str | None, blobs: str | No
                          f"{escape(revoke_agency)} revoked")
         else:
             assert agency is not None
-            if config_path:
-                _served_here(NodeConfig.load(config_path), store, agency)
-            click.echo(store.issue_credential(agency, label))
+            if not config_path:  # --database/--blobs: no directory to check against
+                click.echo(store.issue_credential(agency, label))
+                return
+            try:
+                token = issue_credential(NodeConfig.load(config_path), store, agency, label)
+            except (NotServedHere, ConfigError) as exc:
+                stderr.print(f"[bold red]{exc.code}[/] {escape(exc.message)}")
+                raise SystemExit(EXIT_INVALID if isinstance(exc, NotServedHere)
+                                 else EXIT_USAGE) from None
+            click.echo(token)
     finally:
         store.close()
-
-
-def _served_here(config: NodeConfig, store: Store, agency: str) -> None:
-    try:
-        directory = load_directory(config, store)
-    except ConfigError as exc:
-        stderr.print(f"[bold red]{exc.code}[/] {escape(exc.message)}")
-        raise SystemExit(EXIT_USAGE) from None
-    known = directory.agencies.get(agency)
-    if known is None:
-        stderr.print(f"[bold red]API-UNKNOWN-AGENCY[/] {escape(agency)} is not in the node's "
-                     "directory: add it (network.toml or docaxis directory import) first")
-        raise SystemExit(EXIT_INVALID)
-    if known.node != config.node_id:
-        stderr.print(f"[bold red]API-NOT-SERVED-HERE[/] {escape(agency)} is served by node "
-                     f"{escape(known.node)}, not {escape(config.node_id)}: issue its token there")
-        raise SystemExit(EXIT_INVALID)
 
 
 @cli.command("parked")
@@ -296,7 +287,7 @@ def parked_command(config_path: str | None, replay_id: str | None, discard_id: s
                 table = Table("message id", "document", "kind", "attempt", "reason",
                               title=f"parked at {config.node_id}", title_justify="left")
                 for message in messages:
-                    document, kind = _described(message.body, message.headers)
+                    document, kind = describe_parked(message)
                     table.add_row(message.message_id, escape(document or "—"), kind,
                                   str(message.attempt),
                                   escape(message.headers.get(PARKED_REASON_HEADER, "")))
@@ -313,48 +304,13 @@ def parked_command(config_path: str | None, replay_id: str | None, discard_id: s
             else:
                 count = await broker.discard_parked(config.node_id, target)
                 action = "parked_discarded"
-            _record(config, concerned, action, reason)
+            record_parked_decision(config, concerned, action, reason)
             verb = "replayed" if replay_id else "discarded"
             stdout.print(f"{verb} {count} parked message(s)")
         finally:
             await broker.close()
 
     asyncio.run(run())
-
-
-def _described(body: bytes, headers: Mapping[str, str]) -> tuple[str | None, str]:
-    """(DocumentId, kind) of a parked message, as far as its bytes can be read."""
-    if headers.get("x-docaxis-kind") == "hop-receipt":
-        return None, "hop receipt"
-    try:
-        parsed = parse(body)
-        return parsed.package.document_id, parsed.kind
-    except ParseError as exc:
-        return None, f"unreadable ({exc.code})"
-
-
-def _record(config: NodeConfig, messages: list[Message], action: str,
-            reason: str | None) -> None:
-    """An operator's decision on parked messages, as an event in each document's trace."""
-    store = config.open_store(migrate=False)
-    try:
-        events, documents = [], []
-        for message in messages:
-            try:
-                parsed = parse(message.body)
-            except ParseError:
-                continue
-            package = parsed.package
-            owner = (package.header.response_for.organ_id
-                     if isinstance(package, StatusPackage) and package.header.response_for
-                     else package.sender)
-            events.append(Event(config.node_id, action, dt.datetime.now(dt.UTC), None,
-                                f"by an operator: {reason or 'no reason given'} "
-                                f"(message {message.message_id})", parsed.sha256))
-            documents.append((package.document_id, owner))
-        store.add_events(events, documents=documents)
-    finally:
-        store.close()
 
 
 @cli.group("directory")

@@ -1,0 +1,78 @@
+"""What operators do to a node, as library calls (the CLI only prints): issue a credential
+for an agency this node serves, describe parked messages, record a decision about them in
+the trace of the documents concerned."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+
+from docaxis._errors import DocaxisError
+from docaxis.edxml import ParseError, StatusPackage, parse
+from docaxis.node._run import NodeConfig, load_directory
+from docaxis.store import Event, Store
+from docaxis.transport import Message
+
+
+class NotServedHere(DocaxisError):
+    """A credential asked for an agency the directory does not have, or another node serves."""
+
+    default_code = "API-NOT-SERVED-HERE"
+
+
+def issue_credential(config: NodeConfig, store: Store, agency: str,
+                     label: str | None = None) -> str:
+    """A new API token for ``agency`` (only its hash is kept), if this node serves it.
+
+    Raises
+    ------
+    NotServedHere
+        ``API-UNKNOWN-AGENCY`` when the directory has no such agency,
+        ``API-NOT-SERVED-HERE`` when another node serves it.
+    ConfigError
+        When the node's directory cannot be loaded.
+    """
+    known = load_directory(config, store).agencies.get(agency)
+    if known is None:
+        raise NotServedHere(f"{agency} is not in the node's directory: add it (network.toml or "
+                            "docaxis directory import) first", code="API-UNKNOWN-AGENCY")
+    if known.node != config.node_id:
+        raise NotServedHere(f"{agency} is served by node {known.node}, not "
+                            f"{config.node_id}: issue its token there")
+    return store.issue_credential(agency, label)
+
+
+def describe_parked(message: Message) -> tuple[str | None, str]:
+    """(DocumentId, kind) of a parked message, as far as its bytes can be read."""
+    if message.headers.get("x-docaxis-kind") == "hop-receipt":
+        return None, "hop receipt"
+    try:
+        parsed = parse(message.body)
+    except ParseError as exc:
+        return None, f"unreadable ({exc.code})"
+    return parsed.package.document_id, parsed.kind
+
+
+def record_parked_decision(config: NodeConfig, messages: Iterable[Message], action: str,
+                           reason: str | None) -> None:
+    """An operator's decision on parked messages (``parked_replayed`` /
+    ``parked_discarded``), as an event in the trace of each document concerned."""
+    events, documents = [], []
+    for message in messages:
+        try:
+            parsed = parse(message.body)
+        except ParseError:
+            continue  # not a package: no document's trace to write into
+        package = parsed.package
+        owner = (package.header.response_for.organ_id
+                 if isinstance(package, StatusPackage) and package.header.response_for
+                 else package.sender)
+        events.append(Event(config.node_id, action, dt.datetime.now(dt.UTC), None,
+                            f"by an operator: {reason or 'no reason given'} "
+                            f"(message {message.message_id})", parsed.sha256))
+        documents.append((package.document_id, owner))
+    store = config.open_store(migrate=False)
+    try:
+        store.add_events(events, documents=documents)
+    finally:
+        store.close()
