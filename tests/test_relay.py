@@ -335,8 +335,8 @@ def test_the_sweep_takes_over_a_dead_processs_hand_overs_at_once_and_leaves_a_li
         def commit_as(owner: str, number: str) -> None:
             document = network.document("000.00.00.H43", ["000.00.00.H01"], number=number)
             danang.store.claimant = owner
-            plan = danang._plan(parse(document), received_from=None, origin="danang",
-                                from_parent=False)
+            plan = danang.pipeline.plan(parse(document), received_from=None, origin="danang",
+                                        from_parent=False)
             danang.store.accept_many([plan.accept])
 
         worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])

@@ -8,8 +8,10 @@ the validator and the verifier. The OpenAPI description is at ``/openapi.json``.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
+import os
 import time
 from typing import Annotated, Any
 
@@ -206,28 +208,33 @@ class _TokenCache:
         self.ttl, self.size = ttl, size
         self._known: dict[str, tuple[str | None, float]] = {}
 
-    def agency_for(self, node: RelayNode, token: str) -> str | None:
+    async def agency_for(self, node: RelayNode, token: str) -> str | None:
+        """The token's agency (None: unknown or revoked); the store is asked, in a worker
+        thread, only when this token was not seen in the last ``ttl`` seconds."""
         now = time.monotonic()
         known = self._known.get(token)
         if known is not None and now - known[1] < self.ttl:
             return known[0]
-        agency = node.store.agency_for_token(token)
+        agency = await asyncio.to_thread(node.store.agency_for_token, token)
         if len(self._known) >= self.size:
             self._known.clear()
         self._known[token] = (agency, now)
         return agency
 
 
-def caller(request: Request,
-           credentials: Annotated[HTTPAuthorizationCredentials | None,
-                                  Depends(bearer)] = None) -> str:
-    """The agency a request's Bearer token belongs to (401 otherwise)."""
+async def caller(request: Request,
+                 credentials: Annotated[HTTPAuthorizationCredentials | None,
+                                        Depends(bearer)] = None) -> str:
+    """The agency a request's Bearer token belongs to (401 otherwise).
+
+    A coroutine: FastAPI would run a plain function in its thread pool, a thread hop per
+    request for what is, nearly always, a dictionary lookup."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise HTTPException(401, ("API-UNAUTHENTICATED", "a Bearer token is required"),
                             headers={"WWW-Authenticate": "Bearer"})
     node: RelayNode = request.app.state.node
     tokens: _TokenCache = request.app.state.tokens
-    agency = tokens.agency_for(node, credentials.credentials.strip())
+    agency = await tokens.agency_for(node, credentials.credentials.strip())
     if agency is None:
         raise HTTPException(401, ("API-UNAUTHENTICATED", "unknown or revoked token"),
                             headers={"WWW-Authenticate": "Bearer"})
@@ -314,8 +321,9 @@ def create_app(node: RelayNode) -> FastAPI:
             "duplicate": acceptance.duplicate, "node": node.node_id})
 
     @app.get("/health", summary="Alive: the process answers", tags=["operations"])
-    async def health() -> dict[str, str]:
-        return {"status": "alive", "node": node.node_id}
+    async def health() -> dict[str, str | int]:
+        # which process answered: a node of several workers answers from any of them
+        return {"status": "alive", "node": node.node_id, "process": os.getpid()}
 
     @app.get("/ready", summary="Ready: store, broker and trust material usable",
              tags=["operations"], responses={503: {"description": "not ready: which part "
@@ -330,7 +338,7 @@ def create_app(node: RelayNode) -> FastAPI:
     @app.get("/metrics", summary="Prometheus metrics", tags=["operations"],
              response_class=Response)
     def metrics() -> Response:
-        return Response(generate_latest(node.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(node.metrics.exposed), media_type=CONTENT_TYPE_LATEST)
 
     @app.post("/v1/packages", status_code=202, summary="Post a signed document package",
               response_model=Accepted, openapi_extra=_XML_BODY,

@@ -28,6 +28,7 @@ from docaxis.node import (
     load_directory,
     open_store,
     record_parked_decision,
+    run_loop,
     serve,
 )
 from docaxis.store import Store, Trace
@@ -111,7 +112,7 @@ def serve_command(config_path: str | None, workers: int | None) -> None:
         config = NodeConfig.load(config_path)
         if workers is not None:
             config = dataclasses.replace(config, workers=workers)
-        asyncio.run(serve(config, ready=lambda url: stderr.print(
+        run_loop(serve(config, ready=lambda url: stderr.print(
             f"node {config.node_id} serving on {url} (OpenAPI at {url}/docs)")))
     except ConfigError as exc:
         stderr.print(f"[bold red]{exc.code}[/] {escape(exc.message)}")

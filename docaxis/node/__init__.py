@@ -19,6 +19,7 @@ from docaxis.node._run import (
     load_directory,
     open_node,
     open_store,
+    run_loop,
     serve,
 )
 
@@ -38,5 +39,6 @@ __all__ = [
     "open_node",
     "open_store",
     "record_parked_decision",
+    "run_loop",
     "serve",
 ]

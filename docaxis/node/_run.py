@@ -10,12 +10,13 @@ import difflib
 import functools
 import logging
 import os
+import socket
 import time
 import tomllib
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -32,9 +33,11 @@ from docaxis.dsig import (
 from docaxis.node._bindings import binding_policy
 from docaxis.node._demo import build_demo_network, connect_broker, demo_pki, run_suffix, wait_for
 from docaxis.node._logging import configure_logging
-from docaxis.relay import RelayNode
+from docaxis.relay import RelayNode, share_between_processes
 from docaxis.store import UNAVAILABLE, Store, Trace
 from docaxis.transport import Broker, InMemoryBroker, RabbitMQBroker
+
+T = TypeVar("T")
 
 DEFAULT_AMQP = "amqp://guest:guest@127.0.0.1:5672/"
 _log = logging.getLogger("docaxis.relay")
@@ -345,31 +348,74 @@ async def open_node(config: NodeConfig, store: Store) -> tuple[RelayNode, Broker
                      node_signer=config.node_signer()), pool
 
 
+def listen_socket(listen: str) -> socket.socket:
+    """A listening socket of the node's API (``host:port``; ``[::1]:8100`` for IPv6).
+
+    Every process of a node binds its own, with ``SO_REUSEPORT``: the kernel spreads new
+    connections evenly over them. (One socket shared by all would not: asyncio accepts
+    every pending connection at each wake-up, so whichever process wakes first takes the
+    lot — measured, 16 connections of 16 in one process of two.)
+
+    Raises
+    ------
+    ConfigError
+        The address is not ``host:port``, or cannot be bound (in use, not local).
+    """
+    host, _, port = listen.rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    if not port.isdigit():
+        raise ConfigError(f"[node] listen {listen!r} is not host:port")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # proto named, not 0: asyncio sets TCP_NODELAY only on sockets whose proto says TCP,
+    # and without it each response waits for the client's delayed ACK (≈ 40 ms)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, int(port)))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"[node] listen {listen}: {exc.strerror or exc}") from None
+    return sock
+
+
+def _api_server(node: RelayNode) -> Any:
+    """A uvicorn server for the node's API (run with ``serve(sockets=…)``)."""
+    import uvicorn
+
+    from docaxis.api import create_app
+
+    return uvicorn.Server(uvicorn.Config(create_app(node), log_level="warning",
+                                         access_log=False, lifespan="off"))
+
+
 async def serve(config: NodeConfig, *, ready: Callable[[str], None] | None = None) -> None:
-    """Run one node: its HTTP API and ``config.workers`` consumer processes (this one and
-    ``workers - 1`` more, competing consumers on the node's queues and its store)."""
+    """Run one node: ``config.workers`` processes (this one and ``workers - 1`` more),
+    each answering the HTTP API on the node's port and consuming the node's queues
+    (competing consumers on one store), kept at strength by this one."""
     import multiprocessing
     import signal
 
     configure_logging()
 
-    import uvicorn
-
-    from docaxis.api import create_app
-
     store = config.open_store()  # migrated here, before any other worker opens it
     if config.workers > 1 and config.amqp_url is None:
         raise ConfigError("several workers need RabbitMQ: set [node] amqp_url")
+    sock = listen_socket(config.listen)
+    host, port = sock.getsockname()[:2]
+    # the workers listen where this process does (on the port it was given, if 0 was asked)
+    listen = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    if config.workers > 1:  # one /metrics for all of them, whichever answers
+        share_between_processes(config.data / "metrics")
     node, pool = await open_node(config, store)
     await node.start()
-    spawn = multiprocessing.get_context("spawn")  # a clean interpreter: no inherited sockets
-    others = _Workers(config, spawn)
+    spawn = multiprocessing.get_context("spawn")  # a clean interpreter: no inherited state
+    others = _Workers(dataclasses.replace(config, listen=listen), spawn)
     others.start()
-    host, _, port = config.listen.rpartition(":")
-    server = uvicorn.Server(uvicorn.Config(create_app(node), host=host or "127.0.0.1",
-                                           port=int(port), log_level="warning"))
+    server = _api_server(node)
     if ready:
-        ready(f"http://{host}:{port}")
+        ready(f"http://{listen}")
     supervisor = asyncio.create_task(others.supervise())
     # uvicorn turns SIGTERM/SIGINT into a graceful shutdown, then raises the signal again
     # once it has restored the previous handlers: make that a no-op, so that the node
@@ -377,7 +423,7 @@ async def serve(config: NodeConfig, *, ready: Callable[[str], None] | None = Non
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: None)
     try:
-        await server.serve()
+        await server.serve(sockets=[sock])
     finally:
         supervisor.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -390,16 +436,18 @@ async def serve(config: NodeConfig, *, ready: Callable[[str], None] | None = Non
         await node.stop()
         await pool.close()
         store.close()
+        sock.close()
 
 
 class _Workers:
     """The extra worker processes of a node (``workers - 1``), kept at strength.
 
     A worker that dies — killed, out of memory, crashed — loses nothing: its unacknowledged
-    deliveries go back to the queue, and the outbox sweep re-sends what it committed but
-    did not hand over. :meth:`supervise` starts a new one in its place, waiting longer
-    after each death in quick succession (1 s, 2 s, 4 s … at most 60 s) so that a worker
-    that cannot start does not spin.
+    deliveries go back to the queue, its open HTTP requests were never answered 202 (the
+    agency system posts again, and is deduplicated), and the outbox sweep re-sends what it
+    committed but did not hand over. :meth:`supervise` starts a new one in its place,
+    waiting longer after each death in quick succession (1 s, 2 s, 4 s … at most 60 s) so
+    that a worker that cannot start does not spin.
     """
 
     def __init__(self, config: NodeConfig, context: Any) -> None:
@@ -432,45 +480,60 @@ class _Workers:
                     self._backoff[slot] = 1.0
                 if lived < self._backoff[slot]:
                     continue  # died young: wait a little before the next one
-                _log.warning("node %s: worker %s (pid %s) ended with %s; starting another",
-                             self.config.node_id, process.name, process.pid, process.exitcode)
+                _log.warning("node.worker_restart", extra={
+                    "code": "NODE-WORKER-RESTART", "node": self.config.node_id,
+                    "worker": process.name, "pid": process.pid, "exitcode": process.exitcode})
                 self.processes[slot] = self._spawn(slot)
                 self._started_at[slot] = now
                 self._backoff[slot] = min(60.0, self._backoff[slot] * 2)
 
 
 def run_worker(config: NodeConfig) -> None:
-    """A worker process of a node: consumers, hand-overs and the outbox sweep; no API.
-    Stops (letting in-flight packages finish) on SIGTERM or SIGINT."""
+    """A worker process of a node: the API (its own socket on the node's port), consumers,
+    hand-overs and the outbox sweep. Stops (answering the requests it has, letting
+    in-flight packages finish) on SIGTERM or SIGINT, or when the serving process is gone."""
     import signal
 
     configure_logging()
 
     parent = os.getppid()
 
-    async def orphaned(stop: asyncio.Event) -> None:
-        while os.getppid() == parent:  # the serving process died without telling us
-            await asyncio.sleep(1.0)
-        stop.set()
-
     async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
-        watchdog = asyncio.create_task(orphaned(stop))
         store = config.open_store()
         node, pool = await open_node(config, store)
         await node.start()
+        server = _api_server(node)
+        sock = listen_socket(config.listen)
+
+        async def orphaned() -> None:
+            while os.getppid() == parent:  # the serving process died without telling us
+                await asyncio.sleep(1.0)
+            server.should_exit = True
+
+        watchdog = asyncio.create_task(orphaned())
+        for signum in (signal.SIGTERM, signal.SIGINT):  # as in serve(): drain, exit 0
+            signal.signal(signum, lambda *_: None)
         try:
-            await stop.wait()
+            await server.serve(sockets=[sock])
         finally:
             watchdog.cancel()
             await node.stop()
             await pool.close()
             store.close()
+            sock.close()
 
-    asyncio.run(main())
+    run_loop(main())
+
+
+def run_loop(main: Coroutine[Any, Any, T]) -> T:
+    """Run a node's main coroutine: on uvloop where it is installed (measured: 8–18 % more
+    API requests per second than asyncio's own loop), else on asyncio's."""
+    try:
+        import uvloop
+    except ImportError:  # not on Windows, for one
+        return asyncio.run(main)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main)
 
 
 @dataclass

@@ -1,6 +1,9 @@
 """The relay: the hop pipeline every node runs, hop receipts, dedup, fan-out."""
 
-from docaxis.relay._node import Rejection, RelayNode
+from docaxis.relay._metrics import share_between_processes
+from docaxis.relay._node import RelayNode
+from docaxis.relay._pipeline import Pipeline, Plan, Rejection
 from docaxis.relay._receipts import HopEvidence, HopReceipt
 
-__all__ = ["HopEvidence", "HopReceipt", "Rejection", "RelayNode"]
+__all__ = ["HopEvidence", "HopReceipt", "Pipeline", "Plan", "Rejection", "RelayNode",
+           "share_between_processes"]

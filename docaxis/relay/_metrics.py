@@ -16,20 +16,32 @@ Names (all prefixed ``docaxis_``):
 ``crl_seconds_to_next_update``      per CRL issuer: time left before it goes stale
 ``task_restarts_total``             background tasks that died and were restarted
 ==================================  =====================================================
+
+A node served by several processes (``workers`` > 1) shares its counters and histograms
+between them through ``prometheus-client``'s multiprocess mode
+(:func:`share_between_processes`): whichever process answers a scrape reports the sums
+of all of them, including processes that have since died (a counter never goes back).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import os
+import shutil
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, values
 from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
     from docaxis.relay._node import RelayNode
+
+#: where prometheus-client's multiprocess mode keeps each process's values
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 STAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
                  2.5, 5.0)
@@ -40,6 +52,12 @@ class NodeMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        shared = os.environ.get(MULTIPROCESS_ENV)
+        #: what a scrape renders: this process's registry, or every process's values
+        self.exposed = self.registry
+        if shared:
+            self.exposed = CollectorRegistry()
+            MultiProcessCollector(self.exposed, path=shared)  # type: ignore[no-untyped-call]
         self.accepted = Counter("docaxis_packages_accepted", "Packages committed by this node",
                                 ["path"], registry=self.registry)
         self.refused = Counter("docaxis_packages_refused", "Packages refused by this node",
@@ -47,9 +65,28 @@ class NodeMetrics:
         self.stage = Histogram("docaxis_stage_seconds", "Time spent per pipeline stage",
                                ["stage"], buckets=STAGE_BUCKETS, registry=self.registry)
 
+        self.task_restarts = Counter("docaxis_task_restarts", "Background tasks that died "
+                                     "and were started again", registry=self.registry)
+
     def watch(self, node: RelayNode) -> None:
         """Read the node's state at each scrape."""
-        self.registry.register(_StateCollector(node))
+        self.exposed.register(_StateCollector(node))
+
+
+def share_between_processes(folder: Path) -> None:
+    """Put this process and the processes it starts afterwards (which inherit the
+    environment) in ``prometheus-client``'s multiprocess mode, their values kept in
+    ``folder`` (emptied first: call it once, in the process that starts the others,
+    before any :class:`NodeMetrics` exists).
+
+    ``prometheus-client`` chooses its value store when it is imported, from the
+    environment variable; this process imported it already, so its choice is made again
+    here (the value class is what that choice sets).
+    """
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    os.environ[MULTIPROCESS_ENV] = str(folder)
+    values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
 
 
 class _StateCollector(Collector):
@@ -63,8 +100,6 @@ class _StateCollector(Collector):
         broker = node.links(node.node_id)
         yield _gauge("docaxis_broker_up", "1 when the node's broker connection is open",
                      1.0 if broker.connected else 0.0)
-        yield _gauge("docaxis_task_restarts_total", "Background tasks restarted",
-                     float(node.task_restarts))
         nothing: tuple[int, dt.datetime | None] = (0, None)
         pending, oldest = _safely(node.store.outbox_backlog, nothing)
         yield _gauge("docaxis_outbox_pending", "Hand-overs owed, not yet confirmed",

@@ -2,7 +2,10 @@
 
 Every committed package's hand-overs are outbox rows written in its own transaction.
 Just after the commit they go, with the bytes still in memory, to the hand-over task,
-which publishes them concurrently (each with a publisher confirm) and marks them sent.
+which publishes them concurrently (each with a publisher confirm); the mark-sent task
+then marks what was confirmed sent, grouped: at most one write transaction per
+``mark_sent_interval`` (a row confirmed but not yet marked when the process dies is sent
+again by the sweep, and the next node deduplicates it).
 The sweep re-sends what is owed and not in hand: this process's rows still pending
 ``sweep_after`` seconds after their commit, and at once the rows of a process that died.
 A row whose bytes cannot be read is reported and skipped, never claimed.
@@ -43,11 +46,16 @@ class Outbox:
     _handed: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
     #: outbox rows whose bytes could not be read (reported once each)
     _unreadable: set[int] = field(default_factory=set, init=False, repr=False)
+    #: hand-overs confirmed by the broker, to be marked sent (still in flight until then)
+    _confirmed: list[OutboxItem] = field(default_factory=list, init=False, repr=False)
+    _to_mark: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
 
-    def stop(self) -> None:
+    async def close(self) -> None:
+        """Mark sent what was confirmed and not yet marked (the node is stopping)."""
+        await self._mark_confirmed()
         self._loop = None
 
     async def wait_while_lagging(self, limit: int) -> None:
@@ -72,9 +80,9 @@ class Outbox:
         self._handovers.put_nowait(items)
 
     async def hand_over_forever(self) -> None:
-        """Publish queued hand-overs concurrently, each with its confirm; then mark them
-        sent (one transaction, off the event loop). A failure leaves them pending for the
-        sweep; a crash in between re-sends, and the next node deduplicates."""
+        """Publish queued hand-overs concurrently, each with its confirm, and pass the
+        confirmed ones to the mark-sent task. A failure leaves them pending for the sweep;
+        a crash before they are marked re-sends them, and the next node deduplicates."""
         while True:
             items = await self._handovers.get()
             while not self._handovers.empty():
@@ -82,16 +90,43 @@ class Outbox:
             try:
                 await self._publish_all(items)
                 fault_point("after-publish")
-                await asyncio.to_thread(self.node.store.mark_sent_many, [i for i, _ in items],
-                                        node=self.node.node_id)
             except Exception as exc:  # still pending: the sweep re-sends them
                 _log.warning("handover.failed", extra={
                     "code": "RELAY-HANDOVER-RETRY", "node": self.node.node_id,
                     "count": len(items), "error": repr(exc)[:300],
                     "documents": [i.document_id for i, _ in items[:5]]})
-            finally:
-                self.in_flight.difference_update(item.id for item, _ in items)
-                self._handed.set()
+                self._release([item for item, _ in items])
+                continue
+            self._confirmed += [item for item, _ in items]
+            self._to_mark.set()
+
+    async def mark_sent_forever(self) -> None:
+        """Mark confirmed hand-overs sent, grouped: wait ``mark_sent_interval`` after the
+        first confirm so that the confirms of several batches share one transaction."""
+        while True:
+            await self._to_mark.wait()
+            await asyncio.sleep(self.node.mark_sent_interval)
+            await self._mark_confirmed()
+
+    async def _mark_confirmed(self) -> None:
+        items, self._confirmed = self._confirmed, []
+        self._to_mark.clear()
+        if not items:
+            return
+        try:
+            await asyncio.to_thread(self.node.store.mark_sent_many, items,
+                                    node=self.node.node_id)
+        except Exception as exc:  # still pending (sent): the sweep sends them again
+            _log.warning("handover.mark_failed", extra={
+                "code": "RELAY-HANDOVER-RETRY", "node": self.node.node_id,
+                "count": len(items), "error": repr(exc)[:300],
+                "documents": [i.document_id for i in items[:5]]})
+        finally:
+            self._release(items)
+
+    def _release(self, items: list[OutboxItem]) -> None:
+        self.in_flight.difference_update(item.id for item in items)
+        self._handed.set()
 
     async def _publish_all(self, items: list[tuple[OutboxItem, bytes]]) -> None:
         async def publish(item: OutboxItem, data: bytes) -> None:

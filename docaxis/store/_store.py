@@ -302,15 +302,20 @@ class Store:
             return []
         keys = [business_key(i.facts.sender, i.facts.document_id,
                              hashlib.sha256(i.data).hexdigest()) for i in items]
-        with self.transaction() as session:
+        # what is logged already, and the new bytes, before the writer's turn: SQLite has
+        # one writer at a time (for the whole node), so its turn holds only the inserts.
+        # Another process may log one of these meanwhile: its INSERT below then does
+        # nothing, and the bytes appended here stay unreferenced (harmless, see blobs).
+        with self.session() as session:
             logged = self._accepted_at(session, set(keys))
-            fresh: dict[str, int] = {}  # business key -> index of its first occurrence
-            for index, key in enumerate(keys):
-                if key not in logged:
-                    fresh.setdefault(key, index)
-            refs = dict(zip(fresh, self.blobs.put_many(
-                [items[i].data for i in fresh.values()],
-                [key.rsplit("|", 1)[1] for key in fresh]), strict=True))
+        fresh: dict[str, int] = {}  # business key -> index of its first occurrence
+        for index, key in enumerate(keys):
+            if key not in logged:
+                fresh.setdefault(key, index)
+        refs = dict(zip(fresh, self.blobs.put_many(
+            [items[i].data for i in fresh.values()],
+            [key.rsplit("|", 1)[1] for key in fresh]), strict=True))
+        with self.transaction() as session:
             now = utcnow()
             inserted = set(session.scalars(
                 self._insert(PackageRow).on_conflict_do_nothing()

@@ -1,0 +1,29 @@
+-- wrk script: POST each signed package of a folder once (0.xml … N-1.xml), spread over
+-- wrk's threads (thread k posts k, k+T, k+2T …); once a thread has posted its share it
+-- asks GET /health, which commits nothing. Arguments: folder count token threads.
+local threads = {}
+
+function setup(thread)
+  thread:set("id", #threads)
+  table.insert(threads, thread)
+end
+
+function init(args)
+  local folder, count, nthreads = args[1], tonumber(args[2]), tonumber(args[4])
+  headers = {["Authorization"] = "Bearer " .. args[3], ["Content-Type"] = "application/xml"}
+  bodies = {}
+  for i = id, count - 1, nthreads do
+    local file = assert(io.open(folder .. "/" .. i .. ".xml", "rb"))
+    bodies[#bodies + 1] = file:read("*a")
+    file:close()
+  end
+  posted = 0
+end
+
+function request()
+  posted = posted + 1
+  if posted > #bodies then
+    return wrk.format("GET", "/health")
+  end
+  return wrk.format("POST", "/v1/packages", headers, bodies[posted])
+end
