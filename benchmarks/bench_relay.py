@@ -27,6 +27,7 @@ import asyncio
 import datetime as dt
 import os
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -214,17 +215,22 @@ class _Bench:
         wrk = subprocess.Popen([WRK or "", f"-t{threads}", f"-c{in_flight}", "-d600s",
                                 "-s", str(ROOT / "benchmarks" / "post_packages.lua"), base,
                                 "--", str(folder), str(self.count), token, str(threads)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        try:
-            deadline = time.perf_counter() + 300
-            while len(_acceptance_times(store)) < self.count:
-                if wrk.poll() is not None or time.perf_counter() > deadline:
-                    raise RuntimeError("wrk stopped before every package was accepted: "
-                                       + (wrk.stderr.read() if wrk.stderr else b"").decode())
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:  # until every package is accepted, or none more for 2 s (a refusal: reported)
+            deadline, last, since = time.perf_counter() + 300, -1, time.perf_counter()
+            while (seen := len(_acceptance_times(store))) < self.count:
+                now = time.perf_counter()
+                if seen != last:
+                    last, since = seen, now
+                if wrk.poll() is not None or now > deadline or (seen and now - since > 2):
+                    break
                 await asyncio.sleep(0.05)
         finally:
-            wrk.terminate()
-            wrk.wait(timeout=30)
+            wrk.send_signal(signal.SIGINT)  # wrk reports (its done()) on SIGINT
+            out, err = wrk.communicate(timeout=30)
+        if seen < self.count:
+            raise RuntimeError(f"{seen} of {self.count} packages accepted; wrk said: "
+                               f"{out.decode()[-500:]} {err.decode()[-1500:]}")
 
     async def _post_with_httpx(self, client: httpx.AsyncClient, base: str, token: str,
                                in_flight: int) -> None:

@@ -17,6 +17,9 @@ function init(args)
     bodies[#bodies + 1] = file:read("*a")
     file:close()
   end
+  -- wrk calls the first thread's request() once before the run, to check the request it
+  -- builds: that call gets a copy of the first package
+  if id == 0 and #bodies > 0 then table.insert(bodies, 1, bodies[1]) end
   posted = 0
 end
 
@@ -26,4 +29,17 @@ function request()
     return wrk.format("GET", "/health")
   end
   return wrk.format("POST", "/v1/packages", headers, bodies[posted])
+end
+
+function response(status, headers, body)
+  if posted <= #bodies and status ~= 202 then
+    failed = (failed or 0) + 1
+    if failed <= 3 then io.stderr:write("POST answered " .. status .. ": " .. body .. "\n") end
+  end
+end
+
+function done(summary, latency, requests)
+  local total = 0
+  for _, thread in ipairs(threads) do total = total + (thread:get("failed") or 0) end
+  io.write("failed " .. total .. "\n")
 end

@@ -246,3 +246,39 @@ def test_a_killed_worker_process_is_replaced_and_nothing_is_lost_or_doubled(
     wait_until(cluster.settled, 60, "every outbox and queue to drain")
     assert cluster.delivered() == 40
     assert not cluster.died("central")
+
+
+def test_every_worker_process_answers_the_api_and_metrics_sum_over_them(
+    cluster: Cluster,
+) -> None:
+    """``serve --workers 2``: both processes accept packages over HTTP on the node's one
+    port (each its own ``SO_REUSEPORT`` socket), and ``/metrics`` — whichever process
+    answers — counts what both accepted."""
+    for name in ("central", "hanoi"):
+        cluster.start(name)
+    cluster.start("danang", workers=2)
+    base = f"http://127.0.0.1:{cluster.ports['danang']}"
+    answered: set[int] = set()
+
+    def both_answer() -> bool:  # a new connection each time: the kernel picks a socket
+        answer = httpx.get(f"{base}/health", headers={"Connection": "close"}, timeout=5)
+        answered.add(answer.json()["process"])
+        return len(answered) == 2
+
+    wait_until(both_answer, 60, "both processes to answer /health")
+    packages = [_package(cluster.pki, f"9{number}") for number in range(30)]
+    with httpx.Client(timeout=30) as client:  # several connections, spread over both
+        for start in range(0, len(packages), 3):
+            for data in packages[start:start + 3]:
+                answer = httpx.post(f"{base}/v1/packages", content=data, timeout=30, headers={
+                    "Authorization": f"Bearer {cluster.tokens[SENDER]}",
+                    "Connection": "close"})
+                assert answer.status_code == 202, answer.text
+        segments = list((cluster.folder / "var" / "danang" / "blobs" / "segments")
+                        .glob("*.seg"))
+        writers = {path.stem.split("-")[1] for path in segments if path.stat().st_size > 0}
+        assert len(writers) == 2, "one process accepted every package"
+        for _ in range(4):  # each scrape, from either process, sums both
+            metrics = client.get(f"{base}/metrics", headers={"Connection": "close"}).text
+            assert 'docaxis_packages_accepted_total{path="api"} 30.0' in metrics, metrics
+    wait_until(lambda: cluster.delivered() == 30, 90, "30 deliveries")

@@ -28,7 +28,7 @@ except ImportError:  # not POSIX: SQLite's busy handler alone keeps processes ap
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, Table, create_engine, event, func, insert, select, update
+from sqlalchemy import Connection, Engine, Table, create_engine, event, func, insert, select, update
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
@@ -306,8 +306,8 @@ class Store:
         # one writer at a time (for the whole node), so its turn holds only the inserts.
         # Another process may log one of these meanwhile: its INSERT below then does
         # nothing, and the bytes appended here stay unreferenced (harmless, see blobs).
-        with self.session() as session:
-            logged = self._accepted_at(session, set(keys))
+        with self.engine.connect() as connection:
+            logged = self._accepted_at(connection, set(keys))
         fresh: dict[str, int] = {}  # business key -> index of its first occurrence
         for index, key in enumerate(keys):
             if key not in logged:
@@ -315,9 +315,12 @@ class Store:
         refs = dict(zip(fresh, self.blobs.put_many(
             [items[i].data for i in fresh.values()],
             [key.rsplit("|", 1)[1] for key in fresh]), strict=True))
+        # Core statements on the session's connection: the ORM's execution path costs
+        # more per statement than the statement itself here
         with self.transaction() as session:
+            connection = session.connection()
             now = utcnow()
-            inserted = set(session.scalars(
+            inserted = set(connection.scalars(
                 self._insert(PackageRow).on_conflict_do_nothing()
                 .returning(PackageRow.business_key),
                 [self._package_row(items[index].facts, items[index], key, refs[key], now)
@@ -356,7 +359,7 @@ class Store:
                 # order would make SQLAlchemy insert the rows one by one
                 columns = _table(OutboxRow).c
                 ids: dict[tuple[str, str], list[int]] = {}
-                for row_id, sha256, node in sorted(session.execute(
+                for row_id, sha256, node in sorted(connection.execute(
                         insert(_table(OutboxRow)).returning(
                             columns.id, columns.package_sha256, columns.destination_node),
                         outbox), reverse=True):
@@ -372,11 +375,11 @@ class Store:
                         now, facts.owner))
             for table, rows in ((InboxRow, inbox), (EventRow, events)):
                 if rows:  # Core executemany (the ORM's bulk path costs more per row)
-                    session.execute(insert(_table(table)), rows)
+                    connection.execute(insert(_table(table)), rows)
             if statuses:
-                session.execute(self._insert(ReceiptRow).on_conflict_do_nothing(), statuses)
+                connection.execute(self._insert(ReceiptRow).on_conflict_do_nothing(), statuses)
             if len(inserted) < len(fresh):  # another worker logged some first
-                logged.update(self._accepted_at(session, set(fresh) - inserted))
+                logged.update(self._accepted_at(connection, set(fresh) - inserted))
         results: list[Acceptance] = []
         for index, key in enumerate(keys):
             sha256 = key.rsplit("|", 1)[1]
@@ -397,12 +400,13 @@ class Store:
         return sqlite.insert(_table(model))
 
     @staticmethod
-    def _accepted_at(session: Session, keys: set[str]) -> dict[str, dt.datetime]:
+    def _accepted_at(connection: Connection, keys: set[str]) -> dict[str, dt.datetime]:
         if not keys:
             return {}
-        return {key: _aware(at) for key, at in session.execute(
-            select(PackageRow.business_key, PackageRow.received_at)
-            .where(PackageRow.business_key.in_(keys))).all()}
+        columns = _table(PackageRow).c
+        return {key: _aware(at) for key, at in connection.execute(
+            select(columns.business_key, columns.received_at)
+            .where(columns.business_key.in_(keys))).all()}
 
     @staticmethod
     def _package_row(facts: PackageFacts, item: Accept, key: str, ref: BlobRef,
@@ -524,12 +528,14 @@ class Store:
         if not items:
             return
         now = utcnow()
+        outbox = _table(OutboxRow).c
         with self.transaction() as session:
-            session.execute(update(OutboxRow)
-                            .where(OutboxRow.id.in_([i.id for i in items]),
-                                   OutboxRow.state == "pending")
-                            .values(state="sent", sent_at=now))
-            session.execute(insert(EventRow), [
+            connection = session.connection()
+            connection.execute(update(_table(OutboxRow))
+                               .where(outbox.id.in_([i.id for i in items]),
+                                      outbox.state == "pending")
+                               .values(state="sent", sent_at=now))
+            connection.execute(insert(_table(EventRow)), [
                 {"package_sha256": i.sha256, "document_id": i.document_id,
                  "document_sender": i.document_sender, "node": node,
                  "kind": "handed_over", "agency": None,
