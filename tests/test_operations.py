@@ -50,6 +50,8 @@ def _node_toml(folder: Path, pki: DevPKI, *, extra_node: str = "", extra_trust: 
 @pytest.mark.parametrize(("extra_node", "extra_trust", "expected"), [
     ('amqp = "amqp://x"\n', "", "unknown key 'amqp' in [node] (did you mean 'amqp_url'?)"),
     ("", 'anchor = ["x.pem"]\n', "unknown key 'anchor' in [trust] (did you mean 'anchors'?)"),
+    ("heartbeat = 0\n", "", "[node] heartbeat must be a whole number from 1 to 600"),
+    ('prefetch = "many"\n', "", "[node] prefetch must be a whole number from 1 to 65535"),
 ])
 def test_a_misspelt_key_is_an_error_naming_it_and_the_file(
         tmp_path: Path, pki: DevPKI, extra_node: str, extra_trust: str, expected: str) -> None:
@@ -59,6 +61,14 @@ def test_a_misspelt_key_is_an_error_naming_it_and_the_file(
     assert expected in raised.value.message and str(path) in raised.value.message
     result = cli("node", "check", "--config", str(path))
     assert result.returncode == 2 and expected in result.stderr.replace("\n", " ")
+
+
+def test_prefetch_and_heartbeat_are_node_settings(tmp_path: Path, pki: DevPKI) -> None:
+    path = _node_toml(tmp_path, pki, extra_node="prefetch = 32\nheartbeat = 5\n")
+    config = NodeConfig.load(path)
+    assert (config.prefetch, config.heartbeat) == (32, 5)
+    (tmp_path / "d").mkdir()
+    assert NodeConfig.load(_node_toml(tmp_path / "d", pki)).heartbeat == 10
 
 
 def test_node_check_says_what_is_missing_and_then_passes(tmp_path: Path, pki: DevPKI) -> None:

@@ -35,7 +35,7 @@ from docaxis.node._demo import build_demo_network, connect_broker, demo_pki, run
 from docaxis.node._logging import configure_logging
 from docaxis.relay import RelayNode, share_between_processes
 from docaxis.store import UNAVAILABLE, Store, Trace
-from docaxis.transport import Broker, InMemoryBroker, RabbitMQBroker
+from docaxis.transport import HEARTBEAT, Broker, InMemoryBroker, RabbitMQBroker
 
 T = TypeVar("T")
 
@@ -70,6 +70,11 @@ class NodeConfig:
     #: [node] key / certificate: the node certificate that signs its hop receipts
     node_key: Path | None = None
     node_certificate: Path | None = None
+    #: [node] prefetch: deliveries a process holds unacknowledged (its batch at most)
+    prefetch: int = 256
+    #: [node] heartbeat: AMQP heartbeat, seconds; a hung process's deliveries go back to
+    #: the queue (to its peers) after about twice this
+    heartbeat: int = HEARTBEAT
 
     @classmethod
     def load(cls, path: Path | str) -> NodeConfig:
@@ -98,6 +103,9 @@ class NodeConfig:
             if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
                 raise ConfigError(f"{path}: [trust] {name} must be a number of seconds (≥ 0)")
             timings[name] = float(value)
+        numbers = {name: _whole(path, "node", name, node.get(name, default), low, high)
+                   for name, default, low, high in (("prefetch", 256, 1, 65535),
+                                                    ("heartbeat", HEARTBEAT, 1, 600))}
         key = base / node["key"] if node.get("key") else None
         certificate = base / node["certificate"] if node.get("certificate") else None
         if (key is None) != (certificate is None):
@@ -108,7 +116,8 @@ class NodeConfig:
                    tuple(base / p for p in trust.get("anchors", [])),
                    tuple(base / p for p in trust.get("crls", [])),
                    bool(trust.get("allow_sha1", False)), workers, **timings,
-                   node_key=key, node_certificate=certificate)
+                   node_key=key, node_certificate=certificate,
+                   prefetch=numbers["prefetch"], heartbeat=numbers["heartbeat"])
 
     def node_signer(self) -> StatementSigner | None:
         """The signer of this node's hop receipts (None without ``[node] key``)."""
@@ -171,7 +180,7 @@ def open_store(url: str, blobs: Path, *, migrate: bool = True) -> Store:
 #: what node.toml may say: table → its keys (anything else is a mistake worth saying)
 CONFIG_KEYS: dict[str, frozenset[str]] = {
     "node": frozenset({"id", "directory", "data", "database", "amqp_url", "listen", "workers",
-                       "key", "certificate"}),
+                       "key", "certificate", "prefetch", "heartbeat"}),
     "trust": frozenset({"anchors", "crls", "allow_sha1", "crl_check", "crl_reload",
                         "crl_grace"}),
 }
@@ -190,6 +199,13 @@ def _known_keys(path: Path, raw: dict[str, Any]) -> None:
             if key not in known:
                 raise ConfigError(f"{path}: unknown key {key!r} in [{table}]"
                                   f"{_did_you_mean(key, known)}")
+
+
+def _whole(path: Path, table: str, key: str, value: object, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigError(f"{path}: [{table}] {key} must be a whole number from {low} to "
+                          f"{high}")
+    return value
 
 
 def _did_you_mean(word: str, choices: Iterable[str]) -> str:
@@ -217,6 +233,7 @@ class BrokerPool:
 
     default_url: str | None
     directory: Directory
+    heartbeat: int = HEARTBEAT
     brokers: dict[str, Broker] = field(default_factory=dict)
 
     def url_for(self, node_id: str) -> str | None:
@@ -227,7 +244,8 @@ class BrokerPool:
         for node_id in node_ids:
             url = self.url_for(node_id) or ""
             if url not in self.brokers:
-                broker: Broker = RabbitMQBroker(url) if url else InMemoryBroker()
+                broker: Broker = (RabbitMQBroker(url, heartbeat=self.heartbeat) if url
+                                  else InMemoryBroker())
                 await broker.connect()
                 self.brokers[url] = broker
 
@@ -342,10 +360,10 @@ async def open_node(config: NodeConfig, store: Store) -> tuple[RelayNode, Broker
     parent = directory.nodes[config.node_id].parent
     if parent:
         neighbours.append(parent)
-    pool = BrokerPool(config.amqp_url, directory)
+    pool = BrokerPool(config.amqp_url, directory, config.heartbeat)
     await pool.connect_all(neighbours)
     return RelayNode(config.node_id, directory, store, pool, verifier,
-                     node_signer=config.node_signer()), pool
+                     prefetch=config.prefetch, node_signer=config.node_signer()), pool
 
 
 def listen_socket(listen: str) -> socket.socket:

@@ -186,6 +186,9 @@ def _aware(value: dt.datetime) -> dt.datetime:
 #: Failures of the store's infrastructure — the database unreachable or refusing
 #: connections, the disk full or failing — as opposed to a bad package: a caller waits
 #: and retries them, never parks or refuses a package for them.
+#: the PostgreSQL advisory lock key that migrations take (any constant unique to docaxis)
+MIGRATION_LOCK = 0x646F6361_78697300 >> 1  # "docaxis", positive in a bigint
+
 UNAVAILABLE: tuple[type[Exception], ...] = (OperationalError, InterfaceError, PoolTimeout,
                                             OSError)
 
@@ -222,10 +225,20 @@ class Store:
         self.claimant = process_token()
 
     def migrate(self) -> None:
-        """Bring the schema to the newest Alembic revision."""
+        """Bring the schema to the newest Alembic revision.
+
+        Any number of processes may call this at once (instances of a node starting
+        together on a fresh database, an upgrade rolled out to several hosts): they take
+        turns under a database lock — a PostgreSQL advisory lock held for the migrating
+        transaction, SQLite's writer lock — and the later ones find nothing to do.
+        (Without it, two first starts both ran ``CREATE TABLE alembic_version``: one
+        crashed on the unique violation.)
+        """
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
-        with self.engine.begin() as connection:
+        with self._write_lock, self.engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
 

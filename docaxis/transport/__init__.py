@@ -17,10 +17,11 @@ from docaxis.transport._broker import (
     inbound_queue_name,
 )
 from docaxis.transport._memory import InMemoryBroker
-from docaxis.transport._rabbitmq import RabbitMQBroker
+from docaxis.transport._rabbitmq import HEARTBEAT, RabbitMQBroker
 
 __all__ = [
     "ATTEMPT_HEADER",
+    "HEARTBEAT",
     "PARKED_REASON_HEADER",
     "Broker",
     "Consumer",

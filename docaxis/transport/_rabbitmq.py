@@ -45,6 +45,10 @@ from docaxis.transport._broker import (
 
 _INBOUND, _PARKED = "inbound", "parked"
 
+#: default AMQP heartbeat (seconds): a hung process's deliveries go back to the queue after
+#: about twice this
+HEARTBEAT = 10
+
 
 def _delay_key(delay_ms: int) -> str:
     return f"delay.{delay_ms}"
@@ -59,6 +63,11 @@ class RabbitMQBroker(Broker):
         ``amqp://user:password@host:5672/vhost`` — one vhost per node in production.
     retry:
         The retry schedule (:class:`RetryPolicy`).
+    heartbeat:
+        AMQP heartbeat interval, seconds. RabbitMQ closes a connection that missed two
+        heartbeats, and gives its unacknowledged deliveries to other consumers: a hung
+        process (stopped, deadlocked, swapping) holds its deliveries about
+        ``2 × heartbeat`` seconds, not for ever (aio-pika's default is 60 s).
 
     Examples
     --------
@@ -67,9 +76,11 @@ class RabbitMQBroker(Broker):
     ...     await broker.publish("hanoi", Message(b"<edXML …>"))
     """
 
-    def __init__(self, url: str, retry: RetryPolicy | None = None) -> None:
+    def __init__(self, url: str, retry: RetryPolicy | None = None, *,
+                 heartbeat: int = HEARTBEAT) -> None:
         super().__init__(retry)
         self.url = url
+        self.heartbeat = heartbeat
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractChannel | None = None
         self._known_exchanges: set[str] = set()
@@ -80,7 +91,8 @@ class RabbitMQBroker(Broker):
 
     async def connect(self) -> None:
         try:
-            self._connection = await aio_pika.connect_robust(self.url, reconnect_interval=1)
+            self._connection = await aio_pika.connect_robust(
+                self.url, reconnect_interval=1, heartbeat=self.heartbeat)
             self._channel = await self._connection.channel(publisher_confirms=True)
         except Exception as exc:  # aio-pika raises many types for "cannot connect"
             raise TransportError(f"cannot connect to RabbitMQ at {self._safe_url}: {exc}") from exc
