@@ -314,15 +314,13 @@ def test_the_sweep_takes_over_a_dead_processs_hand_overs_at_once_and_leaves_a_li
     """Outbox rows name the process that owes them. A row owed by a process that died is
     handed over by the next sweep, without waiting out the grace; one owed by a live
     process is left to it; this process's own wait out the grace."""
-    import socket
     import sys
 
     from docaxis.edxml import parse
-    from docaxis.store import process_token
+    from docaxis.store import process_token, token_for
 
     def token_of(process: subprocess.Popen[bytes]) -> str:
-        fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return f"{socket.gethostname()}:{process.pid}:{fields[19]}"
+        return token_for(process.pid)
 
     async def scenario() -> None:
         broker = InMemoryBroker(FAST)

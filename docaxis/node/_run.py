@@ -75,6 +75,13 @@ class NodeConfig:
     #: [node] heartbeat: AMQP heartbeat, seconds; a hung process's deliveries go back to
     #: the queue (to its peers) after about twice this
     heartbeat: int = HEARTBEAT
+    #: [node] blobs: where packages' bytes are kept — "database" (every instance reads
+    #: them; the default with PostgreSQL) or "segments" (this machine's blob log; the
+    #: default with SQLite)
+    blobs: str | None = None
+    #: [node] lease: seconds after which the hand-overs of a process that stopped renewing
+    #: its lease (dead, hung, its machine lost) pass to a live one
+    lease: int = 10
 
     @classmethod
     def load(cls, path: Path | str) -> NodeConfig:
@@ -105,7 +112,12 @@ class NodeConfig:
             timings[name] = float(value)
         numbers = {name: _whole(path, "node", name, node.get(name, default), low, high)
                    for name, default, low, high in (("prefetch", 256, 1, 65535),
-                                                    ("heartbeat", HEARTBEAT, 1, 600))}
+                                                    ("heartbeat", HEARTBEAT, 1, 600),
+                                                    ("lease", 10, 2, 3600))}
+        blobs = node.get("blobs")
+        if blobs not in (None, "database", "segments"):
+            raise ConfigError(f'{path}: [node] blobs is "database" or "segments", not '
+                              f"{blobs!r}")
         key = base / node["key"] if node.get("key") else None
         certificate = base / node["certificate"] if node.get("certificate") else None
         if (key is None) != (certificate is None):
@@ -117,7 +129,8 @@ class NodeConfig:
                    tuple(base / p for p in trust.get("crls", [])),
                    bool(trust.get("allow_sha1", False)), workers, **timings,
                    node_key=key, node_certificate=certificate,
-                   prefetch=numbers["prefetch"], heartbeat=numbers["heartbeat"])
+                   prefetch=numbers["prefetch"], heartbeat=numbers["heartbeat"], blobs=blobs,
+                   lease=numbers["lease"])
 
     def node_signer(self) -> StatementSigner | None:
         """The signer of this node's hop receipts (None without ``[node] key``)."""
@@ -152,10 +165,13 @@ class NodeConfig:
             the newest schema — one line saying what to do.
         """
         self.data.mkdir(parents=True, exist_ok=True)
-        return open_store(self.database, self.data / "blobs", migrate=migrate)
+        return open_store(self.database, self.data / "blobs", migrate=migrate,
+                          bytes_in_database=None if self.blobs is None
+                          else self.blobs == "database")
 
 
-def open_store(url: str, blobs: Path, *, migrate: bool = True) -> Store:
+def open_store(url: str, blobs: Path, *, migrate: bool = True,
+               bytes_in_database: bool | None = None) -> Store:
     """A store at ``url`` with its blobs in ``blobs`` (see :meth:`NodeConfig.open_store`).
 
     Raises
@@ -163,7 +179,7 @@ def open_store(url: str, blobs: Path, *, migrate: bool = True) -> Store:
     ConfigError
         Unreachable, missing or out-of-date database — one line saying what to do.
     """
-    store = Store(url, blobs)
+    store = Store(url, blobs, bytes_in_database=bytes_in_database)
     try:
         if migrate:
             store.migrate()
@@ -180,7 +196,8 @@ def open_store(url: str, blobs: Path, *, migrate: bool = True) -> Store:
 #: what node.toml may say: table → its keys (anything else is a mistake worth saying)
 CONFIG_KEYS: dict[str, frozenset[str]] = {
     "node": frozenset({"id", "directory", "data", "database", "amqp_url", "listen", "workers",
-                       "key", "certificate", "prefetch", "heartbeat"}),
+                       "key", "certificate", "prefetch", "heartbeat", "blobs",
+                       "lease"}),
     "trust": frozenset({"anchors", "crls", "allow_sha1", "crl_check", "crl_reload",
                         "crl_grace"}),
 }
@@ -363,7 +380,8 @@ async def open_node(config: NodeConfig, store: Store) -> tuple[RelayNode, Broker
     pool = BrokerPool(config.amqp_url, directory, config.heartbeat)
     await pool.connect_all(neighbours)
     return RelayNode(config.node_id, directory, store, pool, verifier,
-                     prefetch=config.prefetch, node_signer=config.node_signer()), pool
+                     prefetch=config.prefetch, lease=config.lease,
+                     node_signer=config.node_signer()), pool
 
 
 def listen_socket(listen: str) -> socket.socket:

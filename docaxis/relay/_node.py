@@ -80,6 +80,9 @@ class RelayNode:
     #: this process's outbox rows still pending this long (seconds) are re-sent by the
     #: sweep (their hand-over failed); a dead process's rows are taken over at once
     sweep_after: float = 5.0
+    #: seconds after its last renewal that a process's lease lapses, and its peers take
+    #: over the hand-overs it owes (it renews every quarter of this)
+    lease: float = 10.0
     #: confirmed hand-overs wait this long (seconds) to be marked sent together: one
     #: write transaction for many batches (a crash re-sends at most these; deduplicated)
     mark_sent_interval: float = 0.05

@@ -7,7 +7,10 @@ then marks what was confirmed sent, grouped: at most one write transaction per
 ``mark_sent_interval`` (a row confirmed but not yet marked when the process dies is sent
 again by the sweep, and the next node deduplicates it).
 The sweep re-sends what is owed and not in hand: this process's rows still pending
-``sweep_after`` seconds after their commit, and at once the rows of a process that died.
+``sweep_after`` seconds after their commit, and the rows of a process that is gone — at
+once when this host's ``/proc`` proves it dead, else when its lease (renewed by its own
+sweep every ``lease / 4`` seconds) is older than the node's ``lease`` setting: a process
+that died, hung or lost its machine, on this host or another, with any hostname.
 A row whose bytes cannot be read is reported and skipped, never claimed.
 
 :class:`Outbox` owns the hand-over queue, the in-flight set and the unreadable-row alarms
@@ -20,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -54,8 +58,15 @@ class Outbox:
         self._loop = loop
 
     async def close(self) -> None:
-        """Mark sent what was confirmed and not yet marked (the node is stopping)."""
+        """Mark sent what was confirmed and not yet marked, and give the lease up: the
+        node is stopping (what it still owes passes to its peers by age, at once when
+        this host sees the process gone)."""
         await self._mark_confirmed()
+        try:
+            await asyncio.to_thread(self.node.store.release_lease)
+        except Exception as exc:  # the lease lapses by itself
+            _log.warning("lease.release_failed", extra={
+                "code": "RELAY-LEASE", "node": self.node.node_id, "error": repr(exc)[:300]})
         self._loop = None
 
     async def wait_while_lagging(self, limit: int) -> None:
@@ -147,7 +158,12 @@ class Outbox:
                 return sent
             after = pending[-1].id
             now = dt.datetime.now(dt.UTC)
-            owed = [item for item in pending if self._owed_here(item, older_than, now)]
+            if any(item.claimed_by != self.node.store.claimant for item in pending):
+                leases = await asyncio.to_thread(self.node.store.lease_ages)
+            else:
+                leases = {}
+            owed = [item for item in pending
+                    if self._owed_here(item, older_than, now, leases)]
             if not owed:
                 continue
             # bytes first: a row whose bytes cannot be read is reported and skipped, never
@@ -167,21 +183,27 @@ class Outbox:
             await asyncio.to_thread(self.node.store.mark_sent_many, items, node=self.node.node_id)
             sent += len(items)
 
-    def _owed_here(self, item: OutboxItem, grace: float, now: dt.datetime) -> bool:
+    def _owed_here(self, item: OutboxItem, grace: float, now: dt.datetime,
+                   leases: dict[str, float]) -> bool:
         """Whether this process should hand ``item`` over now.
 
-        Its own rows, once ``grace`` seconds old (the hand-over task failed them); rows of a
-        process of this host that is gone — killed before it handed them over — at once;
-        rows of an owner whose life cannot be judged (another host, or written before
-        claims existed) once ``grace`` old. A live process's rows are its own business.
+        Its own rows, once ``grace`` seconds old (the hand-over task failed them). Another
+        process's rows: at once when this host proves that process dead; when its lease
+        has lapsed (older than the node's ``lease``: gone or hung, on any host); never
+        while its lease is fresh; by age (``grace``) when it has no lease at all (rows of
+        before leases, or of a process that stopped cleanly and gave its lease up).
         """
         if item.id in self.in_flight:
             return False
         old = item.created_at is None or (now - item.created_at).total_seconds() > grace
         if item.claimed_by == self.node.store.claimant:
             return old
-        alive = is_alive(item.claimed_by)
-        return True if alive is False else (old and alive is None)
+        if is_alive(item.claimed_by) is False:
+            return True
+        age = leases.get(item.claimed_by or "")
+        if age is not None:
+            return age > self.node.lease
+        return old
 
     def _with_bytes(self, items: list[OutboxItem]) -> tuple[
             list[tuple[OutboxItem, bytes]], list[tuple[OutboxItem, Exception]]]:
@@ -206,13 +228,19 @@ class Outbox:
                     "document_id": item.document_id, "error": str(exc)})
 
     async def sweep_forever(self) -> None:
-        """Re-send what is owed and not in hand: this process's rows still pending
-        ``sweep_after`` seconds after their commit (a failed hand-over), and at once the
-        rows of a process that died (this node before a restart, or a worker of it)."""
+        """Renew this process's lease, and re-send what is owed and not in hand: this
+        process's rows still pending ``sweep_after`` seconds after their commit (a failed
+        hand-over), and the rows of a process that is gone (see the module's docstring).
+        A process whose sweep cannot run — store down, hung — lets its lease lapse, and
+        its peers send what it owes."""
+        renewed = -float("inf")
         while True:
             try:
+                if time.monotonic() - renewed > self.node.lease / 4:
+                    await asyncio.to_thread(self.node.store.renew_lease, self.node.node_id)
+                    renewed = time.monotonic()
                 await self.dispatch_once(older_than=self.node.sweep_after)
-                await asyncio.sleep(min(1.0, self.node.sweep_after))
+                await asyncio.sleep(min(1.0, self.node.sweep_after, self.node.lease / 4))
             except Exception as exc:
                 _log.warning("sweep.failed", extra={"code": "RELAY-SWEEP-RETRY",
                                                     "node": self.node.node_id,

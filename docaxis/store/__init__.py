@@ -1,7 +1,7 @@
 """The node's store: SQLAlchemy models and repositories, Alembic migrations, blobs."""
 
 from docaxis.store._blobs import BlobError, BlobRef, BlobStore
-from docaxis.store._claims import is_alive, process_token
+from docaxis.store._claims import is_alive, process_token, token_for
 from docaxis.store._store import (
     UNAVAILABLE,
     Accept,
@@ -33,4 +33,5 @@ __all__ = [
     "business_key",
     "is_alive",
     "process_token",
+    "token_for",
 ]

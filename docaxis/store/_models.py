@@ -10,6 +10,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -58,6 +59,32 @@ class PackageRow(Base):
     # where the exact bytes are in the blob log (None: the one-file-per-blob layout of 0001)
     blob_segment: Mapped[str | None] = mapped_column(String(64))
     blob_offset: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class BlobChunkRow(Base):
+    """A package's exact bytes kept in the database (PostgreSQL: every instance of a node
+    reads them), in chunks of at most :data:`BLOB_CHUNK` bytes."""
+
+    __tablename__ = "blob_chunks"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class LeaseRow(Base):
+    """A process's lease on the hand-overs it owes: renewed every few seconds while it
+    runs (times by the database's clock, one clock for every host)."""
+
+    __tablename__ = "leases"
+
+    claimant: Mapped[str] = mapped_column(String(200), primary_key=True)
+    node: Mapped[str] = mapped_column(String(100))
+    renewed_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+#: the largest chunk of a package's bytes kept in one database row
+BLOB_CHUNK = 1024 * 1024
 
 
 class EventRow(Base):

@@ -28,20 +28,34 @@ except ImportError:  # not POSIX: SQLite's busy handler alone keeps processes ap
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, Table, create_engine, event, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Table,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
 from docaxis.directory import Agency, Node, SignerRule
-from docaxis.store._blobs import BlobRef, BlobStore
+from docaxis.store._blobs import BlobError, BlobRef, BlobStore
 from docaxis.store._claims import process_token
 from docaxis.store._models import (
+    BLOB_CHUNK,
+    BlobChunkRow,
     CredentialRow,
     DirectoryAgencyRow,
     DirectoryNodeRow,
     EventRow,
     InboxRow,
+    LeaseRow,
     OutboxRow,
     PackageRow,
     ReceiptRow,
@@ -186,6 +200,9 @@ def _aware(value: dt.datetime) -> dt.datetime:
 #: Failures of the store's infrastructure — the database unreachable or refusing
 #: connections, the disk full or failing — as opposed to a bad package: a caller waits
 #: and retries them, never parks or refuses a package for them.
+#: ``blob_segment`` of a package whose bytes are in the database (``blob_chunks``)
+IN_DATABASE = "@database"
+
 #: the PostgreSQL advisory lock key that migrations take (any constant unique to docaxis)
 MIGRATION_LOCK = 0x646F6361_78697300 >> 1  # "docaxis", positive in a bigint
 
@@ -210,9 +227,14 @@ class Store:
     >>> store.migrate()  # doctest: +SKIP
     """
 
-    def __init__(self, url: str, blobs: Path | str) -> None:
+    def __init__(self, url: str, blobs: Path | str, *,
+                 bytes_in_database: bool | None = None) -> None:
         self.url = url
         sqlite = url.startswith("sqlite")
+        #: where new packages' bytes go: database rows (every instance of a node reads
+        #: them; the default on PostgreSQL) or this machine's blob log (the default on
+        #: SQLite, a one-machine node). Reads follow each package's own record.
+        self.bytes_in_database = not sqlite if bytes_in_database is None else bytes_in_database
         # a server connection can go stale; a SQLite file cannot: no ping per checkout
         self.engine: Engine = create_engine(url, pool_pre_ping=not sqlite)
         self._write_lock: contextlib.AbstractContextManager[Any] = (
@@ -325,9 +347,13 @@ class Store:
         for index, key in enumerate(keys):
             if key not in logged:
                 fresh.setdefault(key, index)
-        refs = dict(zip(fresh, self.blobs.put_many(
-            [items[i].data for i in fresh.values()],
-            [key.rsplit("|", 1)[1] for key in fresh]), strict=True))
+        if self.bytes_in_database:  # written below, in the same transaction as the rows
+            refs = {key: BlobRef(key.rsplit("|", 1)[1], IN_DATABASE, 0,
+                                 len(items[index].data)) for key, index in fresh.items()}
+        else:
+            refs = dict(zip(fresh, self.blobs.put_many(
+                [items[i].data for i in fresh.values()],
+                [key.rsplit("|", 1)[1] for key in fresh]), strict=True))
         # Core statements on the session's connection: the ORM's execution path costs
         # more per statement than the statement itself here
         with self.transaction() as session:
@@ -386,6 +412,14 @@ class Store:
                         row_id, sha256, row["destination_node"], row["message_kind"],
                         json.loads(row["payload_header"]), facts.document_id, self.claimant,
                         now, facts.owner))
+            if self.bytes_in_database and inserted:
+                chunks = [{"sha256": refs[key].sha256, "seq": seq,
+                           "data": items[fresh[key]].data[start:start + BLOB_CHUNK]}
+                          for key in fresh if key in inserted
+                          for seq, start in enumerate(range(
+                              0, max(len(items[fresh[key]].data), 1), BLOB_CHUNK))]
+                connection.execute(self._insert(BlobChunkRow).on_conflict_do_nothing(),
+                                   chunks)
             for table, rows in ((InboxRow, inbox), (EventRow, events)):
                 if rows:  # Core executemany (the ORM's bulk path costs more per row)
                     connection.execute(insert(_table(table)), rows)
@@ -449,7 +483,20 @@ class Store:
                                   .where(PackageRow.sha256 == sha256)).first()
         if row is None:
             raise KeyError(sha256)
+        if row[0] == IN_DATABASE:
+            return self._bytes_from_database(sha256, row[2])
         return self.blobs.get(BlobRef(sha256, row[0], row[1] or 0, row[2]))
+
+    def _bytes_from_database(self, sha256: str, size: int) -> bytes:
+        chunks = _table(BlobChunkRow).c
+        with self.engine.connect() as connection:
+            data = b"".join(connection.scalars(
+                select(chunks.data).where(chunks.sha256 == sha256).order_by(chunks.seq)))
+        if len(data) != size or hashlib.sha256(data).hexdigest() != sha256:
+            raise BlobError(f"the bytes kept in the database for {sha256} are "
+                            f"{'missing' if not data else 'corrupt'} ({len(data)} of {size} "
+                            "bytes, SHA-256 checked)")
+        return data
 
     def package(self, sha256: str) -> PackageRow | None:
         with self.session() as session:
@@ -512,6 +559,37 @@ class Store:
                 select(func.count(OutboxRow.id), func.min(OutboxRow.created_at))
                 .where(OutboxRow.state == "pending")).one()
         return int(count), _aware(oldest) if oldest is not None else None
+
+    def renew_lease(self, node: str) -> None:
+        """Renew this process's lease on what it owes (the database's clock)."""
+        now = self._database_now()
+        with self.transaction() as session:
+            session.execute(self._insert(LeaseRow).values(
+                claimant=self.claimant, node=node, renewed_at=now)
+                .on_conflict_do_update(index_elements=["claimant"],
+                                       set_={"renewed_at": now}))
+
+    def release_lease(self) -> None:
+        """Give this process's lease up (a clean stop): its rows pass on at once."""
+        with self.transaction() as session:
+            session.execute(delete(LeaseRow).where(LeaseRow.claimant == self.claimant))
+
+    def lease_ages(self) -> dict[str, float]:
+        """Seconds since each process's lease was renewed, by the database's clock."""
+        now = self._database_now()
+        with self.session() as session:
+            rows = session.execute(select(LeaseRow.claimant, LeaseRow.renewed_at)).all()
+        return {claimant: (now - _aware(at)).total_seconds() for claimant, at in rows}
+
+    def _database_now(self) -> dt.datetime:
+        """The time by the database's clock (PostgreSQL: one clock for every host;
+        SQLite lives on one machine, whose clock it is)."""
+        if self.engine.dialect.name != "postgresql":
+            return utcnow()
+        with self.engine.connect() as connection:
+            now = connection.scalar(select(func.now()))
+        assert isinstance(now, dt.datetime)
+        return _aware(now)
 
     def claim_outbox(self, items: Sequence[OutboxItem]) -> list[OutboxItem]:
         """Take pending hand-overs over for this process; returns those it won.
