@@ -127,7 +127,7 @@ class Cluster:
                                   "name", "messages"], capture_output=True, text=True,
                                  check=True).stdout
         counts = [line.split() for line in listing.splitlines() if ".inbound" in line
-                  and ".delay." not in line and ".parked" not in line]
+                  and ".retry." not in line and ".delay." not in line and ".parked" not in line]
         return all(parts[-1] == "0" for parts in counts)
 
 

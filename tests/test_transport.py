@@ -399,3 +399,58 @@ def test_delete_node_removes_its_queues(make_broker: Callable[[], Broker]) -> No
         await broker.close()
 
     run(scenario())
+
+
+def test_retries_wait_in_quorum_queues_and_an_old_classic_delay_queue_gets_nothing(
+    rabbitmq_vhost: str,
+) -> None:
+    """Issue #12, item 3 (in part): every queue that holds a message is a quorum queue —
+    the retry queues too, so a waiting retry lives on every member of a cluster, not on
+    one. A classic delay queue that an older docaxis declared is unbound when the node is
+    declared again: the retry goes through the quorum queue only, once."""
+    import aio_pika
+
+    from docaxis.transport import exchange_name, inbound_queue_name
+    from docaxis.transport._broker import legacy_delay_queue_name
+
+    vhost = rabbitmq_vhost
+    url = f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
+    delay = FAST.delays_ms[0]
+    legacy = legacy_delay_queue_name(inbound_queue_name("hanoi"), delay)
+
+    async def scenario() -> None:
+        old = await aio_pika.connect(url)  # what an older docaxis left behind
+        channel = await old.channel()
+        exchange = await channel.declare_exchange(exchange_name("hanoi"),
+                                                  aio_pika.ExchangeType.DIRECT, durable=True)
+        queue = await channel.declare_queue(legacy, durable=True, arguments={
+            "x-message-ttl": delay, "x-dead-letter-exchange": exchange_name("hanoi"),
+            "x-dead-letter-routing-key": "inbound"})
+        await queue.bind(exchange, routing_key=f"delay.{delay}")
+        broker = await _started(lambda: RabbitMQBroker(url, FAST))
+        attempts: list[int] = []
+
+        async def handler(message: Message) -> None:
+            attempts.append(message.attempt)
+            if message.attempt == 1:
+                raise Retry("store busy")
+
+        consumer = await broker.consume("hanoi", handler)
+        await broker.publish("hanoi", Message(b"<p/>"))
+        await wait_until(lambda: attempts == [1, 2])
+        await consumer.stop()
+        await broker.close()
+        await old.close()
+
+    run(scenario())
+    bindings = subprocess.run([RABBITMQCTL or "", "list_bindings", "-q", "-p", vhost,
+                               "source_name", "destination_name"], capture_output=True,
+                              text=True, check=True).stdout
+    bound = [line.split() for line in bindings.splitlines()]
+    assert ["docaxis.hanoi", legacy] not in bound, bindings  # no retry lands there
+    listing = subprocess.run([RABBITMQCTL or "", "list_queues", "-q", "-p", vhost, "name",
+                              "type"], capture_output=True, text=True, check=True).stdout
+    types = dict(line.split()[:2] for line in listing.splitlines() if line.strip())
+    retry_queues = {name: kind for name, kind in types.items() if ".retry." in name}
+    assert retry_queues and set(retry_queues.values()) == {"quorum"}, types
+    assert types[legacy] == "classic"

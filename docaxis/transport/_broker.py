@@ -38,7 +38,19 @@ def inbound_queue_name(node: str) -> str:
 
 
 def delay_queue_name(queue: str, delay_ms: int) -> str:
-    """The queue where messages of ``queue`` wait ``delay_ms`` before a retry."""
+    """The queue where messages of ``queue`` wait ``delay_ms`` before a retry.
+
+    Examples
+    --------
+    >>> delay_queue_name("docaxis.hanoi.inbound", 1000)
+    'docaxis.hanoi.inbound.retry.1000'
+    """
+    return f"{queue}.retry.{delay_ms}"
+
+
+def legacy_delay_queue_name(queue: str, delay_ms: int) -> str:
+    """The classic (single-member) delay queue of nodes declared before retries moved to
+    quorum queues: unbound when the node is declared again, so nothing new waits there."""
     return f"{queue}.delay.{delay_ms}"
 
 

@@ -1,7 +1,9 @@
 """The RabbitMQ broker (aio-pika): quorum queues, publisher confirms, manual acks.
 
-* the inbound and parking queues are durable **quorum** queues; delay queues are durable
-  queues with a TTL that dead-letter back to the node's exchange;
+* every queue that holds a message is a durable **quorum** queue, replicated on the
+  members of a RabbitMQ cluster: inbound, parking, and the retry queues — a TTL each
+  (one queue per step of the retry schedule), dead-lettering back to the node's exchange
+  *at least once* (RabbitMQ ≥ 3.10), so a waiting retry survives the loss of a member;
 * every publish waits for the broker's confirm and is ``mandatory`` (an unroutable
   message is an error, not a silent drop);
 * consumers acknowledge only after the handler returns, with bounded prefetch; a retry or
@@ -40,6 +42,7 @@ from docaxis.transport._broker import (
     delay_queue_name,
     exchange_name,
     inbound_queue_name,
+    legacy_delay_queue_name,
     replayed,
 )
 
@@ -126,16 +129,36 @@ class RabbitMQBroker(Broker):
         for delay in sorted(set(self.retry.delays_ms)):
             waiting = await channel.declare_queue(
                 delay_queue_name(inbound_queue_name(node), delay), durable=True,
-                arguments={"x-message-ttl": delay,
+                arguments={"x-queue-type": "quorum", "x-message-ttl": delay,
                            "x-dead-letter-exchange": exchange_name(node),
-                           "x-dead-letter-routing-key": _INBOUND})
+                           "x-dead-letter-routing-key": _INBOUND,
+                           # at-least-once dead-lettering needs reject-publish overflow
+                           "x-dead-letter-strategy": "at-least-once",
+                           "x-overflow": "reject-publish"})
             await waiting.bind(exchange, routing_key=_delay_key(delay))
+            await self._unbind_legacy(node, delay)
+
+    async def _unbind_legacy(self, node: str, delay: int) -> None:
+        """A classic delay queue left by an older docaxis gets no new message (what waits
+        in it still comes back when its TTL ends); an operator deletes it once empty."""
+        assert self._connection is not None
+        name = legacy_delay_queue_name(inbound_queue_name(node), delay)
+        probe = await self._connection.channel()  # a missing queue closes the channel
+        try:
+            legacy = await probe.declare_queue(name, passive=True)
+            await legacy.unbind(exchange_name(node), routing_key=_delay_key(delay))
+        except aiormq.exceptions.ChannelNotFoundEntity:
+            return  # none: a node declared by this version
+        finally:
+            if not probe.is_closed:
+                await probe.close()
 
     async def delete_node(self, node: str) -> None:
         channel = self.channel
         inbound = inbound_queue_name(node)
         names = [inbound, dead_letter_queue_name(inbound),
-                 *(delay_queue_name(inbound, d) for d in sorted(set(self.retry.delays_ms)))]
+                 *(name(inbound, d) for d in sorted(set(self.retry.delays_ms))
+                   for name in (delay_queue_name, legacy_delay_queue_name))]
         for name in names:
             await channel.queue_delete(name)
         await channel.exchange_delete(exchange_name(node))
