@@ -69,6 +69,9 @@ def test_prefetch_and_heartbeat_are_node_settings(tmp_path: Path, pki: DevPKI) -
     assert (config.prefetch, config.heartbeat) == (32, 5)
     (tmp_path / "d").mkdir()
     assert NodeConfig.load(_node_toml(tmp_path / "d", pki)).heartbeat == 10
+    members = _node_toml(tmp_path / "d", pki, extra_node='amqp_url = ["amqp://a:5672/v", '
+                                                      '"amqp://b:5672/v"]\n')
+    assert NodeConfig.load(members).amqp_url == "amqp://a:5672/v amqp://b:5672/v"
 
 
 def test_node_check_says_what_is_missing_and_then_passes(tmp_path: Path, pki: DevPKI) -> None:

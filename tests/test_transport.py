@@ -454,3 +454,74 @@ def test_retries_wait_in_quorum_queues_and_an_old_classic_delay_queue_gets_nothi
     retry_queues = {name: kind for name, kind in types.items() if ".retry." in name}
     assert retry_queues and set(retry_queues.values()) == {"quorum"}, types
     assert types[legacy] == "classic"
+
+
+class _Member:
+    """A stand-in for one member of a RabbitMQ cluster: a TCP relay on a port of its own
+    to the real broker. Killing it is, to a client, that member dying."""
+
+    def __init__(self) -> None:
+        self.server: asyncio.Server | None = None
+        self.links: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> int:
+        async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1",
+                                                                             5672)
+            self.links |= {writer, upstream_writer}
+
+            async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+                try:
+                    while data := await source.read(65536):
+                        sink.write(data)
+                        await sink.drain()
+                except (ConnectionError, asyncio.CancelledError):
+                    pass
+                finally:
+                    sink.close()
+
+            await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer))
+
+        self.server = await asyncio.start_server(relay, "127.0.0.1", 0)
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def kill(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        for link in self.links:
+            link.transport.abort()
+        await self.server.wait_closed()
+
+
+def test_a_node_moves_to_another_member_when_its_member_dies(rabbitmq_vhost: str) -> None:
+    """Issue #12, item 3: a broker given several members of a cluster reconnects to the
+    next one when its own dies — its consumer is back and publishing goes on — instead
+    of waiting for the dead member (aio-pika alone retries the one URL for ever)."""
+    vhost = rabbitmq_vhost
+
+    async def scenario() -> None:
+        member = _Member()
+        port = await member.start()
+        urls = [f"amqp://guest:guest@127.0.0.1:{port}/{vhost}",
+                f"amqp://guest:guest@127.0.0.1:5672/{vhost}"]
+        broker = await _started(lambda: RabbitMQBroker(urls, FAST))
+        received: set[str] = set()
+
+        async def handler(message: Message) -> None:
+            received.add(message.message_id or "")
+
+        consumer = await broker.consume("hanoi", handler)
+        await broker.publish("hanoi", Message(b"<p/>", message_id="before"))
+        await wait_until(lambda: received == {"before"})
+        await member.kill()  # the first member dies, and stays dead
+        for _attempt in range(100):  # publishing waits for the reconnect
+            try:
+                await broker.publish("hanoi", Message(b"<p/>", message_id="after"))
+                break
+            except TransportError:
+                await asyncio.sleep(0.1)
+        await wait_until(lambda: received == {"before", "after"}, 30)
+        await consumer.stop()
+        await broker.close()
+
+    run(scenario())

@@ -140,6 +140,9 @@ def _listen(listen: str) -> Check:
 
 
 def _safe_url(url: str) -> str:
+    """``url`` (or the space-separated members of a cluster) without passwords."""
+    if " " in url.strip():
+        return " ".join(_safe_url(member) for member in url.split())
     scheme, _, rest = url.partition("://")
     if "@" in rest:
         credentials, _, host = rest.rpartition("@")

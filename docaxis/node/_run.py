@@ -56,6 +56,8 @@ class NodeConfig:
     directory: Path | None
     data: Path
     database: str
+    #: the broker: one URL, or the members of a cluster separated by spaces (node.toml
+    #: says them as a list), tried in turn when the one in use dies
     amqp_url: str | None
     listen: str
     anchors: tuple[Path, ...]
@@ -123,7 +125,14 @@ class NodeConfig:
         if (key is None) != (certificate is None):
             raise ConfigError(f"{path}: [node] key and certificate go together (the node "
                               "certificate that signs hop receipts)")
-        return cls(node_id, directory, data, database, node.get("amqp_url"),
+        amqp_url = node.get("amqp_url")
+        if isinstance(amqp_url, list):  # the members of a RabbitMQ cluster, tried in turn
+            if not amqp_url or not all(isinstance(u, str) and u.startswith("amqp")
+                                       for u in amqp_url):
+                raise ConfigError(f"{path}: [node] amqp_url is one amqp:// URL or a list "
+                                  "of them (the members of one cluster)")
+            amqp_url = " ".join(amqp_url)
+        return cls(node_id, directory, data, database, amqp_url,
                    node.get("listen", "127.0.0.1:8100"),
                    tuple(base / p for p in trust.get("anchors", [])),
                    tuple(base / p for p in trust.get("crls", [])),

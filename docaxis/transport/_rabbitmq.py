@@ -17,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import heapq
+import logging
+from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
@@ -28,6 +30,7 @@ from aio_pika.abc import (
     AbstractRobustChannel,
     AbstractRobustConnection,
 )
+from yarl import URL
 
 from docaxis.transport._broker import (
     PARKED_REASON_HEADER,
@@ -47,6 +50,7 @@ from docaxis.transport._broker import (
 )
 
 _INBOUND, _PARKED = "inbound", "parked"
+_log = logging.getLogger("docaxis.transport")
 
 #: default AMQP heartbeat (seconds): a hung process's deliveries go back to the queue after
 #: about twice this
@@ -79,10 +83,14 @@ class RabbitMQBroker(Broker):
     ...     await broker.publish("hanoi", Message(b"<edXML …>"))
     """
 
-    def __init__(self, url: str, retry: RetryPolicy | None = None, *,
+    def __init__(self, url: str | Sequence[str], retry: RetryPolicy | None = None, *,
                  heartbeat: int = HEARTBEAT) -> None:
         super().__init__(retry)
-        self.url = url
+        #: the members of the cluster, in the order tried (one URL: a single broker)
+        self.urls = tuple(url.split() if isinstance(url, str) else url)
+        if not self.urls:
+            raise TransportError("no RabbitMQ URL given")
+        self.url = self.urls[0]
         self.heartbeat = heartbeat
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractChannel | None = None
@@ -95,15 +103,15 @@ class RabbitMQBroker(Broker):
     async def connect(self) -> None:
         try:
             self._connection = await aio_pika.connect_robust(
-                self.url, reconnect_interval=1, heartbeat=self.heartbeat)
+                self.url, reconnect_interval=1, heartbeat=self.heartbeat,
+                connection_class=partial(_FailoverConnection, members=self.urls))
             self._channel = await self._connection.channel(publisher_confirms=True)
         except Exception as exc:  # aio-pika raises many types for "cannot connect"
             raise TransportError(f"cannot connect to RabbitMQ at {self._safe_url}: {exc}") from exc
 
     @property
     def _safe_url(self) -> str:
-        head, _, tail = self.url.rpartition("@")
-        return f"amqp://…@{tail}" if head else self.url
+        return " ".join(safe_url(url) for url in self.urls)
 
     async def close(self) -> None:
         if self._connection is not None:
@@ -245,6 +253,46 @@ class RabbitMQBroker(Broker):
                                 _PARKED)
         else:
             await self._publish(node, following, _delay_key(delay))
+
+
+def safe_url(url: str) -> str:
+    """``url`` without its credentials (for messages and logs)."""
+    head, _, tail = url.rpartition("@")
+    return f"amqp://…@{tail}" if head else url
+
+
+class _FailoverConnection(aio_pika.RobustConnection):
+    """aio-pika's robust connection, moving to the next member of the cluster at each
+    connection attempt after the first: when its member dies, the node reconnects to
+    another (aio-pika alone retries the one URL it was given for as long as that member
+    is down). Channels, consumers and declarations are restored by aio-pika as on any
+    reconnect; the queues that hold messages are quorum queues, on every member.
+
+    aio-pika starts each attempt by clearing ``transport``: that is where the member
+    changes (``tests/test_transport.py`` checks it still does, on a member's loss).
+    """
+
+    def __init__(self, url: Any, *args: Any, members: Sequence[str] = (), **kwargs: Any,
+                 ) -> None:
+        self._members = [URL(member) for member in members] or [URL(url)]
+        self._attempts = -1  # Connection.__init__ clears ``transport`` once, too
+        super().__init__(self._members[0].update_query(URL(url).query), *args, **kwargs)
+
+    @property
+    def transport(self) -> Any:
+        return self.__dict__.get("_transport")
+
+    @transport.setter
+    def transport(self, value: Any) -> None:
+        self.__dict__["_transport"] = value
+        if (value is None and "_members" in self.__dict__
+                and not getattr(self, "_close_called", False)):
+            if self._attempts > 0 and len(self._members) > 1:
+                member = self._members[self._attempts % len(self._members)]
+                self.url = member.update_query(self.url.query)
+                _log.warning("broker.failover", extra={
+                    "code": "TRANSPORT-FAILOVER", "broker": safe_url(str(member))})
+            self._attempts += 1
 
 
 class _RabbitConsumer(Consumer):
