@@ -311,3 +311,50 @@ def test_a_hung_worker_gives_its_deliveries_back_within_the_heartbeat_bound(
     wait_until(cluster.settled, 60, "every outbox and queue to drain")
     assert cluster.delivered() == 40
     print(f"all 40 delivered {recovery:.1f} s after the first post, one worker frozen")
+
+
+def test_two_instances_on_one_postgresql_the_survivor_sends_what_a_dead_one_committed(
+    cluster: Cluster,
+) -> None:
+    """Issue #12, items 1, 2 and 6: danang runs as two instances (their own data folders
+    and ports, one PostgreSQL database). Instance A dies right after committing a package
+    (the ``after-commit`` fault point), and its data folder is lost with it; instance B
+    sends the package on (its bytes are in the database; A's rows pass to it), the
+    sender's retry to B is a duplicate, and the recipient gets it once."""
+    from tests.pg_support import pg_database
+
+    with pg_database() as (_name, url):
+        cluster.ports["danang-b"] = free_port()
+        for instance, data in (("danang", "danang-a"), ("danang-b", "danang-b")):
+            cluster.config(instance).write_text(
+                f'[node]\nid = "danang"\ndirectory = "network.toml"\ndata = "var/{data}"\n'
+                f'database = "{url}"\nlease = 2\n'
+                f'amqp_url = "amqp://guest:guest@127.0.0.1:5672/{cluster.vhost}"\n'
+                f'listen = "127.0.0.1:{cluster.ports[instance]}"\n'
+                '[trust]\nanchors = ["keys/root/ca.pem"]\ncrls = ["keys/crl"]\n',
+                encoding="utf-8")
+        shared = Store(url, cluster.folder / "admin-blobs")
+        shared.migrate()
+        cluster.tokens[SENDER] = shared.issue_credential(SENDER)
+        for name in ("central", "hanoi"):
+            cluster.start(name)
+        cluster.start("danang", "after-commit")
+        cluster.start("danang-b")
+        package = _package(cluster.pki, "B1")
+        try:
+            answered = cluster.post(package).status_code == 202
+        except httpx.HTTPError:
+            answered = False  # killed before answering
+        wait_until(lambda: cluster.died("danang"), 60, "instance A to die after its commit")
+        shutil.rmtree(cluster.folder / "var" / "danang-a")  # its machine is gone
+        started = time.monotonic()
+        wait_until(lambda: cluster.delivered() == 1, 60, "delivery by instance B")
+        print(f"instance B handed it over {time.monotonic() - started:.1f} s after A died")
+        retry = httpx.post(f"http://127.0.0.1:{cluster.ports['danang-b']}/v1/packages",
+                           content=package, timeout=30,
+                           headers={"Authorization": f"Bearer {cluster.tokens[SENDER]}"})
+        assert retry.status_code == 202 and retry.json()["duplicate"] is True, retry.text
+        del answered
+        wait_until(lambda: not shared.pending_outbox(), 60, "danang's outbox to drain")
+        shared.close()
+        assert cluster.delivered() == 1
