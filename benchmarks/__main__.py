@@ -1,6 +1,7 @@
 """Run the benchmarks and print Markdown tables.
 
-``python -m benchmarks [--quick] [validate] [dsig] [hostile] [relay]`` (no name: all of them).
+``python -m benchmarks [--quick] [validate] [dsig] [hostile] [relay] [instances]`` (no name:
+all of them; ``instances`` needs root and starts a private three-member RabbitMQ cluster).
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 import platform
 import sys
 
-from benchmarks import bench_dsig, bench_hostile, bench_relay, bench_validate
+from benchmarks import bench_dsig, bench_hostile, bench_instances, bench_relay, bench_validate
 
 
 def main(argv: list[str]) -> int:
@@ -24,6 +25,8 @@ def main(argv: list[str]) -> int:
         print(bench_hostile.run(quick))
     if not only or "relay" in only:
         print(bench_relay.run(quick))
+    if not only or "instances" in only:
+        print(bench_instances.run(quick))
     return 0
 
 
