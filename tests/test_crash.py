@@ -52,7 +52,10 @@ class Cluster:
     def config(self, node: str) -> Path:
         return self.folder / f"{node}.toml"
 
-    def start(self, node: str, fault: str | None = None, workers: int = 1) -> None:
+    def start(self, node: str, fault: str | None = None, workers: int = 1,
+              wrap: list[str] | None = None) -> None:
+        """Start ``docaxis serve`` for ``node`` (``wrap``: a command it runs under, such
+        as ``unshare`` for a process table and hostname of its own)."""
         env = dict(os.environ)
         if fault:
             env["DOCAXIS_FAULT"] = fault
@@ -60,7 +63,7 @@ class Cluster:
         log = self.folder / f"{node}.log"  # a file, not a pipe: a full pipe would block it
         with log.open("ab") as stderr:
             self.processes[node] = subprocess.Popen(
-                [sys.executable, str(ROOT / "cli.py"), "serve", "--config",
+                [*(wrap or []), sys.executable, str(ROOT / "cli.py"), "serve", "--config",
                  str(self.config(node)), "--workers", str(workers)],
                 env=env, stdout=subprocess.DEVNULL, stderr=stderr)
         url = f"http://127.0.0.1:{self.ports[node]}/openapi.json"
@@ -313,15 +316,32 @@ def test_a_hung_worker_gives_its_deliveries_back_within_the_heartbeat_bound(
     print(f"all 40 delivered {recovery:.1f} s after the first post, one worker frozen")
 
 
+UNSHARE = shutil.which("unshare")
+
+
+@pytest.mark.parametrize("apart", [False, True], ids=["one-host", "own-process-table"])
 def test_two_instances_on_one_postgresql_the_survivor_sends_what_a_dead_one_committed(
-    cluster: Cluster,
+    cluster: Cluster, apart: bool,
 ) -> None:
     """Issue #12, items 1, 2 and 6: danang runs as two instances (their own data folders
     and ports, one PostgreSQL database). Instance A dies right after committing a package
     (the ``after-commit`` fault point), and its data folder is lost with it; instance B
     sends the package on (its bytes are in the database; A's rows pass to it), the
-    sender's retry to B is a duplicate, and the recipient gets it once."""
+    sender's retry to B is a duplicate, and the recipient gets it once.
+
+    ``own-process-table``: A runs as on another machine with the *same hostname* — its
+    own PID and UTS namespaces (``unshare``; the network is shared, the services listen
+    on loopback) — so B's ``/proc`` cannot see it die: A's lease (2 s) must lapse first."""
+    import socket
+
     from tests.pg_support import pg_database
+
+    if apart and (UNSHARE is None or os.geteuid() != 0):
+        pytest.skip("needs unshare and root for a process table of its own")
+    # the shell stays the namespace's init: a process that is pid 1 cannot SIGKILL itself
+    wrap = ([UNSHARE or "", "--pid", "--uts", "--fork", "--kill-child", "--mount-proc",
+             "sh", "-c", f'hostname "{socket.gethostname()}" && "$0" "$@"'] if apart
+            else None)
 
     with pg_database() as (_name, url):
         cluster.ports["danang-b"] = free_port()
@@ -338,7 +358,7 @@ def test_two_instances_on_one_postgresql_the_survivor_sends_what_a_dead_one_comm
         cluster.tokens[SENDER] = shared.issue_credential(SENDER)
         for name in ("central", "hanoi"):
             cluster.start(name)
-        cluster.start("danang", "after-commit")
+        cluster.start("danang", "after-commit", wrap=wrap)
         cluster.start("danang-b")
         package = _package(cluster.pki, "B1")
         try:

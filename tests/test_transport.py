@@ -105,22 +105,27 @@ def test_confirmed_hand_over_and_ack(make_broker: Callable[[], Broker]) -> None:
     run(scenario())
 
 
+async def _fails_once_then_succeeds(broker: Broker) -> None:
+    """One message whose first handling asks for a retry: handled twice, in order."""
+    attempts: list[int] = []
+
+    async def handler(message: Message) -> None:
+        attempts.append(message.attempt)
+        if message.attempt == 1:
+            raise Retry("store busy")
+
+    consumer = await broker.consume("hanoi", handler)
+    await broker.publish("hanoi", Message(b"<p/>"))
+    await wait_until(lambda: attempts == [1, 2])
+    await consumer.stop()
+
+
 def test_transient_failure_is_retried_with_its_attempt_number(
     make_broker: Callable[[], Broker],
 ) -> None:
     async def scenario() -> None:
         broker = await _started(make_broker)
-        attempts: list[int] = []
-
-        async def handler(message: Message) -> None:
-            attempts.append(message.attempt)
-            if message.attempt == 1:
-                raise Retry("store busy")
-
-        consumer = await broker.consume("hanoi", handler)
-        await broker.publish("hanoi", Message(b"<p/>"))
-        await wait_until(lambda: attempts == [1, 2])
-        await consumer.stop()
+        await _fails_once_then_succeeds(broker)
         assert await broker.parked("hanoi") == []
         await broker.close()
 
@@ -428,17 +433,7 @@ def test_retries_wait_in_quorum_queues_and_an_old_classic_delay_queue_gets_nothi
             "x-dead-letter-routing-key": "inbound"})
         await queue.bind(exchange, routing_key=f"delay.{delay}")
         broker = await _started(lambda: RabbitMQBroker(url, FAST))
-        attempts: list[int] = []
-
-        async def handler(message: Message) -> None:
-            attempts.append(message.attempt)
-            if message.attempt == 1:
-                raise Retry("store busy")
-
-        consumer = await broker.consume("hanoi", handler)
-        await broker.publish("hanoi", Message(b"<p/>"))
-        await wait_until(lambda: attempts == [1, 2])
-        await consumer.stop()
+        await _fails_once_then_succeeds(broker)
         await broker.close()
         await old.close()
 
