@@ -78,18 +78,19 @@ class _Bench:
         declared = await self.channel.declare_queue(queue, passive=True)
         return int(declared.declaration_result.message_count or 0)
 
-    def _config(self, name: str, database: str) -> Path:
+    def _config(self, name: str, database: str, blobs: str) -> Path:
         members = ", ".join(f'"{url}"' for url in self.cluster.urls())
         config = self.folder / f"{name}.toml"
         config.write_text(
             f'[node]\nid = "central"\ndirectory = "network.toml"\ndata = "var/{name}"\n'
-            f'database = "{database}"\namqp_url = [{members}]\n'
+            f'database = "{database}"\nblobs = "{blobs}"\namqp_url = [{members}]\n'
             f'listen = "127.0.0.1:{_free_port()}"\n\n'
             f'[trust]\nanchors = ["{self.pki.root_path}"]\ncrls = ["{self.pki.crl_folder}"]\n',
             encoding="utf-8")
         return config
 
-    async def hop(self, instances: int, run: int) -> tuple[float, float]:
+    async def hop(self, instances: int, run: int, blobs: str = "database",
+                  ) -> tuple[float, float]:
         """Packages per second and CPU milliseconds per package, steady state."""
         for node in ("central", "hanoi"):
             await (await self.channel.get_queue(inbound_queue_name(node))).purge()
@@ -98,7 +99,7 @@ class _Bench:
             admin.execute(f'CREATE DATABASE "{name}"')
         database = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
         try:
-            configs = [self._config(f"central-{run}-{instances}-{i}", database)
+            configs = [self._config(f"central-{run}-{instances}-{blobs}-{i}", database, blobs)
                        for i in range(instances)]
             await _fill(self.channel, "docaxis.central", "inbound", self.packages,
                         {"x-docaxis-kind": "package", "x-docaxis-origin": "danang",
@@ -138,15 +139,19 @@ class _Bench:
         raise TimeoutError("central stalled")
 
 
+#: (instances, where package bytes are kept)
+CANDIDATES = ((1, "database"), (1, "segments"), (2, "database"))
+
+
 async def _measure(cluster: RabbitCluster, count: int, rounds: int,
-                   ) -> dict[int, list[tuple[float, float]]]:
+                   ) -> dict[tuple[int, str], list[tuple[float, float]]]:
     bench = _Bench(cluster, Path(tempfile.mkdtemp()), count)
     await bench.setup()
-    results: dict[int, list[tuple[float, float]]] = {1: [], 2: []}
+    results: dict[tuple[int, str], list[tuple[float, float]]] = {c: [] for c in CANDIDATES}
     try:
         for run in range(rounds):
-            for instances in (1, 2):
-                results[instances].append(await bench.hop(instances, run))
+            for instances, blobs in CANDIDATES:
+                results[instances, blobs].append(await bench.hop(instances, run, blobs))
     finally:
         await bench.close()
     return results
@@ -158,16 +163,22 @@ def run(quick: bool = False) -> str:
     count = 1500 if quick else 3000
     with rabbit_cluster() as cluster:
         results = asyncio.run(_measure(cluster, count, 1 if quick else 3))
-    best = {n: max(results[n]) for n in results}
-    each = ", ".join(f"{two[0] / one[0]:.2f}×" for one, two in zip(results[1], results[2],
-                                                                     strict=True))
+    best = {c: max(results[c]) for c in results}
+    one, two = results[1, "database"], results[2, "database"]
+    each = ", ".join(f"{b[0] / a[0]:.2f}×" for a, b in zip(one, two, strict=True))
+    log = ", ".join(f"{d[0] / g[0]:.2f}×" for d, g in zip(one, results[1, "segments"],
+                                                          strict=True))
     lines = [f"### one node, one or two instances: PostgreSQL + a three-member RabbitMQ "
              f"cluster, {count} packages\n",
              "| central | per second (best round) | CPU ms per package (that round) "
              "| rounds |", "|---|---:|---:|---|"]
-    for n, label in ((1, "one instance (`serve`, workers = 1)"),
-                     (2, "two instances (two `serve`, own data folders and ports)")):
-        lines.append(f"| {label} | {best[n][0]:,.0f} | {best[n][1]:.2f} | "
-                     f"{', '.join(f'{r:,.0f}/s' for r, _cpu in results[n])} |")
-    lines += ["", f"Two instances / one, per round: {each}."]
+    labels = {(1, "database"): "one instance (`serve`, workers = 1), bytes in PostgreSQL",
+              (1, "segments"): "one instance, bytes in its local segment log",
+              (2, "database"): "two instances (own data folders and ports), bytes in "
+                               "PostgreSQL"}
+    for candidate, label in labels.items():
+        lines.append(f"| {label} | {best[candidate][0]:,.0f} | {best[candidate][1]:.2f} | "
+                     f"{', '.join(f'{r:,.0f}/s' for r, _cpu in results[candidate])} |")
+    lines += ["", f"Two instances / one, per round: {each}. Bytes in PostgreSQL / in the "
+              f"segment log (one instance), per round: {log}."]
     return "\n".join(lines) + "\n"

@@ -319,6 +319,20 @@ def test_a_hung_worker_gives_its_deliveries_back_within_the_heartbeat_bound(
 UNSHARE = shutil.which("unshare")
 
 
+def _two_instances(cluster: Cluster, node: str, url: str, extra: str = "") -> None:
+    """``<node>.toml`` and ``<node>-b.toml``: two instances of ``node`` on the PostgreSQL
+    database ``url``, with their own data folders and ports (lease 2 s)."""
+    cluster.ports[f"{node}-b"] = free_port()
+    for instance, data in ((node, f"{node}-a"), (f"{node}-b", f"{node}-b")):
+        cluster.config(instance).write_text(
+            f'[node]\nid = "{node}"\ndirectory = "network.toml"\ndata = "var/{data}"\n'
+            f'database = "{url}"\nlease = 2\n{extra}'
+            f'amqp_url = "amqp://guest:guest@127.0.0.1:5672/{cluster.vhost}"\n'
+            f'listen = "127.0.0.1:{cluster.ports[instance]}"\n'
+            '[trust]\nanchors = ["keys/root/ca.pem"]\ncrls = ["keys/crl"]\n',
+            encoding="utf-8")
+
+
 @pytest.mark.parametrize("apart", [False, True], ids=["one-host", "own-process-table"])
 def test_two_instances_on_one_postgresql_the_survivor_sends_what_a_dead_one_committed(
     cluster: Cluster, apart: bool,
@@ -344,15 +358,7 @@ def test_two_instances_on_one_postgresql_the_survivor_sends_what_a_dead_one_comm
             else None)
 
     with pg_database() as (_name, url):
-        cluster.ports["danang-b"] = free_port()
-        for instance, data in (("danang", "danang-a"), ("danang-b", "danang-b")):
-            cluster.config(instance).write_text(
-                f'[node]\nid = "danang"\ndirectory = "network.toml"\ndata = "var/{data}"\n'
-                f'database = "{url}"\nlease = 2\n'
-                f'amqp_url = "amqp://guest:guest@127.0.0.1:5672/{cluster.vhost}"\n'
-                f'listen = "127.0.0.1:{cluster.ports[instance]}"\n'
-                '[trust]\nanchors = ["keys/root/ca.pem"]\ncrls = ["keys/crl"]\n',
-                encoding="utf-8")
+        _two_instances(cluster, "danang", url)
         shared = Store(url, cluster.folder / "admin-blobs")
         shared.migrate()
         cluster.tokens[SENDER] = shared.issue_credential(SENDER)
@@ -378,3 +384,43 @@ def test_two_instances_on_one_postgresql_the_survivor_sends_what_a_dead_one_comm
         wait_until(lambda: not shared.pending_outbox(), 60, "danang's outbox to drain")
         shared.close()
         assert cluster.delivered() == 1
+
+
+def test_an_instance_frozen_past_the_bounds_loses_nothing_and_doubles_nothing(
+    cluster: Cluster,
+) -> None:
+    """Issue #12, item 6: central runs as two instances on one PostgreSQL (heartbeat
+    2 s, lease 2 s). Instance A is frozen (SIGSTOP) mid-stream for longer than both
+    bounds: its deliveries go back to B when RabbitMQ misses its heartbeats, what it owed
+    passes to B when its lease lapses; every package arrives; A, thawed, finishes what it
+    had started, and the recipient still has each package once."""
+    from tests.pg_support import pg_database
+
+    with pg_database() as (_name, url):
+        _two_instances(cluster, "central", url, "heartbeat = 2\n")
+        for instance in ("central", "central-b", "danang", "hanoi"):
+            cluster.start(instance)
+        frozen = cluster.processes["central"].pid
+        started = time.monotonic()
+        try:
+            for number in range(40):
+                assert cluster.post(_package(cluster.pki, f"F{number}")).status_code == 202
+                if number == 10:
+                    os.kill(frozen, signal.SIGSTOP)
+            wait_until(lambda: cluster.delivered() == 40, 60, "40 deliveries past frozen A")
+            print(f"40 delivered {time.monotonic() - started:.1f} s after the first post, "
+                  "instance A frozen from the 11th")
+        finally:
+            os.kill(frozen, signal.SIGCONT)
+        shared = Store(url, cluster.folder / "admin-blobs")
+        try:
+            wait_until(lambda: not shared.pending_outbox(), 60, "central's outbox to drain")
+        finally:
+            shared.close()
+        wait_until(lambda: cluster.delivered() == 40, 30)
+        hanoi = cluster.store("hanoi")
+        try:
+            inbox = hanoi.inbox(RECIPIENT, include_acknowledged=True)
+        finally:
+            hanoi.close()
+        assert len(inbox) == 40 and len({item.document_id for item in inbox}) == 40
