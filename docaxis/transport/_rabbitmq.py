@@ -94,6 +94,7 @@ class RabbitMQBroker(Broker):
         self.heartbeat = heartbeat
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractChannel | None = None
+        self._renewing = asyncio.Lock()
         self._known_exchanges: set[str] = set()
 
     @property
@@ -177,23 +178,42 @@ class RabbitMQBroker(Broker):
 
     async def _publish(self, node: str, message: Message, routing_key: str) -> None:
         exchange = exchange_name(node)
+        publisher = self.channel
         try:
             if exchange not in self._known_exchanges:  # once per exchange: a clear error
-                await self.channel.get_exchange(exchange, ensure=True)
+                await publisher.get_exchange(exchange, ensure=True)
                 self._known_exchanges.add(exchange)
             # straight to the channel: aio-pika's Message object costs more than the frame
-            channel = await self.channel.get_underlay_channel()
+            channel = await publisher.get_underlay_channel()
             confirmation = await channel.basic_publish(
                 message.body, exchange=exchange, routing_key=routing_key, mandatory=True,
                 properties=aiormq.spec.Basic.Properties(
                     headers=dict(message.headers), message_id=message.message_id,
                     delivery_mode=2))  # persistent
+        except aiormq.exceptions.DeliveryError as exc:  # nacked: the broker did not take it
+            await self._renew_publisher(publisher, exc)
+            raise TransportError(f"hand-over to node {node!r} failed: {exc}") from exc
         except Exception as exc:
             self._known_exchanges.discard(exchange)  # deleted meanwhile? check it again
             raise TransportError(f"hand-over to node {node!r} failed: {exc}") from exc
         if not isinstance(confirmation, aiormq.spec.Basic.Ack):  # returned: unroutable
             raise TransportError(f"hand-over to node {node!r} was not confirmed "
                                  f"({type(confirmation).__name__})")
+
+    async def _renew_publisher(self, stale: AbstractChannel, error: BaseException) -> None:
+        """Publish on a new channel from now on. After a quorum queue's leader died, a
+        channel went on being nacked for minutes while a new one was not (seen on
+        RabbitMQ 3.10 with a member SIGKILLed; ``tests/test_cluster.py``): the caller's
+        retry — the outbox sweep — then goes through."""
+        async with self._renewing:
+            if self._channel is not stale or self._connection is None:
+                return  # renewed already, by a publish nacked at the same moment
+            _log.warning("broker.publisher_renewed", extra={
+                "code": "TRANSPORT-NACKED", "error": str(error)[:300]})
+            self._channel = await self._connection.channel(publisher_confirms=True)
+            self._known_exchanges.clear()
+        with contextlib.suppress(Exception):  # it may be closed already
+            await stale.close()
 
     async def consume(self, node: str, handler: Handler, *, prefetch: int = 16) -> Consumer:
         if self._connection is None:
