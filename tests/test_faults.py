@@ -27,7 +27,7 @@ from docaxis.pki import DevPKI
 from docaxis.store import BlobError, BlobStore, Store
 from docaxis.transport import Broker, InMemoryBroker, Message
 from tests.pg_support import PG_ADMIN, pg_database
-from tests.relay_support import Network, build_network, network_pki
+from tests.relay_support import Network, build_network, idle_network, network_pki
 from tests.test_relay import FAST
 from tests.test_transport import run, wait_until
 
@@ -204,11 +204,7 @@ def test_a_write_that_fails_mid_batch_leaves_the_blob_log_consistent(small_disk:
 def test_the_sweep_skips_and_reports_an_unreadable_row_and_sends_the_rest(
         tmp_path: Path, pki: DevPKI, caplog: pytest.LogCaptureFixture) -> None:
     async def scenario() -> None:
-        broker = InMemoryBroker(FAST)
-        await broker.connect()
-        network = build_network(tmp_path, pki, lambda _node: broker)
-        for node in network.nodes.values():
-            await broker.declare_node(node.node_id)
+        network, broker = await idle_network(tmp_path, pki)
         danang = network.nodes["danang"]  # not started: hand-overs stay pending
         first = danang.submit(network.document(SENDER, [RECIPIENT], number="95"), agency=SENDER)
         second = danang.submit(network.document(SENDER, [RECIPIENT], number="96"),

@@ -116,18 +116,13 @@ def test_a_lapsed_lease_passes_the_hand_overs_to_a_live_instance_on_any_host(
     import socket
 
     from docaxis.edxml import parse
-    from docaxis.transport import InMemoryBroker, RetryPolicy
-    from tests.relay_support import build_network, network_pki
+    from tests.relay_support import idle_network, network_pki
     from tests.test_transport import run, wait_until
 
     pki = network_pki(tmp_path / "pki")
 
     async def scenario() -> None:
-        broker = InMemoryBroker(RetryPolicy(delays_ms=(50, 100)))
-        await broker.connect()
-        network = build_network(tmp_path / "nodes", pki, lambda _node: broker)
-        for node in network.nodes.values():
-            await broker.declare_node(node.node_id)
+        network, broker = await idle_network(tmp_path / "nodes", pki)
         danang = network.nodes["danang"]  # not started: swept by hand below
         with pg_database() as (_name, url):
             owner = Store(url, tmp_path / "container-a")

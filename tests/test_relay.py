@@ -15,7 +15,7 @@ import pytest
 from docaxis.pki import DevPKI
 from docaxis.relay import Rejection
 from docaxis.transport import Broker, InMemoryBroker, RabbitMQBroker, RetryPolicy
-from tests.relay_support import Network, build_network, network_pki
+from tests.relay_support import Network, build_network, idle_network, network_pki
 from tests.test_transport import run, wait_until
 
 RABBITMQCTL = shutil.which("rabbitmqctl")
@@ -323,11 +323,7 @@ def test_the_sweep_takes_over_a_dead_processs_hand_overs_at_once_and_leaves_a_li
         return token_for(process.pid)
 
     async def scenario() -> None:
-        broker = InMemoryBroker(FAST)
-        await broker.connect()
-        network = build_network(tmp_path, pki, lambda _node: broker)
-        for node in network.nodes.values():
-            await broker.declare_node(node.node_id)
+        network, broker = await idle_network(tmp_path, pki)
         danang = network.nodes["danang"]  # not started: no hand-over task, no sweeper
 
         def commit_as(owner: str, number: str) -> None:

@@ -33,6 +33,9 @@ from docaxis.node import (
 )
 from docaxis.store import Store, Trace
 
+_REQUIRED_CONFIG = click.option("--config", "config_path", required=True,
+                                type=click.Path(exists=True, dir_okay=False),
+                                help="The node's node.toml.")
 _CONFIG = click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
                        help="The node's node.toml.")
 
@@ -142,8 +145,7 @@ def db_group() -> None:
 
 
 @db_group.command("upgrade")
-@click.option("--config", "config_path", required=True,
-              type=click.Path(exists=True, dir_okay=False), help="The node's node.toml.")
+@_REQUIRED_CONFIG
 def db_upgrade_command(config_path: str) -> None:
     """Create or upgrade the node's schema to the newest revision (also done at serve)."""
     try:
@@ -160,8 +162,7 @@ def node_group() -> None:
 
 
 @node_group.command("check")
-@click.option("--config", "config_path", required=True,
-              type=click.Path(exists=True, dir_okay=False), help="The node's node.toml.")
+@_REQUIRED_CONFIG
 def node_check_command(config_path: str) -> None:
     """Check everything the node needs before it serves: database (reachable, migrated),
     directory, trust anchors and CRLs (present, fresh), node key, broker, listen address.
@@ -321,8 +322,7 @@ def directory_group() -> None:
 
 @directory_group.command("import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
-@click.option("--config", "config_path", required=True,
-              type=click.Path(exists=True, dir_okay=False), help="The node's node.toml.")
+@_REQUIRED_CONFIG
 @click.option("--replace", is_flag=True,
               help="Keep exactly the file's entries in the database (else add / update).")
 def directory_import_command(file: str, config_path: str, replace: bool) -> None:
@@ -342,8 +342,7 @@ def directory_import_command(file: str, config_path: str, replace: bool) -> None
 
 
 @directory_group.command("export")
-@click.option("--config", "config_path", required=True,
-              type=click.Path(exists=True, dir_okay=False), help="The node's node.toml.")
+@_REQUIRED_CONFIG
 def directory_export_command(config_path: str) -> None:
     """Print the directory the node runs with (file and database together) as TOML."""
     config = NodeConfig.load(config_path)

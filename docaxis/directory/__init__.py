@@ -9,6 +9,7 @@ from docaxis.directory._directory import (
     RouteKind,
     SignerRule,
     UnknownDestination,
+    mask_url,
 )
 
 __all__ = [
@@ -20,4 +21,5 @@ __all__ = [
     "RouteKind",
     "SignerRule",
     "UnknownDestination",
+    "mask_url",
 ]

@@ -165,7 +165,7 @@ class Directory:
         lines: list[str] = []
         for node in self.nodes.values():
             lines.append(f"[node.{_quote(node.id)}]")
-            amqp = node.amqp_url if passwords or not node.amqp_url else _mask(node.amqp_url)
+            amqp = node.amqp_url if passwords or not node.amqp_url else mask_url(node.amqp_url)
             lines += [f"{key} = {_quote(value)}" for key, value in (
                 ("tier", node.tier), ("parent", node.parent), ("amqp_url", amqp),
                 ("http", node.http)) if value]
@@ -318,8 +318,17 @@ def _req(spec: Mapping[str, Any], key: str, where: str) -> Any:
     return spec[key]
 
 
-def _mask(url: str) -> str:
-    """``scheme://user:***@host…`` (the password hidden)."""
+def mask_url(url: str) -> str:
+    """``scheme://user:***@host…`` (the password hidden); the space-separated members of
+    a cluster each so.
+
+    Examples
+    --------
+    >>> mask_url("amqp://hanoi:s3cret@mq1/hanoi amqp://hanoi:s3cret@mq2/hanoi")
+    'amqp://hanoi:***@mq1/hanoi amqp://hanoi:***@mq2/hanoi'
+    """
+    if " " in url.strip():
+        return " ".join(mask_url(member) for member in url.split())
     scheme, sep, rest = url.partition("://")
     credentials, at, host = rest.rpartition("@")
     if not sep or not at or ":" not in credentials:

@@ -16,6 +16,7 @@ from typing import Literal
 
 from cryptography import x509
 
+from docaxis.directory import mask_url
 from docaxis.dsig import SignatureError, TrustStore
 from docaxis.node._run import ConfigError, NodeConfig, load_directory
 from docaxis.transport import RabbitMQBroker, TransportError
@@ -121,15 +122,16 @@ def _broker(config: NodeConfig) -> Check:
     try:
         asyncio.run(probe())
     except (TransportError, OSError, TimeoutError, ConnectionError) as exc:
-        return Check("broker", "failed", f"{_safe_url(config.amqp_url)}: {exc}")
+        return Check("broker", "failed", f"{mask_url(config.amqp_url)}: {exc}")
     except Exception as exc:  # aio-pika's own errors (access refused, unknown vhost …)
-        return Check("broker", "failed", f"{_safe_url(config.amqp_url)}: "
+        return Check("broker", "failed", f"{mask_url(config.amqp_url)}: "
                      f"{type(exc).__name__}: {exc}")
-    return Check("broker", "ok", f"{_safe_url(config.amqp_url)}: connected, the node's "
+    return Check("broker", "ok", f"{mask_url(config.amqp_url)}: connected, the node's "
                  "exchange and queues declared")
 
 
 def _listen(listen: str) -> Check:
+    # a plain bind, not serve's (SO_REUSEPORT would share the port with a running node)
     host, _, port = listen.rpartition(":")
     try:
         with socket.socket() as probe:
@@ -137,15 +139,3 @@ def _listen(listen: str) -> Check:
     except (OSError, ValueError) as exc:
         return Check("listen", "failed", f"{listen}: {exc}")
     return Check("listen", "ok", f"{listen} is free")
-
-
-def _safe_url(url: str) -> str:
-    """``url`` (or the space-separated members of a cluster) without passwords."""
-    if " " in url.strip():
-        return " ".join(_safe_url(member) for member in url.split())
-    scheme, _, rest = url.partition("://")
-    if "@" in rest:
-        credentials, _, host = rest.rpartition("@")
-        user = credentials.partition(":")[0]
-        return f"{scheme}://{user}:***@{host}"
-    return url

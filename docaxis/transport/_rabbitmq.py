@@ -32,6 +32,7 @@ from aio_pika.abc import (
 )
 from yarl import URL
 
+from docaxis.directory import mask_url
 from docaxis.transport._broker import (
     PARKED_REASON_HEADER,
     Broker,
@@ -112,7 +113,7 @@ class RabbitMQBroker(Broker):
 
     @property
     def _safe_url(self) -> str:
-        return " ".join(safe_url(url) for url in self.urls)
+        return mask_url(" ".join(self.urls))
 
     async def close(self) -> None:
         if self._connection is not None:
@@ -275,12 +276,6 @@ class RabbitMQBroker(Broker):
             await self._publish(node, following, _delay_key(delay))
 
 
-def safe_url(url: str) -> str:
-    """``url`` without its credentials (for messages and logs)."""
-    head, _, tail = url.rpartition("@")
-    return f"amqp://…@{tail}" if head else url
-
-
 class _FailoverConnection(aio_pika.RobustConnection):
     """aio-pika's robust connection, moving to the next member of the cluster at each
     connection attempt after the first: when its member dies, the node reconnects to
@@ -311,7 +306,7 @@ class _FailoverConnection(aio_pika.RobustConnection):
                 member = self._members[self._attempts % len(self._members)]
                 self.url = member.update_query(self.url.query)
                 _log.warning("broker.failover", extra={
-                    "code": "TRANSPORT-FAILOVER", "broker": safe_url(str(member))})
+                    "code": "TRANSPORT-FAILOVER", "broker": mask_url(str(member))})
             self._attempts += 1
 
 
