@@ -13,6 +13,7 @@ import datetime as dt
 import logging
 import os
 import time
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
@@ -22,6 +23,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from docaxis import __version__
 from docaxis.edxml import ParseError, parse
@@ -180,6 +182,19 @@ class InboxEntry(BaseModel):
     received_at: str
 
 
+def _http_error(exc: StarletteHTTPException) -> JSONResponse:
+    """An ``HTTPException`` as a :class:`Problem` (its headers kept: WWW-Authenticate …)."""
+    detail: Any = exc.detail  # our routes raise (code, message) tuples
+    if isinstance(detail, tuple):
+        code, message = detail
+    else:  # the router's own 404 / 405
+        code, message = f"API-HTTP-{exc.status_code}", str(detail)
+    response = _error(exc.status_code, code, message)
+    for name, value in (exc.headers or {}).items():  # WWW-Authenticate, Allow …
+        response.headers[name] = value
+    return response
+
+
 def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` for these error statuses, each a :class:`Problem`."""
     said = {400: "bad request", 401: "no, unknown or revoked Bearer token",
@@ -222,26 +237,70 @@ class _TokenCache:
         return agency
 
 
-async def caller(request: Request,
-                 credentials: Annotated[HTTPAuthorizationCredentials | None,
-                                        Depends(bearer)] = None) -> str:
-    """The agency a request's Bearer token belongs to (401 otherwise).
+async def authenticate(authorization: str | None, node: RelayNode,
+                       tokens: _TokenCache) -> str:
+    """The agency whose Bearer token an ``Authorization`` header carries.
 
-    A coroutine: FastAPI would run a plain function in its thread pool, a thread hop per
-    request for what is, nearly always, a dictionary lookup."""
-    if credentials is None or credentials.scheme.lower() != "bearer":
+    Raises
+    ------
+    HTTPException
+        401 (``API-UNAUTHENTICATED``, with ``WWW-Authenticate: Bearer``): no Bearer token,
+        or one that is unknown or revoked.
+    """
+    scheme, _, token = (authorization or "").strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
         raise HTTPException(401, ("API-UNAUTHENTICATED", "a Bearer token is required"),
                             headers={"WWW-Authenticate": "Bearer"})
-    node: RelayNode = request.app.state.node
-    tokens: _TokenCache = request.app.state.tokens
-    agency = await tokens.agency_for(node, credentials.credentials.strip())
+    agency = await tokens.agency_for(node, token.strip())
     if agency is None:
         raise HTTPException(401, ("API-UNAUTHENTICATED", "unknown or revoked token"),
                             headers={"WWW-Authenticate": "Bearer"})
     return agency
 
 
+async def caller(request: Request,
+                 _credentials: Annotated[HTTPAuthorizationCredentials | None,
+                                         Depends(bearer)] = None) -> str:
+    """The agency a request's Bearer token belongs to (401 otherwise); ``bearer`` is
+    declared so that the OpenAPI description names the security scheme.
+
+    A coroutine: FastAPI would run a plain function in its thread pool, a thread hop per
+    request for what is, nearly always, a dictionary lookup."""
+    return await authenticate(request.headers.get("authorization"), request.app.state.node,
+                              request.app.state.tokens)
+
+
 Caller = Annotated[str, Depends(caller)]
+
+#: the routes :class:`_PackageLane` serves, and the kind of package each takes
+_LANE_ROUTES = {"/v1/packages": "document", "/v1/status": "status"}
+
+
+class _PackageLane:
+    """Serves ``POST /v1/packages`` and ``POST /v1/status`` (the hot path: every package
+    an agency sends) straight from the ASGI scope, ahead of the framework's router,
+    dependency resolution and per-route wrappers.
+
+    Measured with ``python -m benchmarks relay``: that machinery cost ≈ 0.35 ms of CPU per
+    request — a quarter of what accepting a package costs in all — on the one core a
+    worker has. The lane calls the very functions the declared routes use (the Bearer
+    check, :func:`create_app`'s ``accept``, the Problem shapes of the exception
+    handlers), so both answer alike; the routes stay declared for the OpenAPI
+    description and for any request the lane does not take.
+    """
+
+    def __init__(self, app: ASGIApp,
+                 post: Callable[[Request, str], Awaitable[Response]]) -> None:
+        self.app, self.post = app, post
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = (_LANE_ROUTES.get(scope["path"])
+                if scope["type"] == "http" and scope["method"] == "POST" else None)
+        if kind is None:
+            await self.app(scope, receive, send)
+            return
+        response = await self.post(Request(scope, receive), kind)
+        await response(scope, receive, send)
 
 
 def create_app(node: RelayNode) -> FastAPI:
@@ -257,15 +316,7 @@ def create_app(node: RelayNode) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        detail: Any = exc.detail  # our routes raise (code, message) tuples
-        if isinstance(detail, tuple):
-            code, message = detail
-        else:  # the router's own 404 / 405
-            code, message = f"API-HTTP-{exc.status_code}", str(detail)
-        response = _error(exc.status_code, code, message)
-        for name, value in (exc.headers or {}).items():  # WWW-Authenticate, Allow …
-            response.headers[name] = value
-        return response
+        return _http_error(exc)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -275,14 +326,18 @@ def create_app(node: RelayNode) -> FastAPI:
                       reasons)
 
     outage = _Outage(node.node_id)
-    for unavailable in UNAVAILABLE:
-        @app.exception_handler(unavailable)
+
+    def unavailable(exc: Exception) -> JSONResponse:
+        outage.seen(exc)
+        response = _error(503, "API-UNAVAILABLE", "the node's store (database or disk) is "
+                          "unavailable; nothing was accepted — retry later")
+        response.headers["Retry-After"] = str(RETRY_AFTER)
+        return response
+
+    for outage_error in UNAVAILABLE:
+        @app.exception_handler(outage_error)
         async def store_unavailable(_request: Request, exc: Exception) -> JSONResponse:
-            outage.seen(exc)
-            response = _error(503, "API-UNAVAILABLE", "the node's store (database or disk) is "
-                              "unavailable; nothing was accepted — retry later")
-            response.headers["Retry-After"] = str(RETRY_AFTER)
-            return response
+            return unavailable(exc)
 
 
     def own(agency: str, code: str) -> None:
@@ -339,6 +394,21 @@ def create_app(node: RelayNode) -> FastAPI:
              response_class=Response)
     def metrics() -> Response:
         return Response(generate_latest(node.metrics.exposed), media_type=CONTENT_TYPE_LATEST)
+
+    async def post(request: Request, expect: str) -> Response:
+        """``POST /v1/packages`` (``expect`` "document") or ``/v1/status`` ("status") as
+        the :class:`_PackageLane` serves them: the routes' dependency, handler and
+        exception handlers, called directly."""
+        try:
+            agency = await authenticate(request.headers.get("authorization"), node,
+                                        app.state.tokens)
+            return await accept(request, agency, expect)
+        except StarletteHTTPException as exc:
+            return _http_error(exc)
+        except UNAVAILABLE as exc:
+            return unavailable(exc)
+
+    app.add_middleware(_PackageLane, post=post)
 
     @app.post("/v1/packages", status_code=202, summary="Post a signed document package",
               response_model=Accepted, openapi_extra=_XML_BODY,
