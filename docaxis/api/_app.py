@@ -26,9 +26,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from docaxis import __version__
+from docaxis.api._body import BadLength, BodyTooLarge, read_body
+from docaxis.api._vxp import VxpEndpoint
 from docaxis.edxml import ParseError, parse
 from docaxis.relay import Rejection, RelayNode
-from docaxis.store import UNAVAILABLE
+from docaxis.store import UNAVAILABLE, SystemRegistry
 
 _log = logging.getLogger("docaxis.api")
 
@@ -39,44 +41,6 @@ def _error(status: int, code: str, message: str,
            reasons: list[dict[str, Any]] | None = None) -> JSONResponse:
     return JSONResponse(status_code=status, content={"error": code, "message": message,
                                                      "reasons": reasons or []})
-
-
-class BodyTooLarge(Exception):
-    """A request body over the node's package size limit."""
-
-
-class BadLength(Exception):
-    """A ``Content-Length`` that is not a non-negative integer."""
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, never more than ``limit`` bytes in memory.
-
-    A declared ``Content-Length`` over the limit is refused before a byte is read; without
-    one (chunked transfer) the body is refused as soon as it grows past the limit.
-
-    Raises
-    ------
-    BodyTooLarge
-        Declared or streamed size over ``limit``.
-    BadLength
-        ``Content-Length`` present but not a non-negative integer.
-    """
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        if not (declared.isascii() and declared.isdigit()) or len(declared) > 20:
-            raise BadLength(f"Content-Length {declared[:30]!r} is not a byte count")
-        if int(declared) > limit:
-            raise BodyTooLarge(f"the body is {int(declared)} bytes; this node accepts packages "
-                               f"of at most {limit} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge(f"the body is over {limit} bytes, the most this node accepts")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 #: seconds a client is asked to wait when the store is down (HTTP 503)
@@ -272,6 +236,20 @@ async def caller(request: Request,
 
 Caller = Annotated[str, Depends(caller)]
 
+class _Mount:
+    """Hands the requests under the VXP prefix to the VXP endpoint (its own protocol:
+    always 200, its envelope, no FastAPI error shapes)."""
+
+    def __init__(self, app: ASGIApp, endpoint: VxpEndpoint) -> None:
+        self.app, self.endpoint = app, endpoint
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self.endpoint.serves(scope["path"]):
+            await self.endpoint(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+
 #: the routes :class:`_PackageLane` serves, and the kind of package each takes
 _LANE_ROUTES = {"/v1/packages": "document", "/v1/status": "status"}
 
@@ -303,8 +281,10 @@ class _PackageLane:
         await response(scope, receive, send)
 
 
-def create_app(node: RelayNode) -> FastAPI:
-    """The API of ``node`` (its store holds the agency credentials)."""
+def create_app(node: RelayNode, *, systems: SystemRegistry | None = None,
+               vxp_prefix: str = "/vxp") -> FastAPI:
+    """The API of ``node`` (its store holds the agency credentials); with ``systems``
+    (document systems' credentials) also the VXP endpoint under ``vxp_prefix``."""
     app = FastAPI(title=f"docaxis node {node.node_id}", version=__version__,
                   description="Post signed edXML packages, pick up your inbox, post status "
                               "receipts, trace your documents. Every error is a Problem "
@@ -409,6 +389,8 @@ def create_app(node: RelayNode) -> FastAPI:
             return unavailable(exc)
 
     app.add_middleware(_PackageLane, post=post)
+    if systems is not None:
+        app.add_middleware(_Mount, endpoint=VxpEndpoint(node, systems, vxp_prefix))
 
     @app.post("/v1/packages", status_code=202, summary="Post a signed document package",
               response_model=Accepted, openapi_extra=_XML_BODY,

@@ -25,13 +25,14 @@ from docaxis.node import (
     describe_parked,
     import_directory,
     issue_credential,
+    issue_system,
     load_directory,
     open_store,
     record_parked_decision,
     run_loop,
     serve,
 )
-from docaxis.store import Store, Trace
+from docaxis.store import Store, SystemExists, Trace
 
 _REQUIRED_CONFIG = click.option("--config", "config_path", required=True,
                                 type=click.Path(exists=True, dir_okay=False),
@@ -251,6 +252,100 @@ def token_command(config_path: str | None, database: str | None, blobs: str | No
             click.echo(token)
     finally:
         store.close()
+
+
+@cli.group("system")
+def system_group() -> None:
+    """VXP credentials of agency document systems (systemId + secret, bound to agencies)."""
+
+
+def _node_store(config_path: str) -> tuple[NodeConfig, Store]:
+    try:
+        config = NodeConfig.load(config_path)
+        return config, config.open_store()
+    except ConfigError as exc:
+        stderr.print(f"[bold red]{exc.code}[/] {escape(exc.message)}")
+        raise SystemExit(EXIT_USAGE) from None
+
+
+_REQUIRED_CONFIG = click.option("--config", "config_path", required=True,
+                                type=click.Path(exists=True, dir_okay=False),
+                                help="The node's node.toml.")
+
+
+@system_group.command("issue")
+@_REQUIRED_CONFIG
+@click.argument("system_id")
+@click.option("--agency", "agencies", multiple=True, help="An agency it acts for (repeat).")
+@click.option("--subtree", "subtrees", multiple=True,
+              help="Every agency of this node and the nodes below it (repeat).")
+@click.option("--may-register", is_flag=True,
+              help="May add and remove agencies of this node (registerAgency/deleteAgency).")
+@click.option("--label", help="What the system is.")
+def system_issue(config_path: str, system_id: str, agencies: tuple[str, ...],
+                 subtrees: tuple[str, ...], may_register: bool, label: str | None) -> None:
+    """Issue a credential; prints the secret once (it is kept sealed, never shown again)."""
+    config, store = _node_store(config_path)
+    try:
+        secret = issue_system(config, store, system_id, agencies=agencies, subtrees=subtrees,
+                              may_register=may_register, label=label)
+    except (NotServedHere, SystemExists, ConfigError) as exc:
+        stderr.print(f"[bold red]{exc.code}[/] {escape(exc.message)}")
+        raise SystemExit(EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_INVALID) from None
+    finally:
+        store.close()
+    click.echo(secret)
+
+
+@system_group.command("list")
+@_REQUIRED_CONFIG
+def system_list(config_path: str) -> None:
+    """Every document system: its agencies and subtrees, never a secret."""
+    config, store = _node_store(config_path)
+    try:
+        table = Table("systemId", "agencies", "subtrees", "register", "label", "created (UTC)",
+                      "rotated (UTC)", "revoked (UTC)")
+        for system in config.systems(store).systems():
+            table.add_row(escape(system.system_id), " ".join(system.agencies),
+                          " ".join(system.subtrees), "yes" if system.may_register else "",
+                          escape(system.label or ""), f"{system.created_at:%Y-%m-%d %H:%M}",
+                          f"{system.rotated_at:%Y-%m-%d %H:%M}" if system.rotated_at else "",
+                          f"{system.revoked_at:%Y-%m-%d %H:%M}" if system.revoked_at else "")
+        stdout.print(table)
+    finally:
+        store.close()
+
+
+@system_group.command("rotate")
+@_REQUIRED_CONFIG
+@click.argument("system_id")
+def system_rotate(config_path: str, system_id: str) -> None:
+    """A new secret (printed once); the old one stops working at once."""
+    config, store = _node_store(config_path)
+    try:
+        secret = config.systems(store).rotate(system_id)
+    finally:
+        store.close()
+    if secret is None:
+        stderr.print(f"no live system {escape(system_id)}")
+        raise SystemExit(EXIT_INVALID)
+    click.echo(secret)
+
+
+@system_group.command("revoke")
+@_REQUIRED_CONFIG
+@click.argument("system_id")
+def system_revoke(config_path: str, system_id: str) -> None:
+    """Revoke a system's credential (its requests are refused from now on)."""
+    config, store = _node_store(config_path)
+    try:
+        revoked = config.systems(store).revoke(system_id)
+    finally:
+        store.close()
+    if not revoked:
+        stderr.print(f"no live system {escape(system_id)}")
+        raise SystemExit(EXIT_INVALID)
+    stdout.print(f"system {escape(system_id)} revoked")
 
 
 @cli.command("parked")

@@ -8,6 +8,7 @@ from docaxis.node._operations import (
     NotServedHere,
     describe_parked,
     issue_credential,
+    issue_system,
     record_parked_decision,
 )
 from docaxis.node._run import (
@@ -35,6 +36,7 @@ __all__ = [
     "describe_parked",
     "import_directory",
     "issue_credential",
+    "issue_system",
     "load_directory",
     "open_node",
     "open_store",

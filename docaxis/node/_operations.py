@@ -42,6 +42,46 @@ def issue_credential(config: NodeConfig, store: Store, agency: str,
     return store.issue_credential(agency, label)
 
 
+def issue_system(config: NodeConfig, store: Store, system_id: str, *,
+                 agencies: tuple[str, ...] = (), subtrees: tuple[str, ...] = (),
+                 may_register: bool = False, label: str | None = None) -> str:
+    """A VXP credential for a document system acting for ``agencies`` and every agency
+    of the nodes ``subtrees`` (each node and those below it); returns its secret (shown
+    once, kept sealed). Every agency must be served by this node and every subtree must
+    be this node or one below it: a system posts and reads here.
+
+    Raises
+    ------
+    NotServedHere
+        ``API-UNKNOWN-AGENCY`` / ``API-NOT-SERVED-HERE`` as :func:`issue_credential`;
+        ``VXP-UNKNOWN-NODE`` for a subtree that is not this node or below it;
+        ``VXP-NO-AGENCY`` when neither is given.
+    SystemExists
+        A live credential has this ``systemId``.
+    """
+    if not system_id.strip() or len(system_id) > 100 or not system_id.isprintable():
+        raise NotServedHere(f"{system_id[:40]!r} is not a systemId (1–100 printable "
+                            "characters)", code="VXP-BAD-SYSTEM-ID")
+    if not agencies and not subtrees:
+        raise NotServedHere("name the agencies the system acts for (--agency) or a subtree "
+                            "of nodes (--subtree)", code="VXP-NO-AGENCY")
+    directory = load_directory(config, store)
+    for agency in agencies:
+        known = directory.agencies.get(agency)
+        if known is None:
+            raise NotServedHere(f"{agency} is not in the node's directory",
+                                code="API-UNKNOWN-AGENCY")
+        if known.node != config.node_id:
+            raise NotServedHere(f"{agency} is served by node {known.node}, not "
+                                f"{config.node_id}")
+    for node in subtrees:
+        if node not in directory.nodes or config.node_id not in directory.path_to_root(node):
+            raise NotServedHere(f"{node} is not node {config.node_id} or a node below it",
+                                code="VXP-UNKNOWN-NODE")
+    return config.systems(store).issue(system_id, agencies=agencies, subtrees=subtrees,
+                                       may_register=may_register, label=label)
+
+
 def describe_parked(message: Message) -> tuple[str | None, str]:
     """(DocumentId, kind) of a parked message, as far as its bytes can be read."""
     if message.headers.get("x-docaxis-kind") == "hop-receipt":

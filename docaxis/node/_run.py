@@ -10,6 +10,7 @@ import difflib
 import functools
 import logging
 import os
+import re
 import socket
 import time
 import tomllib
@@ -34,7 +35,7 @@ from docaxis.node._bindings import binding_policy
 from docaxis.node._demo import build_demo_network, connect_broker, demo_pki, run_suffix, wait_for
 from docaxis.node._logging import configure_logging
 from docaxis.relay import RelayNode, share_between_processes
-from docaxis.store import UNAVAILABLE, Store, Trace
+from docaxis.store import UNAVAILABLE, SecretBox, Store, SystemRegistry, Trace
 from docaxis.transport import HEARTBEAT, Broker, InMemoryBroker, RabbitMQBroker
 
 T = TypeVar("T")
@@ -84,6 +85,10 @@ class NodeConfig:
     #: [node] lease: seconds after which the hand-overs of a process that stopped renewing
     #: its lease (dead, hung, its machine lost) pass to a live one
     lease: int = 10
+    #: [vxp] prefix: where the VXP operations are served (the SDK's endpoint URL's path)
+    vxp_prefix: str = "/vxp"
+    #: [vxp] secret_key: the key sealing document systems' secrets (default: in ``data``)
+    vxp_secret_key: Path | None = None
 
     @classmethod
     def load(cls, path: Path | str) -> NodeConfig:
@@ -132,6 +137,14 @@ class NodeConfig:
                 raise ConfigError(f"{path}: [node] amqp_url is one amqp:// URL or a list "
                                   "of them (the members of one cluster)")
             amqp_url = " ".join(amqp_url)
+        vxp = raw.get("vxp") or {}
+        prefix = vxp.get("prefix", "/vxp")
+        if not isinstance(prefix, str) or not re.fullmatch(r"/[A-Za-z0-9._~/-]*", prefix) \
+                or prefix.rstrip("/").startswith(("/v1", "/metrics", "/health", "/ready",
+                                                  "/docs", "/openapi")):
+            raise ConfigError(f"{path}: [vxp] prefix is a URL path such as \"/vxp\", apart "
+                              "from the REST API's")
+        secret_key = base / vxp["secret_key"] if vxp.get("secret_key") else None
         return cls(node_id, directory, data, database, amqp_url,
                    node.get("listen", "127.0.0.1:8100"),
                    tuple(base / p for p in trust.get("anchors", [])),
@@ -139,7 +152,8 @@ class NodeConfig:
                    bool(trust.get("allow_sha1", False)), workers, **timings,
                    node_key=key, node_certificate=certificate,
                    prefetch=numbers["prefetch"], heartbeat=numbers["heartbeat"], blobs=blobs,
-                   lease=numbers["lease"])
+                   lease=numbers["lease"], vxp_prefix="/" + prefix.strip("/"),
+                   vxp_secret_key=secret_key)
 
     def node_signer(self) -> StatementSigner | None:
         """The signer of this node's hop receipts (None without ``[node] key``)."""
@@ -156,6 +170,12 @@ class NodeConfig:
             raise ConfigError(f"[node] certificate names node {signer.node!r}, not "
                               f"{self.node_id!r}")
         return signer
+
+    def systems(self, store: Store) -> SystemRegistry:
+        """The document systems' VXP credentials, their secrets sealed with
+        ``[vxp] secret_key`` (default ``<data>/vxp-secret.key``, created on first use)."""
+        return SystemRegistry(store, SecretBox(self.vxp_secret_key
+                                               or self.data / "vxp-secret.key"))
 
     def trust_store(self) -> TrustStore:
         """The trust anchors and CRLs this node verifies with (CRLs re-read on change)."""
@@ -209,6 +229,7 @@ CONFIG_KEYS: dict[str, frozenset[str]] = {
                        "lease"}),
     "trust": frozenset({"anchors", "crls", "allow_sha1", "crl_check", "crl_reload",
                         "crl_grace"}),
+    "vxp": frozenset({"prefix", "secret_key"}),
 }
 
 
@@ -425,14 +446,17 @@ def listen_socket(listen: str) -> socket.socket:
     return sock
 
 
-def _api_server(node: RelayNode) -> Any:
-    """A uvicorn server for the node's API (run with ``serve(sockets=…)``)."""
+def _api_server(node: RelayNode, config: NodeConfig) -> Any:
+    """A uvicorn server for the node's API and VXP endpoint (run with
+    ``serve(sockets=…)``). Idle keep-alive connections close after 5 s (uvicorn's
+    default): the VXP SDK leaves its connections open (VXP.md §2)."""
     import uvicorn
 
     from docaxis.api import create_app
 
-    return uvicorn.Server(uvicorn.Config(create_app(node), log_level="warning",
-                                         access_log=False, lifespan="off"))
+    app = create_app(node, systems=config.systems(node.store), vxp_prefix=config.vxp_prefix)
+    return uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False,
+                                         lifespan="off", timeout_keep_alive=5))
 
 
 async def serve(config: NodeConfig, *, ready: Callable[[str], None] | None = None) -> None:
@@ -458,7 +482,7 @@ async def serve(config: NodeConfig, *, ready: Callable[[str], None] | None = Non
     spawn = multiprocessing.get_context("spawn")  # a clean interpreter: no inherited state
     others = _Workers(dataclasses.replace(config, listen=listen), spawn)
     others.start()
-    server = _api_server(node)
+    server = _api_server(node, config)
     if ready:
         ready(f"http://{listen}")
     supervisor = asyncio.create_task(others.supervise())
@@ -547,7 +571,7 @@ def run_worker(config: NodeConfig) -> None:
         store = config.open_store()
         node, pool = await open_node(config, store)
         await node.start()
-        server = _api_server(node)
+        server = _api_server(node, config)
         sock = listen_socket(config.listen)
 
         async def orphaned() -> None:

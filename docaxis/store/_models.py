@@ -139,6 +139,11 @@ class InboxRow(Base):
     state: Mapped[str] = mapped_column(String(12), default="new")  # new | acknowledged
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     acknowledged_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    #: the document system's own word on this copy (VXP ``updateStatus``: done, fail,
+    #: processing) and its description; ``done`` is the acknowledgement itself
+    client_status: Mapped[str | None] = mapped_column(String(12))
+    client_status_desc: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class ReceiptRow(Base):
@@ -153,6 +158,23 @@ class ReceiptRow(Base):
     status_code: Mapped[str] = mapped_column(String(2))
     receipt_sha256: Mapped[str] = mapped_column(String(64), unique=True)
     at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class SystemRow(Base):
+    """A document system's VXP credential (hệ thống quản lý văn bản): its ``systemId``,
+    its HMAC secret sealed with the node's secret key, and the agencies it acts for."""
+
+    __tablename__ = "systems"
+
+    system_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    secret_sealed: Mapped[str] = mapped_column(Text)
+    agencies: Mapped[str] = mapped_column(Text, default="[]")  # JSON list of codes
+    subtrees: Mapped[str] = mapped_column(Text, default="[]")  # JSON list of node ids
+    may_register: Mapped[bool] = mapped_column(default=False)
+    label: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    rotated_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class CredentialRow(Base):

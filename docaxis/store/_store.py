@@ -193,6 +193,44 @@ def _hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+@dataclass(frozen=True)
+class InboxCopy:
+    """One recipient's copy of a package, as a document system sees it (VXP)."""
+
+    id: int
+    agency: str
+    sha256: str
+    document_id: str | None
+    kind: str
+    sender: str | None
+    state: str
+    client_status: str | None
+    client_status_desc: str | None
+    created_at: dt.datetime
+    updated_at: dt.datetime | None
+
+
+@dataclass(frozen=True)
+class SentPackage:
+    """A package an agency posted here, with its recipients' fate as known here:
+    ``events`` are (kind, agency) in order; ``statuses`` the latest edXML status code of
+    each recipient that sent one, and when."""
+
+    sha256: str
+    document_id: str | None
+    sender: str | None
+    accepted_at: dt.datetime
+    recipients: tuple[str, ...]
+    events: tuple[tuple[str, str | None], ...]
+    statuses: dict[str, tuple[str, dt.datetime]]
+
+
+def _copy(row: InboxRow, sender: str | None) -> InboxCopy:
+    return InboxCopy(row.id, row.agency, row.package_sha256, row.document_id, row.kind,
+                     sender, row.state, row.client_status, row.client_status_desc,
+                     _aware(row.created_at), _aware(row.updated_at) if row.updated_at else None)
+
+
 def _aware(value: dt.datetime) -> dt.datetime:
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
@@ -670,6 +708,91 @@ class Store:
                                      document_id=row.document_id, document_sender=owner,
                                      node=node, kind="acknowledged", agency=agency))
             return True
+
+    # -- document systems' views (VXP) ------------------------------------------------
+    def inbox_copies(self, agencies: Iterable[str], kinds: Iterable[str]) -> list[InboxCopy]:
+        """The copies waiting for these agencies (not yet acknowledged), oldest first."""
+        with self.session() as session:
+            rows = session.execute(
+                select(InboxRow, PackageRow.sender)
+                .join(PackageRow, PackageRow.sha256 == InboxRow.package_sha256)
+                .where(InboxRow.agency.in_(list(agencies)), InboxRow.kind.in_(list(kinds)),
+                       InboxRow.state == "new").order_by(InboxRow.id)).all()
+            return [_copy(row, sender) for row, sender in rows]
+
+    def inbox_copy(self, agency: str, sha256_prefix: str) -> InboxCopy | None:
+        """Agency ``agency``'s copy of the package whose SHA-256 starts with the prefix
+        (lower-case hex, checked by the caller), acknowledged or not."""
+        with self.session() as session:
+            found = session.execute(
+                select(InboxRow, PackageRow.sender)
+                .join(PackageRow, PackageRow.sha256 == InboxRow.package_sha256)
+                .where(InboxRow.agency == agency,
+                       InboxRow.package_sha256.startswith(sha256_prefix, autoescape=True))
+                .order_by(InboxRow.id).limit(1)).first()
+            return _copy(*found) if found is not None else None
+
+    def set_client_status(self, agency: str, item_id: int, status: str,
+                          description: str | None, *, node: str) -> bool:
+        """The document system's word on a copy (VXP ``updateStatus``). ``done`` is the
+        acknowledgement (the REST API's ``ack``: one state for both); ``fail`` and
+        ``processing`` keep the copy listed, and each new word is an event in the trace.
+        Idempotent: a repeated word changes nothing. False if there is no such copy."""
+        with self.transaction() as session:
+            row = session.get(InboxRow, item_id)
+            if row is None or row.agency != agency:
+                return False
+            if row.client_status == status and row.client_status_desc == description:
+                return True
+            owner = session.scalar(select(PackageRow.document_sender)
+                                   .where(PackageRow.sha256 == row.package_sha256))
+            now = utcnow()
+            row.client_status, row.client_status_desc, row.updated_at = status, description, now
+            if status == "done" and row.state != "acknowledged":
+                row.state, row.acknowledged_at = "acknowledged", now
+                session.add(EventRow(package_sha256=row.package_sha256,
+                                     document_id=row.document_id, document_sender=owner,
+                                     node=node, kind="acknowledged", agency=agency))
+            elif status != "done":
+                session.add(EventRow(package_sha256=row.package_sha256,
+                                     document_id=row.document_id, document_sender=owner,
+                                     node=node, kind=f"system-{status}", agency=agency,
+                                     detail=description))
+            return True
+
+    def sent_packages(self, senders: Iterable[str], kind: str) -> list[SentPackage]:
+        """Packages these agencies posted at this node (not relayed from elsewhere), with
+        what this node knows of each recipient: delivered (an event of the recipient's
+        node, brought by its hop receipt), refused, and the latest edXML status."""
+        with self.session() as session:
+            packages = session.scalars(
+                select(PackageRow).where(PackageRow.sender.in_(list(senders)),
+                                         PackageRow.kind == kind,
+                                         PackageRow.received_from.is_(None))
+                .order_by(PackageRow.id)).all()
+            if not packages:
+                return []
+            shas = [p.sha256 for p in packages]
+            events: dict[str, list[tuple[str, str | None]]] = {}
+            for sha256, event_kind, agency in session.execute(
+                    select(EventRow.package_sha256, EventRow.kind, EventRow.agency)
+                    .where(EventRow.package_sha256.in_(shas)).order_by(EventRow.id)):
+                events.setdefault(sha256, []).append((event_kind, agency))
+            statuses: dict[tuple[str | None, str | None, str], tuple[str, dt.datetime]] = {}
+            for document_id, sender, recipient, code, at in session.execute(
+                    select(ReceiptRow.document_id, ReceiptRow.document_sender,
+                           ReceiptRow.recipient, ReceiptRow.status_code, ReceiptRow.at)
+                    .where(ReceiptRow.document_id.in_([p.document_id for p in packages
+                                                       if p.document_id]))
+                    .order_by(ReceiptRow.at, ReceiptRow.id)):
+                statuses[document_id, sender, recipient] = (code, _aware(at))
+            return [SentPackage(
+                p.sha256, p.document_id, p.sender, _aware(p.received_at),
+                tuple((p.recipients or "").split(",")) if p.recipients else (),
+                tuple(events.get(p.sha256, ())),
+                {r: statuses[p.document_id, p.sender, r]
+                 for (d, s, r) in statuses if d == p.document_id and s == p.sender})
+                for p in packages]
 
     # -- receipts ----------------------------------------------------------------------
     def record_status(self, document_id: str, recipient: str, status_code: str,
