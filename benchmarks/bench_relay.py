@@ -48,9 +48,12 @@ from docaxis.store import Store
 from docaxis.store._models import PackageRow
 from docaxis.transport import RabbitMQBroker
 from docaxis.transport._broker import inbound_queue_name
+from docaxis.vxp import VxpClient, hash_file, signed_headers, timestamp
 
 RABBITMQCTL = shutil.which("rabbitmqctl")
 WRK = shutil.which("wrk")
+#: the document system posting through VXP in the benchmark
+VXP_SYSTEM = "BENCH-QLVB"
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -180,25 +183,34 @@ class _Bench:
             server.wait(timeout=60)
         return rate
 
-    async def ingress(self, workers: int, run: int, in_flight: int = 16) -> float:
-        """``POST /v1/packages`` to central's API (``docaxis serve --workers N``), with
-        ``in_flight`` requests at a time from ``wrk`` (a C load generator: a Python client
-        on the same two cores would take the CPU the node is measured on; without wrk, an
-        httpx client). Packages accepted per second, read off the store's acceptance
-        times between 10 % and 90 % of the packages — the hop's steady-state rule."""
+    async def ingress(self, workers: int, run: int, in_flight: int = 16,
+                      protocol: str = "rest") -> float:
+        """``POST /v1/packages`` (``protocol`` "rest") or VXP ``sendEdoc`` ("vxp", signed
+        headers and ``hash-file`` as the SDK sends them) to central's API (``docaxis serve
+        --workers N``), with ``in_flight`` requests at a time from ``wrk`` (a C load
+        generator: a Python client on the same two cores would take the CPU the node is
+        measured on; without wrk, an httpx client). Packages accepted per second, read off
+        the store's acceptance times between 10 % and 90 % of the packages — the hop's
+        steady-state rule."""
         for node in ("central", "hanoi", "danang"):
             await (await self.channel.get_queue(inbound_queue_name(node))).purge()
         port = _free_port()
-        config = self.node_config("central", f"central-ingress-{run}-{workers}", port)
-        store = NodeConfig.load(config).open_store()
-        token = store.issue_credential("000.00.00.G22")
+        config = self.node_config("central", f"central-{protocol}-{run}-{workers}", port)
+        node_config = NodeConfig.load(config)
+        store = node_config.open_store()
+        if protocol == "vxp":
+            token = node_config.systems(store).issue(VXP_SYSTEM, agencies=("000.00.00.G22",))
+        else:
+            token = store.issue_credential("000.00.00.G22")
         server = _serve(config, workers)
         base = f"http://127.0.0.1:{port}"
         try:
             async with httpx.AsyncClient(timeout=60) as client:
                 await _wait_up(client, f"{base}/health", processes=workers)
                 if WRK is not None:
-                    await self._post_with_wrk(base, token, in_flight, store)
+                    await self._post_with_wrk(base, token, in_flight, store, protocol)
+                elif protocol == "vxp":
+                    await self._send_with_vxp_client(base, token, in_flight)
                 else:
                     await self._post_with_httpx(client, base, token, in_flight)
             accepted = sorted(_acceptance_times(store))
@@ -212,16 +224,26 @@ class _Bench:
         return (high - low) / (accepted[high] - accepted[low])
 
     async def _post_with_wrk(self, base: str, token: str, in_flight: int,
-                             store: Store) -> None:
-        folder = self.folder / "own"
-        if not folder.exists():
-            folder.mkdir()
-            for index, data in enumerate(self.own):
+                             store: Store, protocol: str = "rest") -> None:
+        folder = self.folder / f"own-{protocol}"
+        folder.mkdir(exist_ok=True)
+        for index, data in enumerate(self.own):
+            if protocol == "vxp":  # as the SDK sends it: the file, CRLF, signed headers
+                (folder / f"{index}.xml").write_bytes(data + b"\r\n")
+                headers = signed_headers(VXP_SYSTEM, token, {
+                    "from": "000.00.00.G22", "servicetype": "eDoc", "messagetype": "edoc",
+                    "hash-file": hash_file(data)}, content_type="application/octet-stream",
+                    stamp=timestamp())
+                (folder / f"{index}.hdr").write_text(
+                    "".join(f"{name}: {value}\n" for name, value in headers), encoding="utf-8")
+            else:
                 (folder / f"{index}.xml").write_bytes(data)
         threads = 2
+        extra = ["-", str(threads), "/vxp/sendEdoc"] if protocol == "vxp" else [token,
+                                                                               str(threads)]
         wrk = subprocess.Popen([WRK or "", f"-t{threads}", f"-c{in_flight}", "-d600s",
                                 "-s", str(ROOT / "benchmarks" / "post_packages.lua"), base,
-                                "--", str(folder), str(self.count), token, str(threads)],
+                                "--", str(folder), str(self.count), *extra],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         try:  # until every package is accepted, or none more for 2 s (a refusal: reported)
             deadline, last, since = time.perf_counter() + 300, -1, time.perf_counter()
@@ -250,6 +272,18 @@ class _Bench:
                 answer.raise_for_status()
 
         await asyncio.gather(*(post_all() for _ in range(in_flight)))
+
+    async def _send_with_vxp_client(self, base: str, secret: str, in_flight: int) -> None:
+        packages = iter(self.own)
+
+        async def send_all() -> None:
+            async with VxpClient(f"{base}/vxp", VXP_SYSTEM, secret) as client:
+                for data in packages:
+                    answer = await client.send_edoc(data, sender="000.00.00.G22")
+                    if answer["status"] != "OK":
+                        raise RuntimeError(f"sendEdoc answered {answer}")
+
+        await asyncio.gather(*(send_all() for _ in range(in_flight)))
 
     async def raw(self) -> float:
         """Raw aio-pika: consume → publish with confirm → ack, same payloads, same prefetch."""
@@ -288,6 +322,8 @@ async def _hop(bench: _Bench, rounds: int, workers: tuple[int, ...]) -> dict[str
         for n in workers:
             candidates[f"workers={n}"] = lambda n=n, run=run: bench.hop(n, run)
             candidates[f"ingress workers={n}"] = lambda n=n, run=run: bench.ingress(n, run)
+            candidates[f"vxp workers={n}"] = lambda n=n, run=run: bench.ingress(
+                n, run, protocol="vxp")
         for name, measure in candidates.items():
             rates.setdefault(name, []).append(await measure())
     return rates
@@ -420,6 +456,15 @@ def run(quick: bool = False) -> str:
         each = ", ".join(f"{i / h:.2f}×" for i, h in zip(ingress, hop, strict=True))
         lines.append(f"| {n} | {max(ingress):,.0f}/s | {max(hop):,.0f}/s | "
                      f"{max(ingress) / max(hop):.2f}× | {each} |")
+    lines += ["", f"### VXP sendEdoc next to POST /v1/packages, the same node, {count} packages",
+              "", f"| workers | sendEdoc, 16 in flight from {'wrk' if WRK else 'VxpClient'} "
+              "(best round) | POST /v1/packages (best round) | sendEdoc / POST "
+              "| in each round |", "|---|---:|---:|---:|---|"]
+    for n in workers:
+        vxp, rest = rates[f"vxp workers={n}"], rates[f"ingress workers={n}"]
+        each = ", ".join(f"{v / r:.2f}×" for v, r in zip(vxp, rest, strict=True))
+        lines.append(f"| {n} | {max(vxp):,.0f}/s | {max(rest):,.0f}/s | "
+                     f"{max(vxp) / max(rest):.2f}× | {each} |")
     return "\n".join(lines) + (
         f"\n\n### end-to-end latency, four hops, {len(latencies)} packages at 20/s, "
         "each node its own process\n\n"

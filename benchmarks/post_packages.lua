@@ -1,6 +1,8 @@
 -- wrk script: POST each signed package of a folder once (0.xml … N-1.xml), spread over
 -- wrk's threads (thread k posts k, k+T, k+2T …); once a thread has posted its share it
--- asks GET /health, which commits nothing. Arguments: folder count token threads.
+-- asks GET /health, which commits nothing. Arguments: folder count token threads [path].
+-- With token "-" each package's headers are read from i.hdr ("Name: value" lines: the
+-- signed VXP headers of a sendEdoc), and the body is posted to path as it is.
 local threads = {}
 
 function setup(thread)
@@ -8,18 +10,37 @@ function setup(thread)
   table.insert(threads, thread)
 end
 
+local function read(name)
+  local file = assert(io.open(name, "rb"))
+  local data = file:read("*a")
+  file:close()
+  return data
+end
+
 function init(args)
   local folder, count, nthreads = args[1], tonumber(args[2]), tonumber(args[4])
-  headers = {["Authorization"] = "Bearer " .. args[3], ["Content-Type"] = "application/xml"}
-  bodies = {}
+  path = args[5] or "/v1/packages"
+  local token = args[3]
+  bodies, heads = {}, {}
   for i = id, count - 1, nthreads do
-    local file = assert(io.open(folder .. "/" .. i .. ".xml", "rb"))
-    bodies[#bodies + 1] = file:read("*a")
-    file:close()
+    bodies[#bodies + 1] = read(folder .. "/" .. i .. ".xml")
+    local headers = {}
+    if token == "-" then
+      for line in read(folder .. "/" .. i .. ".hdr"):gmatch("[^\n]+") do
+        local name, value = line:match("^([^:]+): (.*)$")
+        headers[name] = value
+      end
+    else
+      headers = {["Authorization"] = "Bearer " .. token, ["Content-Type"] = "application/xml"}
+    end
+    heads[#heads + 1] = headers
   end
   -- wrk calls the first thread's request() once before the run, to check the request it
   -- builds: that call gets a copy of the first package
-  if id == 0 and #bodies > 0 then table.insert(bodies, 1, bodies[1]) end
+  if id == 0 and #bodies > 0 then
+    table.insert(bodies, 1, bodies[1])
+    table.insert(heads, 1, heads[1])
+  end
   posted = 0
 end
 
@@ -28,11 +49,11 @@ function request()
   if posted > #bodies then
     return wrk.format("GET", "/health")
   end
-  return wrk.format("POST", "/v1/packages", headers, bodies[posted])
+  return wrk.format("POST", path, heads[posted], bodies[posted])
 end
 
 function response(status, headers, body)
-  if posted <= #bodies and status ~= 202 then
+  if posted <= #bodies and (status ~= 202 and status ~= 200 or body:find('"FAIL"')) then
     failed = (failed or 0) + 1
     if failed <= 3 then io.stderr:write("POST answered " .. status .. ": " .. body .. "\n") end
   end

@@ -132,6 +132,46 @@ def test_tokens_only_for_agencies_served_here_and_listed_and_revoked(
         store.close()
 
 
+def test_vxp_systems_issued_for_agencies_served_here_listed_without_secrets_rotated_revoked(
+        tmp_path: Path, pki: DevPKI) -> None:
+    path = _node_toml(tmp_path, pki, extra_trust='[vxp]\nprefix = "/axis"\n')
+    assert NodeConfig.load(path).vxp_prefix == "/axis"
+    assert cli("db", "upgrade", "--config", str(path)).returncode == 0
+    refused = [("--agency", "000.00.00.H41", "API-UNKNOWN-AGENCY"),
+               ("--subtree", "central", "VXP-UNKNOWN-NODE"), ("", "", "VXP-NO-AGENCY")]
+    for option, value, code in refused:
+        answer = cli("system", "issue", "--config", str(path), "HN-QLVB",
+                     *([option, value] if option else []))
+        assert answer.returncode == 1 and code in answer.stderr, answer.stderr
+    issued = cli("system", "issue", "--config", str(path), "HN-QLVB", "--agency",
+                 "000.00.00.H01", "--label", "QLVB Hà Nội")
+    assert issued.returncode == 0, issued.stderr
+    secret = issued.stdout.strip()
+    again = cli("system", "issue", "--config", str(path), "HN-QLVB", "--subtree", "hanoi")
+    assert again.returncode == 1 and "VXP-SYSTEM-EXISTS" in again.stderr
+    listing = cli("system", "list", "--config", str(path))
+    assert "HN-QLVB" in listing.stdout and secret not in listing.stdout
+    assert secret.encode() not in (tmp_path / "var" / "node.db").read_bytes()
+    key = tmp_path / "var" / "vxp-secret.key"
+    assert key.stat().st_mode & 0o077 == 0  # the sealing key: owner only
+    rotated = cli("system", "rotate", "--config", str(path), "HN-QLVB")
+    assert rotated.returncode == 0 and rotated.stdout.strip() != secret
+    config = NodeConfig.load(path)
+    store = config.open_store(migrate=False)
+    try:
+        live = config.systems(store).live("HN-QLVB")
+        assert live is not None and live[1] == rotated.stdout.strip()
+    finally:
+        store.close()
+    assert cli("system", "revoke", "--config", str(path), "HN-QLVB").returncode == 0
+    assert cli("system", "revoke", "--config", str(path), "HN-QLVB").returncode == 1
+    store = config.open_store(migrate=False)
+    try:
+        assert config.systems(store).live("HN-QLVB") is None
+    finally:
+        store.close()
+
+
 def test_keys_issue_never_overwrites_a_key_without_force(tmp_path: Path) -> None:
     folder = tmp_path / "keys"
     assert cli("keys", "init", "--dir", str(folder), "--key-type", "ec-p256").returncode == 0

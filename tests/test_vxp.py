@@ -504,5 +504,11 @@ def test_secrets_are_sealed_at_rest_and_rotation_revokes_the_old(tmp_path: Path,
                 systems.client("hoatien", "HT", new) as fresh:
             assert (await old.count())["ErrorCode"] == "VXP-BAD-SIGNATURE"
             assert (await fresh.count())["ErrorCode"] == "0"
+            registry.revoke("HT")  # running nodes remember a credential ≤ 5 s
+
+            async def refused() -> bool:
+                return (await fresh.count())["ErrorCode"] == "VXP-UNKNOWN-SYSTEM"
+
+            await wait_until_async(refused, 10)
 
     vxp_scenario(tmp_path, pki, body)

@@ -20,6 +20,7 @@ import base64
 import json
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -50,6 +51,9 @@ STATUS_WORDS = {"01": "da den (received)", "02": "tu choi (refused)",
 #: tiers by the ``level`` of ``getAgenciesListQD20`` (a choice: docs/vxp.md)
 LEVELS = {"1": "central", "2": "province", "3": "district", "4": "commune"}
 _COPY_ID = re.compile(r"([0-9a-f]{24})-([0-9A-Za-z.]{5,20})")
+#: seconds a system's credential is remembered (a rotation or revocation takes effect
+#: within this; the REST API's tokens likewise)
+SYSTEM_TTL = 5.0
 #: the most a registerAgency body may be
 REGISTER_LIMIT = 64 * 1024
 
@@ -73,6 +77,7 @@ class VxpEndpoint:
     def __init__(self, node: RelayNode, systems: SystemRegistry, prefix: str = "/vxp") -> None:
         self.node, self.systems = node, systems
         self.prefix = "/" + prefix.strip("/")
+        self._known: dict[str, tuple[tuple[System, str] | None, float]] = {}
         self.operations: dict[str, Handler] = {
             "sendEdoc": self.send_edoc, "getReceivedEdocList": self.received_list,
             "getEdoc": self.get_edoc, "downloadEdoc": self.download_edoc,
@@ -81,6 +86,20 @@ class VxpEndpoint:
             "getAgenciesList": self.agencies, "getAgenciesListQD20": self.agencies_qd20,
             "getSynchronizeUnit": self.synchronize_unit,
             "registerAgency": self.register_agency, "deleteAgency": self.delete_agency}
+
+    async def _live(self, system_id: str) -> tuple[System, str] | None:
+        """The live system and its secret, remembered for :data:`SYSTEM_TTL` seconds (a
+        database query and an AES-GCM opening per system and interval, not per request):
+        a rotation or revocation therefore takes effect within that time."""
+        now = time.monotonic()
+        known = self._known.get(system_id)
+        if known is not None and now - known[1] < SYSTEM_TTL:
+            return known[0]
+        found = await asyncio.to_thread(self.systems.live, system_id)
+        if len(self._known) >= 10_000:
+            self._known.clear()
+        self._known[system_id] = (found, now)
+        return found
 
     def serves(self, path: str) -> bool:
         return path == self.prefix or path.startswith(self.prefix + "/")
@@ -96,7 +115,7 @@ class VxpEndpoint:
             handler = self.operations.get(operation)
             if handler is None:
                 raise VxpError("VXP-UNKNOWN-OPERATION", f"no operation {operation[:60]!r}")
-            found = await asyncio.to_thread(self.systems.live, signed.system_id)
+            found = await self._live(signed.system_id)
             if found is None:
                 raise VxpError("VXP-UNKNOWN-SYSTEM",
                                f"unknown or revoked system {signed.system_id[:100]}")

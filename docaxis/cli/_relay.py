@@ -320,7 +320,8 @@ def system_list(config_path: str) -> None:
 @_REQUIRED_CONFIG
 @click.argument("system_id")
 def system_rotate(config_path: str, system_id: str) -> None:
-    """A new secret (printed once); the old one stops working at once."""
+    """A new secret (printed once); the old one stops working within 5 s (running nodes
+    remember a credential that long)."""
     config, store = _node_store(config_path)
     try:
         secret = config.systems(store).rotate(system_id)
@@ -336,7 +337,7 @@ def system_rotate(config_path: str, system_id: str) -> None:
 @_REQUIRED_CONFIG
 @click.argument("system_id")
 def system_revoke(config_path: str, system_id: str) -> None:
-    """Revoke a system's credential (its requests are refused from now on)."""
+    """Revoke a system's credential (refused by running nodes within 5 s)."""
     config, store = _node_store(config_path)
     try:
         revoked = config.systems(store).revoke(system_id)
