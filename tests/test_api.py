@@ -10,7 +10,9 @@ import pytest
 
 from docaxis.api import create_app
 from docaxis.api._app import _LANE_ROUTES, _PackageLane
+from docaxis.edxml import parse
 from docaxis.pki import DevPKI
+from docaxis.store import AgencyBinding
 from docaxis.transport import InMemoryBroker
 from tests.relay_support import build_network, network_pki
 from tests.test_transport import run, wait_until
@@ -174,6 +176,46 @@ def test_the_package_lane_answers_as_the_declared_routes_do(tmp_path: Path, pki:
             assert (await api.post("/v1/packages", content=fresh,
                                    headers=bearer)).status_code == 202
             assert (await api.get("/v1/packages")).status_code == 404
+        for node in network.nodes.values():
+            await node.stop()
+
+    run(scenario())
+
+
+def test_a_token_bound_to_a_subtree_acts_for_every_agency_in_it_and_no_other(
+        tmp_path: Path, pki: DevPKI) -> None:
+    """A district's shared document system: one token for the district's agency and the
+    communes below it (issue #14, item 1: the REST API's tokens bound as VXP systems)."""
+    async def scenario() -> None:
+        broker = InMemoryBroker()
+        network = build_network(tmp_path, pki, lambda _node: broker)
+        for node in network.nodes.values():
+            await broker.declare_node(node.node_id)
+            await node.start()
+        hoavang = network.nodes["hoavang"]
+        district, commune, province = "000.00.05.H43", "000.01.05.H43", "000.00.00.H43"
+        token = hoavang.store.issue_credential(
+            district, binding=AgencyBinding((), ("hoavang",)))
+        bearer = {"Authorization": f"Bearer {token}"}
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(hoavang)),
+                                     base_url="http://node") as api:
+            for sender, number in ((district, "81"), (commune, "82")):
+                answer = await api.post("/v1/packages", headers=bearer, content=network.document(
+                    sender, ["000.00.00.H01"], number=number))
+                assert answer.status_code == 202, answer.text
+            outside = await api.post("/v1/packages", headers=bearer, content=network.document(
+                province, ["000.00.00.H01"], number="83"))
+            assert outside.status_code == 403 and outside.json()["error"] == "RELAY-NOT-SENDER"
+            assert (await api.get(f"/v1/agencies/{district}/inbox",
+                                  headers=bearer)).status_code == 200
+            assert (await api.get(f"/v1/agencies/{commune}/inbox",
+                                  headers=bearer)).status_code == 200
+            forbidden = await api.get(f"/v1/agencies/{province}/inbox", headers=bearer)
+            assert forbidden.status_code == 403 and forbidden.json()["error"] == "API-FORBIDDEN"
+            commune_doc = parse(network.document(commune, ["000.00.00.H01"], number="82"))
+            trace = await api.get(f"/v1/trace/{commune_doc.package.document_id}",
+                                  headers=bearer)
+            assert trace.status_code == 200
         for node in network.nodes.values():
             await node.stop()
 

@@ -116,11 +116,19 @@ def test_tokens_only_for_agencies_served_here_and_listed_and_revoked(
     token = issued.stdout.strip()
     listing = cli("token", "--config", str(path), "--list")
     assert "000.00.00.H01" in listing.stdout and token not in listing.stdout
+    # a shared system's token: this node's subtree (not a node above it)
+    above = cli("token", "--config", str(path), "--subtree", "central")
+    assert above.returncode == 1 and "VXP-UNKNOWN-NODE" in above.stderr
+    shared = cli("token", "--config", str(path), "--subtree", "hanoi")
+    assert shared.returncode == 0 and shared.stdout.startswith("dx_")
+    assert "hanoi/*" in cli("token", "--config", str(path), "--list").stdout
     config = NodeConfig.load(path)
     store = config.open_store(migrate=False)
     try:
-        [credential] = store.credentials()
+        credential = next(c for c in store.credentials() if c.binding.subtrees == ())
         assert store.agency_for_token(token) == "000.00.00.H01"
+        shared_binding = store.binding_for_token(shared.stdout.strip())
+        assert shared_binding is not None and shared_binding.subtrees == ("hanoi",)
     finally:
         store.close()
     revoked = cli("token", "--config", str(path), "--revoke", str(credential.id))

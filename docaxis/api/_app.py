@@ -1,8 +1,9 @@
 """The agency-facing HTTP API of a node (FastAPI).
 
-Every call carries ``Authorization: Bearer <token>``; a token is bound to one agency
-code. An agency posts only as itself (From = its code) and reads only its own inbox and
-the trace of its own documents (403 otherwise). Errors are JSON with the stable codes of
+Every call carries ``Authorization: Bearer <token>``; a token is bound to the agencies
+its document system acts for (codes and/or whole subtrees of the directory). It posts
+only as one of them (From) and reads only their inboxes and the traces of their
+documents (403 otherwise). Errors are JSON with the stable codes of
 the validator and the verifier. The OpenAPI description is at ``/openapi.json``.
 """
 
@@ -30,7 +31,7 @@ from docaxis.api._body import BadLength, BodyTooLarge, read_body
 from docaxis.api._vxp import VxpEndpoint
 from docaxis.edxml import ParseError, parse
 from docaxis.relay import Rejection, RelayNode
-from docaxis.store import UNAVAILABLE, SystemRegistry
+from docaxis.store import UNAVAILABLE, AgencyBinding, SystemRegistry
 
 _log = logging.getLogger("docaxis.api")
 
@@ -179,31 +180,31 @@ bearer = HTTPBearer(auto_error=False, description="the agency system's API token
 
 
 class _TokenCache:
-    """Which agency a token is, remembered for ``ttl`` seconds: one database query per
-    token and interval instead of one per request. A revocation (``docaxis token
+    """Which agencies a token acts for, remembered for ``ttl`` seconds: one database query
+    per token and interval instead of one per request. A revocation (``docaxis token
     --revoke``, another process) therefore takes effect within ``ttl`` seconds."""
 
     def __init__(self, ttl: float = 5.0, size: int = 10_000) -> None:
         self.ttl, self.size = ttl, size
-        self._known: dict[str, tuple[str | None, float]] = {}
+        self._known: dict[str, tuple[AgencyBinding | None, float]] = {}
 
-    async def agency_for(self, node: RelayNode, token: str) -> str | None:
-        """The token's agency (None: unknown or revoked); the store is asked, in a worker
+    async def binding_for(self, node: RelayNode, token: str) -> AgencyBinding | None:
+        """The token's binding (None: unknown or revoked); the store is asked, in a worker
         thread, only when this token was not seen in the last ``ttl`` seconds."""
         now = time.monotonic()
         known = self._known.get(token)
         if known is not None and now - known[1] < self.ttl:
             return known[0]
-        agency = await asyncio.to_thread(node.store.agency_for_token, token)
+        binding = await asyncio.to_thread(node.store.binding_for_token, token)
         if len(self._known) >= self.size:
             self._known.clear()
-        self._known[token] = (agency, now)
-        return agency
+        self._known[token] = (binding, now)
+        return binding
 
 
 async def authenticate(authorization: str | None, node: RelayNode,
-                       tokens: _TokenCache) -> str:
-    """The agency whose Bearer token an ``Authorization`` header carries.
+                       tokens: _TokenCache) -> AgencyBinding:
+    """The agencies whose Bearer token an ``Authorization`` header carries.
 
     Raises
     ------
@@ -215,17 +216,17 @@ async def authenticate(authorization: str | None, node: RelayNode,
     if scheme.lower() != "bearer" or not token.strip():
         raise HTTPException(401, ("API-UNAUTHENTICATED", "a Bearer token is required"),
                             headers={"WWW-Authenticate": "Bearer"})
-    agency = await tokens.agency_for(node, token.strip())
-    if agency is None:
+    binding = await tokens.binding_for(node, token.strip())
+    if binding is None:
         raise HTTPException(401, ("API-UNAUTHENTICATED", "unknown or revoked token"),
                             headers={"WWW-Authenticate": "Bearer"})
-    return agency
+    return binding
 
 
 async def caller(request: Request,
                  _credentials: Annotated[HTTPAuthorizationCredentials | None,
-                                         Depends(bearer)] = None) -> str:
-    """The agency a request's Bearer token belongs to (401 otherwise); ``bearer`` is
+                                         Depends(bearer)] = None) -> AgencyBinding:
+    """The agencies a request's Bearer token acts for (401 otherwise); ``bearer`` is
     declared so that the OpenAPI description names the security scheme.
 
     A coroutine: FastAPI would run a plain function in its thread pool, a thread hop per
@@ -234,7 +235,7 @@ async def caller(request: Request,
                               request.app.state.tokens)
 
 
-Caller = Annotated[str, Depends(caller)]
+Caller = Annotated[AgencyBinding, Depends(caller)]
 
 class _Mount:
     """Hands the requests under the VXP prefix to the VXP endpoint (its own protocol:
@@ -320,12 +321,12 @@ def create_app(node: RelayNode, *, systems: SystemRegistry | None = None,
             return unavailable(exc)
 
 
-    def own(agency: str, code: str) -> None:
-        if agency != code:
+    def own(binding: AgencyBinding, code: str) -> None:
+        if not binding.covers(code, node.directory):
             raise HTTPException(403, ("API-FORBIDDEN",
-                                      f"agency {agency} may not act for agency {code}"))
+                                      f"this credential does not act for agency {code}"))
 
-    async def accept(request: Request, agency: str, expect: str) -> Response:
+    async def accept(request: Request, binding: AgencyBinding, expect: str) -> Response:
         media = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if media and media not in _XML_TYPES:
             return _error(415, "API-MEDIA-TYPE", f"post the package as application/xml, "
@@ -343,8 +344,14 @@ def create_app(node: RelayNode, *, systems: SystemRegistry | None = None,
         if parsed.kind != expect:
             return _error(422, "API-WRONG-KIND", f"this endpoint takes {expect} packages, "
                                                  f"not {parsed.kind} packages")
+        sender = parsed.package.sender or ""
+        # the sender the credential may post as: the package's From, if it acts for it
+        # (else its first agency: the pipeline refuses with RELAY-NOT-SENDER, naming both)
+        agency = sender if binding.covers(sender, node.directory) else (
+            binding.agencies[0] if binding.agencies else "-")
         try:
-            # checked in a thread, committed with the submissions that arrive with it
+            # checked on the loop or in a thread, committed with the submissions that
+            # arrive with it
             acceptance = await node.submit_async(parsed, agency=agency)
         except Rejection as exc:
             status = 403 if exc.code in _FORBIDDEN else 422
@@ -380,9 +387,9 @@ def create_app(node: RelayNode, *, systems: SystemRegistry | None = None,
         the :class:`_PackageLane` serves them: the routes' dependency, handler and
         exception handlers, called directly."""
         try:
-            agency = await authenticate(request.headers.get("authorization"), node,
-                                        app.state.tokens)
-            return await accept(request, agency, expect)
+            binding = await authenticate(request.headers.get("authorization"), node,
+                                         app.state.tokens)
+            return await accept(request, binding, expect)
         except StarletteHTTPException as exc:
             return _http_error(exc)
         except UNAVAILABLE as exc:
@@ -443,9 +450,11 @@ def create_app(node: RelayNode, *, systems: SystemRegistry | None = None,
              responses=_problems(401, 404, 422, 503))
     def trace(document_id: str, agency: Caller) -> dict[str, Any]:
         # documents are keyed by (verified sender, DocumentId): the caller sees its own
-        # document of that id; another agency's answers 404 as an unknown one does (no
-        # existence oracle)
-        found = node.store.trace(document_id, sender=agency)
+        # agencies' document of that id; another agency's answers 404 as an unknown one
+        # does (no existence oracle)
+        mine = [s for s in node.store.senders_of(document_id)
+                if agency.covers(s, node.directory)]
+        found = node.store.trace(document_id, sender=mine[0] if mine else "-")
         if not found.events:
             raise HTTPException(404, ("API-NOT-FOUND", f"no document {document_id} of yours "
                                       "here"))

@@ -206,26 +206,33 @@ def trace_command(document_id: str, config_path: str | None, database: str | Non
 @_CONFIG
 @click.option("--database", help="Store URL (instead of --config).")
 @click.option("--blobs", help="Blob folder (with --database).")
-@click.option("--agency", help="Agency code the new credential is bound to.")
+@click.option("--agency", "agencies", multiple=True,
+              help="An agency the new credential acts for (repeat for a shared system).")
+@click.option("--subtree", "subtrees", multiple=True,
+              help="Every agency of this node (or a node below it) and the nodes below it.")
 @click.option("--label", help="What the token is for.")
 @click.option("--list", "list_them", is_flag=True, help="List the credentials (no tokens).")
 @click.option("--revoke", "revoke_id", type=int, help="Revoke the credential with this id.")
 @click.option("--revoke-agency", help="Revoke every credential of this agency.")
 def token_command(config_path: str | None, database: str | None, blobs: str | None,
-                  agency: str | None, label: str | None, list_them: bool,
-                  revoke_id: int | None, revoke_agency: str | None) -> None:
-    """Issue an API credential for an agency system (shown once; only a hash is kept), or
-    list or revoke credentials. A credential is issued only for an agency of the
-    directory that this node serves."""
-    chosen = [bool(agency), list_them, revoke_id is not None, bool(revoke_agency)]
+                  agencies: tuple[str, ...], subtrees: tuple[str, ...], label: str | None,
+                  list_them: bool, revoke_id: int | None, revoke_agency: str | None) -> None:
+    """Issue an API credential for an agency's document system (shown once; only a hash
+    is kept) — one that acts for several agencies with --agency repeated and/or
+    --subtree — or list or revoke credentials. A credential is issued only for agencies
+    of the directory that this node serves."""
+    chosen = [bool(agencies or subtrees), list_them, revoke_id is not None,
+              bool(revoke_agency)]
     if sum(chosen) != 1:
-        raise click.UsageError("give one of --agency, --list, --revoke or --revoke-agency")
+        raise click.UsageError("give one of --agency/--subtree, --list, --revoke or "
+                               "--revoke-agency")
     store = _store(config_path, database, blobs)
     try:
         if list_them:
-            table = Table("id", "agency", "label", "created (UTC)", "revoked (UTC)")
+            table = Table("id", "agencies", "label", "created (UTC)", "revoked (UTC)")
             for credential in store.credentials():
-                table.add_row(str(credential.id), credential.agency, credential.label or "",
+                table.add_row(str(credential.id), credential.binding.describe(),
+                              escape(credential.label or ""),
                               f"{credential.created_at:%Y-%m-%d %H:%M}",
                               f"{credential.revoked_at:%Y-%m-%d %H:%M}"
                               if credential.revoked_at else "")
@@ -239,12 +246,15 @@ def token_command(config_path: str | None, database: str | None, blobs: str | No
             stdout.print(f"{store.revoke_credentials(revoke_agency)} credential(s) of "
                          f"{escape(revoke_agency)} revoked")
         else:
-            assert agency is not None
             if not config_path:  # --database/--blobs: no directory to check against
-                click.echo(store.issue_credential(agency, label))
+                if subtrees or len(agencies) != 1:
+                    raise click.UsageError("several agencies or --subtree need --config "
+                                           "(the directory to check them against)")
+                click.echo(store.issue_credential(agencies[0], label))
                 return
             try:
-                token = issue_credential(NodeConfig.load(config_path), store, agency, label)
+                token = issue_credential(NodeConfig.load(config_path), store, agencies,
+                                         label, subtrees=subtrees)
             except (NotServedHere, ConfigError) as exc:
                 stderr.print(f"[bold red]{exc.code}[/] {escape(exc.message)}")
                 raise SystemExit(EXIT_INVALID if isinstance(exc, NotServedHere)
@@ -306,8 +316,8 @@ def system_list(config_path: str) -> None:
         table = Table("systemId", "agencies", "subtrees", "register", "label", "created (UTC)",
                       "rotated (UTC)", "revoked (UTC)")
         for system in config.systems(store).systems():
-            table.add_row(escape(system.system_id), " ".join(system.agencies),
-                          " ".join(system.subtrees), "yes" if system.may_register else "",
+            table.add_row(escape(system.system_id), " ".join(system.binding.agencies),
+                          " ".join(system.binding.subtrees), "yes" if system.may_register else "",
                           escape(system.label or ""), f"{system.created_at:%Y-%m-%d %H:%M}",
                           f"{system.rotated_at:%Y-%m-%d %H:%M}" if system.rotated_at else "",
                           f"{system.revoked_at:%Y-%m-%d %H:%M}" if system.revoked_at else "")

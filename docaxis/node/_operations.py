@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from docaxis._errors import DocaxisError
 from docaxis.edxml import ParseError, StatusPackage, parse
 from docaxis.node._run import NodeConfig, load_directory
-from docaxis.store import Event, Store
+from docaxis.store import AgencyBinding, Event, Store
 from docaxis.transport import Message
 
 
@@ -20,26 +20,59 @@ class NotServedHere(DocaxisError):
     default_code = "API-NOT-SERVED-HERE"
 
 
-def issue_credential(config: NodeConfig, store: Store, agency: str,
-                     label: str | None = None) -> str:
-    """A new API token for ``agency`` (only its hash is kept), if this node serves it.
+def issue_credential(config: NodeConfig, store: Store, agency: str | tuple[str, ...],
+                     label: str | None = None, *, subtrees: tuple[str, ...] = ()) -> str:
+    """A new API token (only its hash is kept) for ``agency`` — one code, or several —
+    and every agency of the nodes ``subtrees``: what one document system acts for.
+
+    Raises
+    ------
+    NotServedHere
+        As :func:`check_binding`.
+    ConfigError
+        When the node's directory cannot be loaded.
+    """
+    agencies = (agency,) if isinstance(agency, str) else agency
+    binding = check_binding(config, store, agencies, subtrees)
+    first = agencies[0] if agencies else binding.agency_codes(load_directory(config, store))[0]
+    return store.issue_credential(first, label, binding=None if (
+        len(agencies) == 1 and not subtrees) else binding)
+
+
+def check_binding(config: NodeConfig, store: Store, agencies: tuple[str, ...],
+                  subtrees: tuple[str, ...]) -> AgencyBinding:
+    """The binding of a new credential, if this node may issue it: every agency served
+    by this node, every subtree this node or one below it, and at least one agency.
 
     Raises
     ------
     NotServedHere
         ``API-UNKNOWN-AGENCY`` when the directory has no such agency,
-        ``API-NOT-SERVED-HERE`` when another node serves it.
+        ``API-NOT-SERVED-HERE`` when another node serves it, ``VXP-UNKNOWN-NODE`` for a
+        subtree that is not this node or below it, ``VXP-NO-AGENCY`` when the binding
+        names no agency at all.
     ConfigError
         When the node's directory cannot be loaded.
     """
-    known = load_directory(config, store).agencies.get(agency)
-    if known is None:
-        raise NotServedHere(f"{agency} is not in the node's directory: add it (network.toml or "
-                            "docaxis directory import) first", code="API-UNKNOWN-AGENCY")
-    if known.node != config.node_id:
-        raise NotServedHere(f"{agency} is served by node {known.node}, not "
-                            f"{config.node_id}: issue its token there")
-    return store.issue_credential(agency, label)
+    directory = load_directory(config, store)
+    for agency in agencies:
+        known = directory.agencies.get(agency)
+        if known is None:
+            raise NotServedHere(f"{agency} is not in the node's directory: add it "
+                                "(network.toml or docaxis directory import) first",
+                                code="API-UNKNOWN-AGENCY")
+        if known.node != config.node_id:
+            raise NotServedHere(f"{agency} is served by node {known.node}, not "
+                                f"{config.node_id}: issue its credential there")
+    for node in subtrees:
+        if node not in directory.nodes or config.node_id not in directory.path_to_root(node):
+            raise NotServedHere(f"{node} is not node {config.node_id} or a node below it",
+                                code="VXP-UNKNOWN-NODE")
+    binding = AgencyBinding(agencies, subtrees)
+    if not binding.agency_codes(directory):
+        raise NotServedHere("name the agencies the credential acts for (--agency) or a "
+                            "subtree of nodes with agencies (--subtree)", code="VXP-NO-AGENCY")
+    return binding
 
 
 def issue_system(config: NodeConfig, store: Store, system_id: str, *,
@@ -47,37 +80,21 @@ def issue_system(config: NodeConfig, store: Store, system_id: str, *,
                  may_register: bool = False, label: str | None = None) -> str:
     """A VXP credential for a document system acting for ``agencies`` and every agency
     of the nodes ``subtrees`` (each node and those below it); returns its secret (shown
-    once, kept sealed). Every agency must be served by this node and every subtree must
-    be this node or one below it: a system posts and reads here.
+    once, kept sealed). The binding is checked as an API token's (:func:`check_binding`):
+    a system posts and reads here.
 
     Raises
     ------
     NotServedHere
-        ``API-UNKNOWN-AGENCY`` / ``API-NOT-SERVED-HERE`` as :func:`issue_credential`;
-        ``VXP-UNKNOWN-NODE`` for a subtree that is not this node or below it;
-        ``VXP-NO-AGENCY`` when neither is given.
+        As :func:`check_binding`; ``VXP-BAD-SYSTEM-ID`` for a systemId that is not 1–100
+        printable characters.
     SystemExists
         A live credential has this ``systemId``.
     """
     if not system_id.strip() or len(system_id) > 100 or not system_id.isprintable():
         raise NotServedHere(f"{system_id[:40]!r} is not a systemId (1–100 printable "
                             "characters)", code="VXP-BAD-SYSTEM-ID")
-    if not agencies and not subtrees:
-        raise NotServedHere("name the agencies the system acts for (--agency) or a subtree "
-                            "of nodes (--subtree)", code="VXP-NO-AGENCY")
-    directory = load_directory(config, store)
-    for agency in agencies:
-        known = directory.agencies.get(agency)
-        if known is None:
-            raise NotServedHere(f"{agency} is not in the node's directory",
-                                code="API-UNKNOWN-AGENCY")
-        if known.node != config.node_id:
-            raise NotServedHere(f"{agency} is served by node {known.node}, not "
-                                f"{config.node_id}")
-    for node in subtrees:
-        if node not in directory.nodes or config.node_id not in directory.path_to_root(node):
-            raise NotServedHere(f"{node} is not node {config.node_id} or a node below it",
-                                code="VXP-UNKNOWN-NODE")
+    check_binding(config, store, agencies, subtrees)
     return config.systems(store).issue(system_id, agencies=agencies, subtrees=subtrees,
                                        may_register=may_register, label=label)
 

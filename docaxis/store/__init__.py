@@ -1,5 +1,6 @@
 """The node's store: SQLAlchemy models and repositories, Alembic migrations, blobs."""
 
+from docaxis.store._binding import AgencyBinding
 from docaxis.store._blobs import BlobError, BlobRef, BlobStore
 from docaxis.store._claims import is_alive, process_token, token_for
 from docaxis.store._store import (
@@ -23,6 +24,7 @@ __all__ = [
     "UNAVAILABLE",
     "Accept",
     "Acceptance",
+    "AgencyBinding",
     "BlobError",
     "BlobRef",
     "BlobStore",

@@ -183,8 +183,11 @@ class CredentialRow(Base):
     __tablename__ = "credentials"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    agency: Mapped[str] = mapped_column(String(13), index=True)
+    agency: Mapped[str] = mapped_column(String(13), index=True)  # the first it acts for
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    #: every agency and subtree it acts for (JSON lists; NULL: ``agency`` alone)
+    agencies: Mapped[str | None] = mapped_column(Text)
+    subtrees: Mapped[str | None] = mapped_column(Text)
     label: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))

@@ -45,6 +45,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
 from docaxis.directory import Agency, Node, SignerRule
+from docaxis.store._binding import AgencyBinding
 from docaxis.store._blobs import BlobError, BlobRef, BlobStore
 from docaxis.store._claims import process_token
 from docaxis.store._models import (
@@ -164,6 +165,7 @@ class Credential:
     label: str | None
     created_at: dt.datetime
     revoked_at: dt.datetime | None
+    binding: AgencyBinding = field(default_factory=AgencyBinding)
 
 
 @dataclass
@@ -874,28 +876,42 @@ class Store:
             return True
 
     # -- credentials -------------------------------------------------------------------
-    def issue_credential(self, agency: str, label: str | None = None) -> str:
-        """Create an API token for ``agency``; only its hash is stored. Returns the token."""
+    def issue_credential(self, agency: str, label: str | None = None, *,
+                         binding: AgencyBinding | None = None) -> str:
+        """Create an API token for ``agency`` — or, with ``binding``, for every agency and
+        subtree it names (``agency`` is then the first, for listings); only the token's
+        hash is stored. Returns the token."""
         token = "dx_" + secrets.token_urlsafe(32)
         with self.transaction() as session:
-            session.add(CredentialRow(agency=agency, token_hash=_hash_token(token), label=label))
+            session.add(CredentialRow(
+                agency=agency, token_hash=_hash_token(token), label=label,
+                agencies=json.dumps(list(binding.agencies)) if binding else None,
+                subtrees=json.dumps(list(binding.subtrees)) if binding else None))
         return token
 
-    def agency_for_token(self, token: str) -> str | None:
-        """The agency a token belongs to, or None (unknown or revoked)."""
+    def binding_for_token(self, token: str) -> AgencyBinding | None:
+        """The agencies a token acts for, or None (unknown or revoked)."""
         digest = _hash_token(token)
         with self.session() as session:
             row = session.scalar(select(CredentialRow).where(CredentialRow.token_hash == digest))
-        if row is None or row.revoked_at is not None:
+        if row is None or row.revoked_at is not None \
+                or not hmac.compare_digest(row.token_hash, digest):
             return None
-        return row.agency if hmac.compare_digest(row.token_hash, digest) else None
+        return AgencyBinding.from_columns(row.agencies, row.subtrees, row.agency)
+
+    def agency_for_token(self, token: str) -> str | None:
+        """The (first) agency a token acts for, or None (unknown or revoked)."""
+        binding = self.binding_for_token(token)
+        return binding.agencies[0] if binding and binding.agencies else None
 
     def credentials(self) -> list[Credential]:
         """Every credential (never the token: only its hash is kept), newest first."""
         with self.session() as session:
             rows = session.scalars(select(CredentialRow).order_by(CredentialRow.id.desc())).all()
             return [Credential(r.id, r.agency, r.label, _aware(r.created_at),
-                               _aware(r.revoked_at) if r.revoked_at else None) for r in rows]
+                               _aware(r.revoked_at) if r.revoked_at else None,
+                               AgencyBinding.from_columns(r.agencies, r.subtrees, r.agency))
+                    for r in rows]
 
     def revoke_credential(self, credential_id: int) -> bool:
         """Revoke one credential; False if there is no such live credential."""

@@ -22,6 +22,7 @@ from sqlalchemy import select
 
 from docaxis._errors import DocaxisError
 from docaxis.directory import Directory
+from docaxis.store._binding import AgencyBinding
 from docaxis.store._models import SystemRow, utcnow
 from docaxis.store._store import Store, _aware
 
@@ -83,8 +84,7 @@ class System:
     """A document system (hệ thống quản lý văn bản) known to this node."""
 
     system_id: str
-    agencies: tuple[str, ...]
-    subtrees: tuple[str, ...]
+    binding: AgencyBinding
     may_register: bool
     label: str | None
     created_at: dt.datetime
@@ -92,20 +92,11 @@ class System:
     revoked_at: dt.datetime | None
 
     def covers(self, code: str, directory: Directory) -> bool:
-        """Whether the system acts for agency ``code``: listed, or served by a node of one
-        of its subtrees (that node or any below it)."""
-        if code in self.agencies:
-            return True
-        agency = directory.agencies.get(code)
-        if agency is None or not self.subtrees or agency.node not in directory.nodes:
-            return False
-        return any(node in self.subtrees for node in directory.path_to_root(agency.node))
+        """Whether the system acts for agency ``code`` (:meth:`AgencyBinding.covers`)."""
+        return self.binding.covers(code, directory)
 
     def agency_codes(self, directory: Directory) -> list[str]:
-        """Every agency the system acts for, sorted."""
-        codes = set(self.agencies) | {code for code in directory.agencies
-                                      if self.covers(code, directory)}
-        return sorted(codes)
+        return self.binding.agency_codes(directory)
 
 
 class SystemRegistry:
@@ -180,7 +171,7 @@ class SystemExists(DocaxisError):
 
 
 def _system(row: SystemRow) -> System:
-    return System(row.system_id, tuple(json.loads(row.agencies)),
-                  tuple(json.loads(row.subtrees)), bool(row.may_register), row.label,
+    return System(row.system_id, AgencyBinding.from_columns(row.agencies, row.subtrees),
+                  bool(row.may_register), row.label,
                   _aware(row.created_at), _aware(row.rotated_at) if row.rotated_at else None,
                   _aware(row.revoked_at) if row.revoked_at else None)
