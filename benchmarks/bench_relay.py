@@ -329,6 +329,18 @@ async def _hop(bench: _Bench, rounds: int, workers: tuple[int, ...]) -> dict[str
     return rates
 
 
+def _side_by_side(rates: dict[str, list[float]], workers: tuple[int, ...], measured: str,
+                  against: str) -> list[str]:
+    """Table rows: per worker count, the best rounds of two candidates and their ratios."""
+    rows = []
+    for n in workers:
+        ours, theirs = rates[measured.format(n=n)], rates[against.format(n=n)]
+        each = ", ".join(f"{o / t:.2f}×" for o, t in zip(ours, theirs, strict=True))
+        rows.append(f"| {n} | {max(ours):,.0f}/s | {max(theirs):,.0f}/s | "
+                    f"{max(ours) / max(theirs):.2f}× | {each} |")
+    return rows
+
+
 def _serve(config: Path, workers: int = 1) -> subprocess.Popen[bytes]:
     # warnings only: the per-package events (INFO) would fill the unread stderr pipe
     env = {**os.environ, "DOCAXIS_LOG_LEVEL": "WARNING"}
@@ -451,20 +463,12 @@ def run(quick: bool = False) -> str:
               "", f"| workers | POST /v1/packages, 16 in flight from {'wrk' if WRK else 'httpx'} "
               "(best round) | hop (best round) "
               "| ingress / hop | ingress / hop in each round |", "|---|---:|---:|---:|---|"]
-    for n in workers:
-        ingress, hop = rates[f"ingress workers={n}"], rates[f"workers={n}"]
-        each = ", ".join(f"{i / h:.2f}×" for i, h in zip(ingress, hop, strict=True))
-        lines.append(f"| {n} | {max(ingress):,.0f}/s | {max(hop):,.0f}/s | "
-                     f"{max(ingress) / max(hop):.2f}× | {each} |")
+    lines += _side_by_side(rates, workers, "ingress workers={n}", "workers={n}")
     lines += ["", f"### VXP sendEdoc next to POST /v1/packages, the same node, {count} packages",
               "", f"| workers | sendEdoc, 16 in flight from {'wrk' if WRK else 'VxpClient'} "
               "(best round) | POST /v1/packages (best round) | sendEdoc / POST "
               "| in each round |", "|---|---:|---:|---:|---|"]
-    for n in workers:
-        vxp, rest = rates[f"vxp workers={n}"], rates[f"ingress workers={n}"]
-        each = ", ".join(f"{v / r:.2f}×" for v, r in zip(vxp, rest, strict=True))
-        lines.append(f"| {n} | {max(vxp):,.0f}/s | {max(rest):,.0f}/s | "
-                     f"{max(vxp) / max(rest):.2f}× | {each} |")
+    lines += _side_by_side(rates, workers, "vxp workers={n}", "ingress workers={n}")
     return "\n".join(lines) + (
         f"\n\n### end-to-end latency, four hops, {len(latencies)} packages at 20/s, "
         "each node its own process\n\n"

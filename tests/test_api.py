@@ -117,9 +117,7 @@ def test_the_package_lane_answers_as_the_declared_routes_do(tmp_path: Path, pki:
         broker = InMemoryBroker()
         network = build_network(tmp_path, pki, lambda _node: broker)
         danang = network.nodes["danang"]
-        for node in network.nodes.values():
-            await broker.declare_node(node.node_id)
-            await node.start()
+        await network.start()
         sender, recipient = "000.00.00.H43", "000.00.00.H01"
         token = danang.store.issue_credential(sender)
         other = danang.store.issue_credential("000.00.05.H43")
@@ -176,8 +174,7 @@ def test_the_package_lane_answers_as_the_declared_routes_do(tmp_path: Path, pki:
             assert (await api.post("/v1/packages", content=fresh,
                                    headers=bearer)).status_code == 202
             assert (await api.get("/v1/packages")).status_code == 404
-        for node in network.nodes.values():
-            await node.stop()
+        await network.stop()
 
     run(scenario())
 
@@ -189,9 +186,7 @@ def test_a_token_bound_to_a_subtree_acts_for_every_agency_in_it_and_no_other(
     async def scenario() -> None:
         broker = InMemoryBroker()
         network = build_network(tmp_path, pki, lambda _node: broker)
-        for node in network.nodes.values():
-            await broker.declare_node(node.node_id)
-            await node.start()
+        await network.start()
         hoavang = network.nodes["hoavang"]
         district, commune, province = "000.00.05.H43", "000.01.05.H43", "000.00.00.H43"
         token = hoavang.store.issue_credential(
@@ -216,7 +211,6 @@ def test_a_token_bound_to_a_subtree_acts_for_every_agency_in_it_and_no_other(
             trace = await api.get(f"/v1/trace/{commune_doc.package.document_id}",
                                   headers=bearer)
             assert trace.status_code == 200
-        for node in network.nodes.values():
-            await node.stop()
+        await network.stop()
 
     run(scenario())

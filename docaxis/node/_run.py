@@ -34,9 +34,10 @@ from docaxis.dsig import (
 from docaxis.node._bindings import binding_policy
 from docaxis.node._demo import build_demo_network, connect_broker, demo_pki, run_suffix, wait_for
 from docaxis.node._logging import configure_logging
-from docaxis.relay import RelayNode, share_between_processes
+from docaxis.relay import RelayNode, VxpUplink, share_between_processes
 from docaxis.store import UNAVAILABLE, SecretBox, Store, SystemRegistry, Trace
 from docaxis.transport import HEARTBEAT, Broker, InMemoryBroker, RabbitMQBroker
+from docaxis.vxp import VxpClient
 
 T = TypeVar("T")
 
@@ -89,6 +90,13 @@ class NodeConfig:
     vxp_prefix: str = "/vxp"
     #: [vxp] secret_key: the key sealing document systems' secrets (default: in ``data``)
     vxp_secret_key: Path | None = None
+    #: [uplink]: a VXP axis as a neighbour — its directory node id, its endpoint, this
+    #: node's systemId there, the file holding the secret, seconds between polls
+    uplink_node: str | None = None
+    uplink_endpoint: str | None = None
+    uplink_system_id: str | None = None
+    uplink_secret_file: Path | None = None
+    uplink_poll: float = 5.0
 
     @classmethod
     def load(cls, path: Path | str) -> NodeConfig:
@@ -145,6 +153,18 @@ class NodeConfig:
             raise ConfigError(f"{path}: [vxp] prefix is a URL path such as \"/vxp\", apart "
                               "from the REST API's")
         secret_key = base / vxp["secret_key"] if vxp.get("secret_key") else None
+        uplink = raw.get("uplink") or {}
+        if uplink:
+            missing = [k for k in ("node", "endpoint", "system_id", "secret_file")
+                       if not isinstance(uplink.get(k), str) or not uplink[k]]
+            if missing:
+                raise ConfigError(f"{path}: [uplink] needs {', '.join(missing)} (the VXP "
+                                  "axis's node id, its endpoint URL, this node's systemId "
+                                  "there and the file holding its secret)")
+            poll = uplink.get("poll_interval", 5)
+            if isinstance(poll, bool) or not isinstance(poll, int | float) or not 0.1 <= poll \
+                    <= 3600:
+                raise ConfigError(f"{path}: [uplink] poll_interval is seconds, 0.1 to 3600")
         return cls(node_id, directory, data, database, amqp_url,
                    node.get("listen", "127.0.0.1:8100"),
                    tuple(base / p for p in trust.get("anchors", [])),
@@ -153,7 +173,11 @@ class NodeConfig:
                    node_key=key, node_certificate=certificate,
                    prefetch=numbers["prefetch"], heartbeat=numbers["heartbeat"], blobs=blobs,
                    lease=numbers["lease"], vxp_prefix="/" + prefix.strip("/"),
-                   vxp_secret_key=secret_key)
+                   vxp_secret_key=secret_key, uplink_node=uplink.get("node"),
+                   uplink_endpoint=uplink.get("endpoint"),
+                   uplink_system_id=uplink.get("system_id"),
+                   uplink_secret_file=base / uplink["secret_file"] if uplink else None,
+                   uplink_poll=float(uplink.get("poll_interval", 5)))
 
     def node_signer(self) -> StatementSigner | None:
         """The signer of this node's hop receipts (None without ``[node] key``)."""
@@ -176,6 +200,32 @@ class NodeConfig:
         ``[vxp] secret_key`` (default ``<data>/vxp-secret.key``, created on first use)."""
         return SystemRegistry(store, SecretBox(self.vxp_secret_key
                                                or self.data / "vxp-secret.key"))
+
+    def uplink(self, directory: Directory) -> VxpUplink | None:
+        """The VXP axis this node has as a neighbour (``[uplink]``), or None.
+
+        Raises
+        ------
+        ConfigError
+            The axis is not a neighbour of this node in the directory, or its secret
+            file cannot be read.
+        """
+        if self.uplink_node is None:
+            return None
+        node = directory.nodes.get(self.uplink_node)
+        neighbours = {n.id for n in directory.children(self.node_id)}
+        neighbours.add(directory.nodes[self.node_id].parent or "")
+        if node is None or self.uplink_node not in neighbours:
+            raise ConfigError(f"[uplink] node {self.uplink_node!r} is not a neighbour of "
+                              f"{self.node_id!r} in the directory (its parent or a child)")
+        assert self.uplink_secret_file is not None and self.uplink_endpoint is not None
+        try:
+            secret = self.uplink_secret_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"[uplink] secret_file: {exc}") from None
+        return VxpUplink(self.uplink_node, VxpClient(self.uplink_endpoint,
+                                                     self.uplink_system_id or "", secret),
+                         self.uplink_poll)
 
     def trust_store(self) -> TrustStore:
         """The trust anchors and CRLs this node verifies with (CRLs re-read on change)."""
@@ -230,6 +280,7 @@ CONFIG_KEYS: dict[str, frozenset[str]] = {
     "trust": frozenset({"anchors", "crls", "allow_sha1", "crl_check", "crl_reload",
                         "crl_grace"}),
     "vxp": frozenset({"prefix", "secret_key"}),
+    "uplink": frozenset({"node", "endpoint", "system_id", "secret_file", "poll_interval"}),
 }
 
 
@@ -407,11 +458,16 @@ async def open_node(config: NodeConfig, store: Store) -> tuple[RelayNode, Broker
     parent = directory.nodes[config.node_id].parent
     if parent:
         neighbours.append(parent)
+    uplink = config.uplink(directory)
     pool = BrokerPool(config.amqp_url, directory, config.heartbeat)
-    await pool.connect_all(neighbours)
-    return RelayNode(config.node_id, directory, store, pool, verifier,
+    await pool.connect_all([n for n in neighbours if uplink is None or n != uplink.node])
+
+    def links(node_id: str) -> Any:  # the VXP axis's link is the uplink, a broker otherwise
+        return uplink if uplink is not None and node_id == uplink.node else pool(node_id)
+
+    return RelayNode(config.node_id, directory, store, links, verifier,
                      prefetch=config.prefetch, lease=config.lease,
-                     node_signer=config.node_signer()), pool
+                     node_signer=config.node_signer(), uplink=uplink), pool
 
 
 def listen_socket(listen: str) -> socket.socket:

@@ -4,6 +4,7 @@ from docaxis.relay._metrics import share_between_processes
 from docaxis.relay._node import RelayNode
 from docaxis.relay._pipeline import Pipeline, Plan, Rejection
 from docaxis.relay._receipts import HopEvidence, HopReceipt
+from docaxis.relay._uplink import VxpUplink
 
 __all__ = ["HopEvidence", "HopReceipt", "Pipeline", "Plan", "Rejection", "RelayNode",
-           "share_between_processes"]
+           "VxpUplink", "share_between_processes"]

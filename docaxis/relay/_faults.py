@@ -6,7 +6,9 @@ is created just before the kill, so the restarted node runs normally). Points:
 
 * ``after-commit`` — the package is in the store, nothing is handed over yet;
 * ``after-publish`` — the next node has it (confirmed), the outbox row is not marked sent;
-* ``while-consuming`` — a hop message is being processed, not yet committed or acked.
+* ``while-consuming`` — a hop message is being processed, not yet committed or acked;
+* ``after-uplink-commit`` — a package polled from a VXP axis is committed, the axis has
+  not been told (``updateStatus``).
 
 ``DOCAXIS_FAULT_RAISE=<point>`` makes the node raise :class:`InjectedFault` (an
 unexpected ``RuntimeError``) there instead — once per ``DOCAXIS_FAULT_ONCE`` file as
@@ -20,7 +22,8 @@ import os
 import signal
 from pathlib import Path
 
-FAULT_POINTS = ("after-commit", "after-publish", "while-consuming", "check", "plan", "commit")
+FAULT_POINTS = ("after-commit", "after-publish", "while-consuming", "after-uplink-commit",
+                "check", "plan", "commit")
 
 
 class InjectedFault(RuntimeError):

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import hashlib
 import json
 import logging
@@ -45,6 +46,7 @@ from docaxis.relay._pipeline import (
     trace_id,
 )
 from docaxis.relay._receipts import FROM_NODE, KIND, ORIGIN, HopEvidence, HopReceipt
+from docaxis.relay._uplink import VxpUplink
 from docaxis.store import UNAVAILABLE, Accept, Acceptance, Store
 from docaxis.transport import Broker, Consumer, Message, Reject
 
@@ -99,6 +101,8 @@ class RelayNode:
     #: signs this node's hop receipts with its node certificate (none: it sends none,
     #: since an origin records only receipts whose node signature verifies)
     node_signer: StatementSigner | None = None
+    #: a VXP axis as a neighbour (its own link; polled for what it holds for us)
+    uplink: VxpUplink | None = None
     #: back-off (seconds) between looks at a store that is down
     store_backoff_min: float = 0.2
     store_backoff_max: float = 10.0
@@ -161,7 +165,9 @@ class RelayNode:
                               ("api commit", self._commit_submissions_forever),
                               ("hand-over", self.outbox.hand_over_forever),
                               ("mark sent", self.outbox.mark_sent_forever),
-                              ("sweep", self.outbox.sweep_forever)):
+                              ("sweep", self.outbox.sweep_forever),
+                              *((("vxp uplink", functools.partial(self.uplink.poll_forever, self)),)
+                                if self.uplink is not None else ())):
                 parts.create_task(self._supervised(name, run), name=f"{self.node_id} {name}")
 
     async def _supervised(self, name: str, run: Callable[[], Awaitable[None]]) -> None:
@@ -195,6 +201,8 @@ class RelayNode:
             self._parts = None
         await self.receipts.close()
         await self.outbox.close()
+        if self.uplink is not None:
+            await self.uplink.close()
         self._loop = None
 
     # -- agency-facing -----------------------------------------------------------------
