@@ -7,6 +7,7 @@ broker."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import os
 import shutil
 import signal
@@ -159,6 +160,16 @@ def axis(tmp_path: Path) -> Iterator[Axis]:
 
 def test_a_crash_between_get_edoc_and_update_status_delivers_exactly_once(axis: Axis) -> None:
     axis.start("national")
+    # `node check` asks the axis whether it takes this node's credential
+    secret_file = axis.folder / "hanoi-uplink.secret"
+    check = _node_check(axis)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "uplink" in check.stdout and "HANOI-UPLINK accepted" in check.stdout
+    secret = secret_file.read_text(encoding="utf-8")
+    secret_file.write_text("not-the-secret\n", encoding="utf-8")
+    wrong = _node_check(axis)
+    assert wrong.returncode != 0 and "VXP-BAD-SIGNATURE" in wrong.stdout
+    secret_file.write_text(secret, encoding="utf-8")
     axis.start("hanoi", fault="after-uplink-commit")
     down = axis.package(AXIS_AGENCY, PROVINCE_AGENCY, "91")
     assert axis.post("national", AXIS_AGENCY, down).status_code == 202
@@ -186,3 +197,24 @@ def test_a_crash_between_get_edoc_and_update_status_delivers_exactly_once(axis: 
 
     wait_until(sent, 30, "the hand-over to be marked sent")
     assert axis.inbox("national", AXIS_AGENCY) == 1
+    # the trace at the province says the axis took it, under the axis's own id
+    store = axis.store("hanoi")
+    try:
+        trace = store.trace(_document_id(up), sender=PROVINCE_AGENCY)
+    finally:
+        store.close()
+    taken = [e for e in trace.events if e.kind == "taken-by-axis"]
+    assert len(taken) == 1 and taken[0].node == "national"
+    assert taken[0].detail == f"VXP DocId {hashlib.sha256(up).hexdigest()[:24]}"
+
+
+def _node_check(axis: Axis) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(ROOT / "cli.py"), "node", "check", "--config",
+                           str(axis.folder / "hanoi.toml")], capture_output=True, text=True,
+                          timeout=120, check=False, env={**os.environ, "COLUMNS": "200"})
+
+
+def _document_id(data: bytes) -> str:
+    from docaxis.edxml import parse
+
+    return parse(data).package.document_id or ""

@@ -368,6 +368,32 @@ def test_refusals_answer_fail_with_a_code_and_store_nothing(tmp_path: Path, pki:
     vxp_scenario(tmp_path, pki, body)
 
 
+def test_a_damaged_or_mismatched_signature_is_refused(tmp_path: Path, pki: DevPKI) -> None:
+    """VXP.md §3.3: with a port in the URL the SDK sends a non-ASCII header value as the
+    low 8 bits of each character — the HMAC (over UTF-8) no longer verifies, and the
+    request is refused as unsigned by that system. §3.4: the signed systemid must be the
+    header's."""
+    async def body(network: Network, systems: Systems) -> None:
+        secret = systems.registries["hoatien"].issue("HT", agencies=(SENDER,))
+        headers = signed_headers("HT", secret, {"description": "Đã nhận"},
+                                 content_type="application/json", stamp=timestamp())
+        transport = httpx.ASGITransport(app=systems.apps["hoatien"])
+        async with httpx.AsyncClient(transport=transport, base_url="http://axis") as http:
+            utf8 = [(k.encode(), v.encode("utf-8")) for k, v in headers]
+            good = await http.post("/vxp/countReceiveEdoc", headers=utf8, content=b"{}")
+            assert good.json()["ErrorCode"] == "0"
+            low8 = [(k.encode(), bytes(ord(c) & 0xFF for c in v)) for k, v in headers]
+            damaged = await http.post("/vxp/countReceiveEdoc", headers=low8, content=b"{}")
+            assert damaged.json()["ErrorCode"] in ("VXP-BAD-SIGNATURE", "VXP-BAD-SIGN-HEADER")
+            other = [(k.encode(), (b"SOMEONE" if k == "XroadVnpt-systemid" else v.encode()))
+                     for k, v in headers]
+            mismatched = await http.post("/vxp/countReceiveEdoc", headers=other,
+                                         content=b"{}")
+            assert mismatched.json()["ErrorCode"] == "VXP-BAD-SIGN-HEADER"
+
+    vxp_scenario(tmp_path, pki, body)
+
+
 def test_a_system_reads_only_its_agencies_copies(tmp_path: Path, pki: DevPKI) -> None:
     async def body(network: Network, systems: Systems) -> None:
         sender_secret = systems.registries["hoatien"].issue("HT", agencies=(SENDER,))
@@ -441,6 +467,7 @@ def test_endpoint_quirks_over_a_real_socket(tmp_path: Path, pki: DevPKI) -> None
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
             head = "".join(f"{k}: {v}\r\n" for k, v in headers)
             writer.write((f"POST /vxp//sendEdoc HTTP/1.1\r\nHost: h\r\n{head}"
+                          "Accept-Encoding: gzip,deflate\r\nConnection: Keep-Alive\r\n"
                           f"Expect: 100-continue\r\nContent-Length: {len(document) + 2}"
                           "\r\n\r\n").encode())
             await writer.drain()
@@ -459,6 +486,8 @@ def test_endpoint_quirks_over_a_real_socket(tmp_path: Path, pki: DevPKI) -> None
                           if h.startswith(b"content-length"))
             response = await asyncio.wait_for(reader.readexactly(length), 10)
             assert json.loads(response)["status"] == "OK", response
+            # the SDK leaves its keep-alive connections open: the server closes idle ones
+            assert await asyncio.wait_for(reader.read(), 15) == b""
             writer.close()
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as plain:
                 bare = await plain.get("/vxp/downloadEdoc")  # downloadEdoc2: no headers

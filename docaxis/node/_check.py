@@ -16,7 +16,7 @@ from typing import Literal
 
 from cryptography import x509
 
-from docaxis.directory import mask_url
+from docaxis.directory import Directory, mask_url
 from docaxis.dsig import SignatureError, TrustStore
 from docaxis.node._run import ConfigError, NodeConfig, load_directory
 from docaxis.transport import RabbitMQBroker, TransportError
@@ -47,6 +47,8 @@ def check_node(config: NodeConfig) -> list[Check]:
             directory = load_directory(config, store)
             checks.append(Check("directory", "ok", f"{len(directory.nodes)} nodes, "
                                 f"{len(directory.agencies)} agencies, this node included"))
+            if config.uplink_node is not None:
+                checks.append(_uplink(config, directory))
         except ConfigError as exc:
             checks.append(Check("directory", "failed", exc.message))
         finally:
@@ -128,6 +130,33 @@ def _broker(config: NodeConfig) -> Check:
                      f"{type(exc).__name__}: {exc}")
     return Check("broker", "ok", f"{mask_url(config.amqp_url)}: connected, the node's "
                  "exchange and queues declared")
+
+
+def _uplink(config: NodeConfig, directory: Directory) -> Check:
+    """The VXP axis answers this node's credential (a signed ``countReceiveEdoc``)."""
+    try:
+        uplink = config.uplink(directory)
+    except ConfigError as exc:
+        return Check("uplink", "failed", exc.message)
+    assert uplink is not None
+
+    async def probe() -> dict[str, object]:
+        try:
+            return await asyncio.wait_for(uplink.client.count(), 15)
+        finally:
+            await uplink.close()
+
+    try:
+        answer = asyncio.run(probe())
+    except Exception as exc:  # unreachable, not JSON, TLS …: all the operator's to fix
+        return Check("uplink", "failed", f"{uplink.client.endpoint}: {type(exc).__name__}: "
+                     f"{str(exc)[:200]}")
+    if answer.get("ErrorCode") != "0":
+        return Check("uplink", "failed", f"{uplink.client.endpoint} refused systemId "
+                     f"{uplink.client.system_id}: {answer.get('ErrorCode')} "
+                     f"{str(answer.get('ErrorDesc'))[:200]}")
+    return Check("uplink", "ok", f"{uplink.client.endpoint}: systemId "
+                 f"{uplink.client.system_id} accepted, {answer.get('count')} waiting")
 
 
 def _listen(listen: str) -> Check:

@@ -129,6 +129,8 @@ class RelayNode:
     def __post_init__(self) -> None:
         self.receipts = HopEvidence(self)
         self.outbox = Outbox(self)
+        if self.uplink is not None:
+            self.uplink.attach(self)
 
     @property
     def pipeline(self) -> Pipeline:

@@ -13,12 +13,15 @@ acknowledged then.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import hashlib
 import logging
 from typing import TYPE_CHECKING, Any
 
-from docaxis.edxml import ParseError, ParseLimits, parse
+from docaxis.edxml import ParseError, ParseLimits, StatusPackage, parse
 from docaxis.relay._faults import fault_point
 from docaxis.relay._receipts import FROM_NODE, KIND, ORIGIN
+from docaxis.store import Event
 from docaxis.transport import Message, Reject
 from docaxis.vxp import VxpClient
 
@@ -54,6 +57,30 @@ class VxpUplink:
     def __init__(self, node: str, client: VxpClient, poll_interval: float = 5.0) -> None:
         self.node, self.client, self.poll_interval = node, client, poll_interval
         self.limits = ParseLimits()
+        self._relay: RelayNode | None = None
+
+    def attach(self, relay: RelayNode) -> None:
+        """The node whose trace records what the axis answered (set by the node)."""
+        self._relay = relay
+
+    async def _trace(self, kind: str, body: bytes, detail: str) -> None:
+        """An event in the trace of the package's document: what the axis said of it."""
+        relay = self._relay
+        if relay is None:
+            return
+        try:
+            package = parse(body, limits=self.limits).package
+            owner = package.sender
+            if isinstance(package, StatusPackage) and package.header.response_for:
+                owner = package.header.response_for.organ_id or owner  # its document's
+            await asyncio.to_thread(relay.store.add_events, [Event(
+                self.node, kind, dt.datetime.now(dt.UTC), detail=detail[:2000],
+                sha256=hashlib.sha256(body).hexdigest())],
+                documents=[(package.document_id, owner)])
+        except Exception as exc:  # the trace is evidence, not the hand-over: say it, go on
+            _log.warning("uplink.trace_failed", extra={
+                "code": "VXP-UPLINK-TRACE", "node": relay.node_id, "kind": kind,
+                "error": repr(exc)[:300]})
 
     # -- hand-over (the outbox's link) -------------------------------------------------
     async def publish(self, node: str, message: Message) -> None:
@@ -85,10 +112,13 @@ class VxpUplink:
                 "code": "VXP-UPLINK-REFUSED", "node": node, "axis_code": code,
                 "reason": str(answer.get("ErrorDesc"))[:300],
                 "document_id": parsed.package.document_id, "message_id": message.message_id})
+            await self._trace("refused-by-axis", message.body,
+                              f"{code}: {answer.get('ErrorDesc')}")
             return
         _log.info("uplink.sent", extra={"code": "VXP-UPLINK-SENT", "node": node,
                                         "doc_id": answer.get("DocId"),
                                         "document_id": parsed.package.document_id})
+        await self._trace("taken-by-axis", message.body, f"VXP DocId {answer.get('DocId')}")
 
     # -- intake ------------------------------------------------------------------------
     async def poll_forever(self, relay: RelayNode) -> None:
@@ -134,6 +164,7 @@ class VxpUplink:
         try:
             await relay.on_message(message)  # returns once committed (or known already)
         except Reject as exc:
+            await self._trace("refused-from-axis", data, f"VXP docId {doc_id}: {exc}")
             await self._call(self.client.update_status, doc_id, "fail", str(exc)[:500])
             return
         fault_point("after-uplink-commit")
