@@ -541,3 +541,30 @@ def test_secrets_are_sealed_at_rest_and_rotation_revokes_the_old(tmp_path: Path,
             await wait_until_async(refused, 10)
 
     vxp_scenario(tmp_path, pki, body)
+
+
+def test_an_agency_registered_by_another_process_reaches_this_one(tmp_path: Path,
+                                                                   pki: DevPKI) -> None:
+    """registerAgency (or ``directory import``) writes the database; every process of the
+    node reads the entries again every ``directory_interval`` seconds, so the agency is
+    routable by all of them, not only by the one that answered."""
+    async def body(network: Network, systems: Systems) -> None:
+        phulo = network.nodes["phulo"]
+        base = phulo.directory
+        phulo.directory_source = lambda: base.overlaid(*phulo.store.directory_entries())
+        phulo.directory_interval = 0.05
+        await phulo.stop()
+        await phulo.start()  # its parts again, now with the directory part
+        # another process of the node registers an agency: only the database changes
+        phulo.store.save_directory_entries([], [Agency(OTHER, "UBND xã Phù Linh", "phulo")])
+        await wait_until_async(_has(phulo, OTHER), 10)
+        assert phulo.directory.route("phulo", OTHER).kind == "local"
+
+    vxp_scenario(tmp_path, pki, body)
+
+
+def _has(node: RelayNode, code: str) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return code in node.directory.agencies
+
+    return check

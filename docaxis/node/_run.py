@@ -465,9 +465,18 @@ async def open_node(config: NodeConfig, store: Store) -> tuple[RelayNode, Broker
     def links(node_id: str) -> Any:  # the VXP axis's link is the uplink, a broker otherwise
         return uplink if uplink is not None and node_id == uplink.node else pool(node_id)
 
+    base = Directory.from_toml(config.directory) if config.directory else Directory()
+
+    def current_directory() -> Directory:  # the file as it was at start, the database now
+        directory = base.overlaid(*store.directory_entries())
+        if config.node_id not in directory.nodes:
+            raise ConfigError(f"node {config.node_id!r} is no longer in its directory")
+        return directory
+
     return RelayNode(config.node_id, directory, store, links, verifier,
                      prefetch=config.prefetch, lease=config.lease,
-                     node_signer=config.node_signer(), uplink=uplink), pool
+                     node_signer=config.node_signer(), uplink=uplink,
+                     directory_source=current_directory), pool
 
 
 def listen_socket(listen: str) -> socket.socket:

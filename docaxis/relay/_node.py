@@ -103,6 +103,11 @@ class RelayNode:
     node_signer: StatementSigner | None = None
     #: a VXP axis as a neighbour (its own link; polled for what it holds for us)
     uplink: VxpUplink | None = None
+    #: the directory as it is now (the entries in the database over the file), read every
+    #: ``directory_interval`` seconds: an agency one process registers (VXP
+    #: registerAgency, ``directory import``) reaches the node's other processes
+    directory_source: Callable[[], Directory] | None = None
+    directory_interval: float = 5.0
     #: back-off (seconds) between looks at a store that is down
     store_backoff_min: float = 0.2
     store_backoff_max: float = 10.0
@@ -169,8 +174,29 @@ class RelayNode:
                               ("mark sent", self.outbox.mark_sent_forever),
                               ("sweep", self.outbox.sweep_forever),
                               *((("vxp uplink", functools.partial(self.uplink.poll_forever, self)),)
-                                if self.uplink is not None else ())):
+                                if self.uplink is not None else ()),
+                              *((("directory", self._follow_directory),)
+                                if self.directory_source is not None else ())):
                 parts.create_task(self._supervised(name, run), name=f"{self.node_id} {name}")
+
+    async def _follow_directory(self) -> None:
+        """Take the directory's changes (read in a thread) every ``directory_interval``."""
+        source = self.directory_source
+        assert source is not None
+        while True:
+            await asyncio.sleep(self.directory_interval)
+            try:
+                latest = await asyncio.to_thread(source)
+            except Exception as exc:  # a bad entry or the store down: keep what we have
+                _log.warning("node.directory_unreadable", extra={
+                    "code": "RELAY-DIRECTORY", "node": self.node_id, "error": str(exc)[:300]})
+                continue
+            if (latest.nodes, latest.agencies) != (self.directory.nodes,
+                                                   self.directory.agencies):
+                _log.info("node.directory_changed", extra={
+                    "code": "RELAY-DIRECTORY-CHANGED", "node": self.node_id,
+                    "nodes": len(latest.nodes), "agencies": len(latest.agencies)})
+                self.directory = latest
 
     async def _supervised(self, name: str, run: Callable[[], Awaitable[None]]) -> None:
         """Run a background task forever: if it dies, log it and start it again (with
