@@ -445,8 +445,11 @@ def _masked(value: object) -> bool:
     return isinstance(value, str) and ":***@" in value
 
 
-async def open_node(config: NodeConfig, store: Store) -> tuple[RelayNode, BrokerPool]:
-    """The node's relay, connected to its own broker and its neighbours' (not started)."""
+async def open_node(config: NodeConfig, store: Store, *,
+                    poll_uplink: bool = True) -> tuple[RelayNode, BrokerPool]:
+    """The node's relay, connected to its own broker and its neighbours' (not started).
+    ``poll_uplink``: this process polls the VXP axis of ``[uplink]`` (one process of a
+    node does; every process hands over to it)."""
     directory = load_directory(config, store)
     try:
         bindings = binding_policy(directory)
@@ -476,7 +479,7 @@ async def open_node(config: NodeConfig, store: Store) -> tuple[RelayNode, Broker
     return RelayNode(config.node_id, directory, store, links, verifier,
                      prefetch=config.prefetch, lease=config.lease,
                      node_signer=config.node_signer(), uplink=uplink,
-                     directory_source=current_directory), pool
+                     poll_uplink=poll_uplink, directory_source=current_directory), pool
 
 
 def listen_socket(listen: str) -> socket.socket:
@@ -634,7 +637,7 @@ def run_worker(config: NodeConfig) -> None:
 
     async def main() -> None:
         store = config.open_store()
-        node, pool = await open_node(config, store)
+        node, pool = await open_node(config, store, poll_uplink=False)
         await node.start()
         server = _api_server(node, config)
         sock = listen_socket(config.listen)

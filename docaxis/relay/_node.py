@@ -103,6 +103,9 @@ class RelayNode:
     node_signer: StatementSigner | None = None
     #: a VXP axis as a neighbour (its own link; polled for what it holds for us)
     uplink: VxpUplink | None = None
+    #: whether this process polls the uplink (one process of a node is enough: the
+    #: others would fetch the same packages, deduplicated, for nothing)
+    poll_uplink: bool = True
     #: the directory as it is now (the entries in the database over the file), read every
     #: ``directory_interval`` seconds: an agency one process registers (VXP
     #: registerAgency, ``directory import``) reaches the node's other processes
@@ -174,7 +177,7 @@ class RelayNode:
                               ("mark sent", self.outbox.mark_sent_forever),
                               ("sweep", self.outbox.sweep_forever),
                               *((("vxp uplink", functools.partial(self.uplink.poll_forever, self)),)
-                                if self.uplink is not None else ()),
+                                if self.uplink is not None and self.poll_uplink else ()),
                               *((("directory", self._follow_directory),)
                                 if self.directory_source is not None else ())):
                 parts.create_task(self._supervised(name, run), name=f"{self.node_id} {name}")
