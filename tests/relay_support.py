@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import shutil
+import signal
 import socket
+import subprocess
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from docaxis.node._demo import DEMO_AGENCIES as AGENCIES
@@ -12,10 +17,37 @@ from docaxis.pki import DevPKI
 from docaxis.transport import InMemoryBroker, RetryPolicy
 
 __all__ = ["AGENCIES", "Network", "build_network", "free_port", "idle_network", "network_pki",
-           "organization"]
+           "organization", "private_vhost", "stop_processes"]
 
 #: retries after 50 and 100 ms, then the parking queue
 FAST = RetryPolicy(delays_ms=(50, 100))
+
+
+@contextlib.contextmanager
+def private_vhost(prefix: str) -> Iterator[str]:
+    """A RabbitMQ vhost of this test's own (guest may use it), deleted afterwards."""
+    import uuid
+
+    ctl = shutil.which("rabbitmqctl") or "rabbitmqctl"
+    vhost = f"{prefix}-{uuid.uuid4().hex[:10]}"
+    subprocess.run([ctl, "add_vhost", vhost], check=True, capture_output=True)
+    subprocess.run([ctl, "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"],
+                   check=True, capture_output=True)
+    try:
+        yield vhost
+    finally:
+        subprocess.run([ctl, "delete_vhost", vhost], check=False, capture_output=True)
+
+
+def stop_processes(processes: Iterable[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM each process still running (a node drains and exits 0); SIGKILL after 20 s."""
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
 
 
 def free_port() -> int:

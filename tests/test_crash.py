@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +22,7 @@ from docaxis.dsig import Signer
 from docaxis.edxml import DocumentBuilder, write
 from docaxis.pki import DevPKI
 from docaxis.store import Store
-from tests.relay_support import free_port, organization
+from tests.relay_support import free_port, organization, private_vhost, stop_processes
 
 ROOT = Path(__file__).resolve().parents[1]
 RABBITMQCTL = shutil.which("rabbitmqctl")
@@ -94,13 +93,7 @@ class Cluster:
         return self.processes[node].poll() is not None
 
     def stop_all(self) -> None:
-        for process in self.processes.values():
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    process.kill()
+        stop_processes(self.processes.values())
 
     def post(self, data: bytes) -> httpx.Response:
         return httpx.post(f"http://127.0.0.1:{self.ports['danang']}/v1/packages", content=data,
@@ -136,10 +129,11 @@ class Cluster:
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    vhost = f"docaxis-crash-{uuid.uuid4().hex[:10]}"
-    subprocess.run([RABBITMQCTL or "", "add_vhost", vhost], check=True, capture_output=True)
-    subprocess.run([RABBITMQCTL or "", "set_permissions", "-p", vhost, "guest", ".*", ".*",
-                    ".*"], check=True, capture_output=True)
+    with private_vhost("docaxis-crash") as vhost:
+        yield from _cluster(tmp_path, vhost)
+
+
+def _cluster(tmp_path: Path, vhost: str) -> Iterator[Cluster]:
     pki = DevPKI.init(tmp_path / "keys", key_type="ec-p256")
     pki.issue_agency(SENDER, "UBND TP Đà Nẵng", key_type="ec-p256")
     pki.issue_agency(RECIPIENT, "UBND TP Hà Nội", key_type="ec-p256")
@@ -164,7 +158,6 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
     store.close()
     yield cluster
     cluster.stop_all()
-    subprocess.run([RABBITMQCTL or "", "delete_vhost", vhost], check=False, capture_output=True)
 
 
 def _package(pki: DevPKI, number: str) -> bytes:

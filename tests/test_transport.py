@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import shutil
 import subprocess
-import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
@@ -24,6 +23,7 @@ from docaxis.transport import (
     RetryPolicy,
     TransportError,
 )
+from tests.relay_support import private_vhost
 
 FAST = RetryPolicy(delays_ms=(30, 60))
 RABBITMQCTL = shutil.which("rabbitmqctl")
@@ -55,14 +55,8 @@ def _vhost() -> Iterator[str]:
     """A RabbitMQ vhost of the test's own (skips where RabbitMQ is not installed)."""
     if RABBITMQCTL is None:
         pytest.skip("RabbitMQ is not installed here (.ci/run installs and starts it)")
-    vhost = f"docaxis-test-{uuid.uuid4().hex[:12]}"
-    subprocess.run([RABBITMQCTL, "add_vhost", vhost], check=True, capture_output=True)
-    subprocess.run([RABBITMQCTL, "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"],
-                   check=True, capture_output=True)
-    try:
+    with private_vhost("docaxis-test") as vhost:
         yield vhost
-    finally:
-        subprocess.run([RABBITMQCTL, "delete_vhost", vhost], check=False, capture_output=True)
 
 
 async def _started(make: Callable[[], Broker], node: str = "hanoi") -> Broker:

@@ -13,7 +13,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +25,7 @@ from docaxis.edxml import DocumentBuilder, write
 from docaxis.node import NodeConfig
 from docaxis.pki import DevPKI
 from docaxis.store import Store
-from tests.relay_support import free_port, organization
+from tests.relay_support import free_port, organization, private_vhost, stop_processes
 from tests.test_crash import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -95,21 +94,16 @@ class Axis:
         return Signer.from_files(key, chain).sign(write(built))
 
     def stop_all(self) -> None:
-        for process in self.processes.values():
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    process.kill()
+        stop_processes(self.processes.values())
 
 
 @pytest.fixture
 def axis(tmp_path: Path) -> Iterator[Axis]:
-    vhost = f"docaxis-uplink-{uuid.uuid4().hex[:10]}"
-    subprocess.run([RABBITMQCTL or "", "add_vhost", vhost], check=True, capture_output=True)
-    subprocess.run([RABBITMQCTL or "", "set_permissions", "-p", vhost, "guest", ".*", ".*",
-                    ".*"], check=True, capture_output=True)
+    with private_vhost("docaxis-uplink") as vhost:
+        yield from _axis(tmp_path, vhost)
+
+
+def _axis(tmp_path: Path, vhost: str) -> Iterator[Axis]:
     pki = DevPKI.init(tmp_path / "keys", key_type="ec-p256")
     pki.issue_agency(AXIS_AGENCY, "Văn phòng Chính phủ", key_type="ec-p256")
     pki.issue_agency(PROVINCE_AGENCY, "UBND TP Hà Nội", key_type="ec-p256")
@@ -155,7 +149,6 @@ def axis(tmp_path: Path) -> Iterator[Axis]:
         store.close()
     yield fixture
     fixture.stop_all()
-    subprocess.run([RABBITMQCTL or "", "delete_vhost", vhost], check=False, capture_output=True)
 
 
 def test_a_crash_between_get_edoc_and_update_status_delivers_exactly_once(axis: Axis) -> None:
