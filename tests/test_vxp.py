@@ -178,6 +178,13 @@ def test_four_tiers_with_vxp_only_status_03_back_and_the_trace_complete(
             assert row["receiverDocId"] == item["docId"]
             assert (row["fromCode"], row["toCode"]) == (SENDER, RECIPIENT)
             assert row["receiveStatus"] == "03"
+            assert row["receiveStatusDesc"].startswith("da tiep nhan")
+
+            async def delivered() -> bool:  # the recipient node's hop receipt, hop by hop
+                [now] = (await sender.sent())["data"]
+                return bool(now["sendStatus"] == "done")
+
+            await wait_until_async(delivered, 30)
         trace = network.nodes["hoatien"].store.trace(_document_id(document), sender=SENDER)
         kinds = {event.kind for event in trace.events}
         assert {"received", "delivered"} <= kinds, kinds

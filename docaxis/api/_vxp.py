@@ -234,9 +234,12 @@ class VxpEndpoint:
         rows = []
         for package in packages:
             for recipient in package.recipients:
-                said = [k for k, agency in package.events if agency == recipient]
+                # what the nodes on the way said of this recipient (their hop receipts,
+                # "hop:<kind>", or this node's own events)
+                said = {k.removeprefix("hop:") for k, agency in package.events
+                        if agency == recipient}
                 state = ("done" if "delivered" in said else
-                         "fail" if any(k in ("refused", "unroutable", "parked") for k in said)
+                         "fail" if said & {"rejected", "refused", "unroutable"}
                          else "processing")
                 status = package.statuses.get(recipient)
                 rows.append({
