@@ -40,8 +40,8 @@ _log = logging.getLogger("docaxis.vxp")
 
 #: times in answers: dd/MM/yyyy HH:mm:ss, Vietnam's time (what the C# integrations parse)
 LOCAL = ZoneInfo("Asia/Ho_Chi_Minh")
-#: ``messagetype`` → the inbox kinds listed
-KINDS = {"edoc": ("document",), "status": ("status",)}
+#: ``messagetype`` → the kind of package (and of inbox copy) it means
+PACKAGE_KIND = {"edoc": "document", "status": "status"}
 #: edXML status codes (QCVN 102:2016) as words, for ``receiveStatusDesc``
 STATUS_WORDS = {"01": "da den (received)", "02": "tu choi (refused)",
                 "03": "da tiep nhan (accepted)", "04": "phan cong (assigned)",
@@ -160,7 +160,7 @@ class VxpEndpoint:
         if declared.strip().lower() != hash_file(data):
             raise VxpError("VXP-HASH-FILE", "the body is not the file that the signed "
                                             "hash-file names")
-        expect = _kind(signed, ("document", "status"))
+        expect = PACKAGE_KIND[_message_type(signed)]
         try:
             parsed = parse(data, limits=self.node.limits)
         except ParseError as exc:
@@ -225,7 +225,7 @@ class VxpEndpoint:
         delivery state (``sendStatus``) and the recipient's latest edXML status
         (``receiveStatus``). ``docId`` filters only when it is one of these packages'
         ``DocId`` (a stale one left by ``getEdoc`` is not)."""
-        kind = _kind(signed, ("document", "status"))
+        kind = PACKAGE_KIND[_message_type(signed)]
         codes = system.agency_codes(self.node.directory)
         packages = await asyncio.to_thread(self.node.store.sent_packages, codes, kind)
         wanted = signed.param("docId")
@@ -335,12 +335,9 @@ class VxpEndpoint:
     # -- helpers -----------------------------------------------------------------------
     async def _waiting(self, signed: SignedRequest, system: System,
                        message_type: str | None = None) -> list[InboxCopy]:
-        kinds = KINDS.get(message_type) if message_type else (
-            KINDS["status"] if _kind(signed, ("document", "status")) == "status"
-            else KINDS["edoc"])
-        assert kinds is not None
+        kind = PACKAGE_KIND[message_type or _message_type(signed)]
         codes = system.agency_codes(self.node.directory)
-        return await asyncio.to_thread(self.node.store.inbox_copies, codes, kinds)
+        return await asyncio.to_thread(self.node.store.inbox_copies, codes, (kind,))
 
     async def _copy(self, signed: SignedRequest, system: System) -> InboxCopy:
         """The copy ``docId`` names (exact spelling first: VXP.md §3.2), if it is one of
@@ -368,11 +365,12 @@ class VxpEndpoint:
                                             "node's directory")
 
 
-def _kind(signed: SignedRequest, kinds: tuple[str, str]) -> str:
+def _message_type(signed: SignedRequest) -> str:
+    """The signed ``messagetype``: ``edoc`` (the default) or ``status``."""
     word = (signed.param("messagetype") or "edoc").strip().lower()
-    if word not in ("edoc", "status"):
+    if word not in PACKAGE_KIND:
         raise VxpError("VXP-BAD-REQUEST", "messagetype is edoc or status")
-    return kinds[0] if word == "edoc" else kinds[1]
+    return word
 
 
 def _copy_id(copy: InboxCopy) -> str:

@@ -33,16 +33,17 @@ def issue_credential(config: NodeConfig, store: Store, agency: str | tuple[str, 
         When the node's directory cannot be loaded.
     """
     agencies = (agency,) if isinstance(agency, str) else agency
-    binding = check_binding(config, store, agencies, subtrees)
-    first = agencies[0] if agencies else binding.agency_codes(load_directory(config, store))[0]
-    return store.issue_credential(first, label, binding=None if (
-        len(agencies) == 1 and not subtrees) else binding)
+    binding, codes = check_binding(config, store, agencies, subtrees)
+    return store.issue_credential(agencies[0] if agencies else codes[0], label,
+                                  binding=None if (len(agencies) == 1 and not subtrees)
+                                  else binding)
 
 
 def check_binding(config: NodeConfig, store: Store, agencies: tuple[str, ...],
-                  subtrees: tuple[str, ...]) -> AgencyBinding:
-    """The binding of a new credential, if this node may issue it: every agency served
-    by this node, every subtree this node or one below it, and at least one agency.
+                  subtrees: tuple[str, ...]) -> tuple[AgencyBinding, list[str]]:
+    """The binding of a new credential and the agencies it covers, if this node may issue
+    it: every agency served by this node, every subtree this node or one below it, and at
+    least one agency.
 
     Raises
     ------
@@ -69,10 +70,11 @@ def check_binding(config: NodeConfig, store: Store, agencies: tuple[str, ...],
             raise NotServedHere(f"{node} is not node {config.node_id} or a node below it",
                                 code="VXP-UNKNOWN-NODE")
     binding = AgencyBinding(agencies, subtrees)
-    if not binding.agency_codes(directory):
+    codes = binding.agency_codes(directory)
+    if not codes:
         raise NotServedHere("name the agencies the credential acts for (--agency) or a "
                             "subtree of nodes with agencies (--subtree)", code="VXP-NO-AGENCY")
-    return binding
+    return binding, codes
 
 
 def issue_system(config: NodeConfig, store: Store, system_id: str, *,

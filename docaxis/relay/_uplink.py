@@ -18,7 +18,7 @@ import hashlib
 import logging
 from typing import TYPE_CHECKING, Any
 
-from docaxis.edxml import ParseError, ParseLimits, StatusPackage, parse
+from docaxis.edxml import Package, ParseError, ParseLimits, StatusPackage, parse
 from docaxis.relay._faults import fault_point
 from docaxis.relay._receipts import FROM_NODE, KIND, ORIGIN
 from docaxis.store import Event
@@ -63,13 +63,15 @@ class VxpUplink:
         """The node whose trace records what the axis answered (set by the node)."""
         self._relay = relay
 
-    async def _trace(self, kind: str, body: bytes, detail: str) -> None:
-        """An event in the trace of the package's document: what the axis said of it."""
+    async def _trace(self, kind: str, body: bytes, detail: str,
+                     package: Package | None = None) -> None:
+        """An event in the trace of the package's document: what the axis said of it
+        (``package``: the body parsed already, if it was)."""
         relay = self._relay
         if relay is None:
             return
         try:
-            package = parse(body, limits=self.limits).package
+            package = package or parse(body, limits=self.limits).package
             owner = package.sender
             if isinstance(package, StatusPackage) and package.header.response_for:
                 owner = package.header.response_for.organ_id or owner  # its document's
@@ -113,12 +115,13 @@ class VxpUplink:
                 "reason": str(answer.get("ErrorDesc"))[:300],
                 "document_id": parsed.package.document_id, "message_id": message.message_id})
             await self._trace("refused-by-axis", message.body,
-                              f"{code}: {answer.get('ErrorDesc')}")
+                              f"{code}: {answer.get('ErrorDesc')}", parsed.package)
             return
         _log.info("uplink.sent", extra={"code": "VXP-UPLINK-SENT", "node": node,
                                         "doc_id": answer.get("DocId"),
                                         "document_id": parsed.package.document_id})
-        await self._trace("taken-by-axis", message.body, f"VXP DocId {answer.get('DocId')}")
+        await self._trace("taken-by-axis", message.body, f"VXP DocId {answer.get('DocId')}",
+                          parsed.package)
 
     # -- intake ------------------------------------------------------------------------
     async def poll_forever(self, relay: RelayNode) -> None:
