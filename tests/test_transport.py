@@ -452,6 +452,9 @@ class _Member:
     def __init__(self) -> None:
         self.server: asyncio.Server | None = None
         self.links: set[asyncio.StreamWriter] = set()
+        #: cleared: what the broker sends is held back (a member that hangs, half-alive)
+        self.answering = asyncio.Event()
+        self.answering.set()
 
     async def start(self) -> int:
         async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -462,6 +465,8 @@ class _Member:
             async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
                 try:
                     while data := await source.read(65536):
+                        if source is upstream_reader:
+                            await self.answering.wait()
                         sink.write(data)
                         await sink.drain()
                 except (ConnectionError, asyncio.CancelledError):
@@ -510,6 +515,66 @@ def test_a_node_moves_to_another_member_when_its_member_dies(rabbitmq_vhost: str
             except TransportError:
                 await asyncio.sleep(0.1)
         await wait_until(lambda: received == {"before", "after"}, 30)
+        await consumer.stop()
+        await broker.close()
+
+    run(scenario())
+
+
+def test_a_publish_the_broker_never_confirms_fails_in_bounded_time(rabbitmq_vhost: str) -> None:
+    """A member that stops answering (its confirms never come, the connection not yet
+    closed by heartbeats) fails a publish after ``confirm_timeout``, and the next publish
+    goes through on a new channel: the outbox's hand-over is not stuck for ever."""
+    vhost = rabbitmq_vhost
+
+    async def scenario() -> None:
+        member = _Member()
+        port = await member.start()
+        broker = RabbitMQBroker(f"amqp://guest:guest@127.0.0.1:{port}/{vhost}", FAST,
+                                confirm_timeout=1.0)
+        await broker.connect()
+        await broker.declare_node("hanoi")
+        await broker.publish("hanoi", Message(b"<p/>", message_id="before"))
+        member.answering.clear()
+        with pytest.raises(TransportError, match="not confirmed within 1 s"):
+            await broker.publish("hanoi", Message(b"<p/>", message_id="lost"))
+        member.answering.set()
+        await broker.publish("hanoi", Message(b"<p/>", message_id="after"))
+        await broker.close()
+        await member.kill()
+
+    run(scenario())
+
+
+def test_a_consumer_whose_resubscription_failed_subscribes_again(rabbitmq_vhost: str) -> None:
+    """After a reconnect aio-pika reopens the consumer's channel and calls it to subscribe
+    again; when that fails (during a failover the queue may have no leader yet) nothing
+    else would retry it. Here the reopen call is taken away and the connection dropped:
+    the consumer's watch subscribes again, and later messages are handled — not a live
+    node that takes nothing."""
+    vhost = rabbitmq_vhost
+
+    async def scenario() -> None:
+        broker = await _started(lambda: RabbitMQBroker(
+            f"amqp://guest:guest@127.0.0.1:5672/{vhost}", FAST))
+        received: set[str] = set()
+
+        async def handler(message: Message) -> None:
+            received.add(message.message_id)
+
+        consumer = await broker.consume("hanoi", handler)
+        await broker.publish("hanoi", Message(b"<p/>", message_id="before"))
+        await wait_until(lambda: received == {"before"})
+        consumer._channel.reopen_callbacks.discard(consumer._on_reopen)  # type: ignore[attr-defined]
+        subprocess.run([RABBITMQCTL, "close_all_connections", "-p", vhost, "test"],
+                       check=True, capture_output=True)
+        for _attempt in range(100):  # publishing waits for the reconnect
+            try:
+                await broker.publish("hanoi", Message(b"<p/>", message_id="after"))
+                break
+            except TransportError:
+                await asyncio.sleep(0.1)
+        await wait_until(lambda: received == {"before", "after"}, 15)
         await consumer.stop()
         await broker.close()
 

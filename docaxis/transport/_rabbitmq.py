@@ -20,7 +20,7 @@ import heapq
 import logging
 from collections.abc import Sequence
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 import aio_pika
 import aiormq
@@ -56,6 +56,12 @@ _log = logging.getLogger("docaxis.transport")
 #: default AMQP heartbeat (seconds): a hung process's deliveries go back to the queue after
 #: about twice this
 HEARTBEAT = 10
+#: default wait for a publisher confirm (seconds): longer than a quorum queue's leader
+#: election, short enough that a confirm the broker never sends is a failure the caller
+#: retries, not a hand-over waiting for ever
+CONFIRM_TIMEOUT = 15.0
+#: how often a consumer checks that its subscription is still there (seconds)
+CONSUMER_CHECK_INTERVAL = 1.0
 
 
 def _delay_key(delay_ms: int) -> str:
@@ -76,6 +82,17 @@ class RabbitMQBroker(Broker):
         heartbeats, and gives its unacknowledged deliveries to other consumers: a hung
         process (stopped, deadlocked, swapping) holds its deliveries about
         ``2 × heartbeat`` seconds, not for ever (aio-pika's default is 60 s).
+    confirm_timeout:
+        Seconds a publish waits for the broker's confirm. One that does not come in time
+        raises :class:`TransportError` and the next publishes use a new channel: the
+        caller's retry (the outbox sweep) sends the message again, and the receiving node
+        deduplicates it.
+
+    Raises
+    ------
+    TransportError
+        From :meth:`connect` when no member answers; from :meth:`publish` when the broker
+        does not confirm the message (nacked, unroutable, or no confirm in time).
 
     Examples
     --------
@@ -85,7 +102,8 @@ class RabbitMQBroker(Broker):
     """
 
     def __init__(self, url: str | Sequence[str], retry: RetryPolicy | None = None, *,
-                 heartbeat: int = HEARTBEAT) -> None:
+                 heartbeat: int = HEARTBEAT, confirm_timeout: float = CONFIRM_TIMEOUT,
+                 ) -> None:
         super().__init__(retry)
         #: the members of the cluster, in the order tried (one URL: a single broker)
         self.urls = tuple(url.split() if isinstance(url, str) else url)
@@ -93,6 +111,7 @@ class RabbitMQBroker(Broker):
             raise TransportError("no RabbitMQ URL given")
         self.url = self.urls[0]
         self.heartbeat = heartbeat
+        self.confirm_timeout = confirm_timeout
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractChannel | None = None
         self._renewing = asyncio.Lock()
@@ -186,14 +205,19 @@ class RabbitMQBroker(Broker):
                 self._known_exchanges.add(exchange)
             # straight to the channel: aio-pika's Message object costs more than the frame
             channel = await publisher.get_underlay_channel()
-            confirmation = await channel.basic_publish(
+            confirmation = await asyncio.wait_for(channel.basic_publish(
                 message.body, exchange=exchange, routing_key=routing_key, mandatory=True,
                 properties=aiormq.spec.Basic.Properties(
                     headers=dict(message.headers), message_id=message.message_id,
-                    delivery_mode=2))  # persistent
+                    delivery_mode=2)),  # persistent
+                self.confirm_timeout)
         except aiormq.exceptions.DeliveryError as exc:  # nacked: the broker did not take it
             await self._renew_publisher(publisher, exc)
             raise TransportError(f"hand-over to node {node!r} failed: {exc}") from exc
+        except TimeoutError as exc:  # no confirm: this channel may never give one
+            await self._renew_publisher(publisher, exc, code="TRANSPORT-CONFIRM-TIMEOUT")
+            raise TransportError(f"hand-over to node {node!r} was not confirmed within "
+                                 f"{self.confirm_timeout:g} s") from exc
         except Exception as exc:
             self._known_exchanges.discard(exchange)  # deleted meanwhile? check it again
             raise TransportError(f"hand-over to node {node!r} failed: {exc}") from exc
@@ -201,17 +225,25 @@ class RabbitMQBroker(Broker):
             raise TransportError(f"hand-over to node {node!r} was not confirmed "
                                  f"({type(confirmation).__name__})")
 
-    async def _renew_publisher(self, stale: AbstractChannel, error: BaseException) -> None:
+    async def _renew_publisher(self, stale: AbstractChannel, error: BaseException, *,
+                               code: str = "TRANSPORT-NACKED") -> None:
         """Publish on a new channel from now on. After a quorum queue's leader died, a
         channel went on being nacked for minutes while a new one was not (seen on
         RabbitMQ 3.10 with a member SIGKILLed; ``tests/test_cluster.py``): the caller's
-        retry — the outbox sweep — then goes through."""
+        retry — the outbox sweep — then goes through. A channel whose confirm did not
+        come in time is replaced the same way."""
         async with self._renewing:
             if self._channel is not stale or self._connection is None:
                 return  # renewed already, by a publish nacked at the same moment
             _log.warning("broker.publisher_renewed", extra={
-                "code": "TRANSPORT-NACKED", "error": str(error)[:300]})
-            self._channel = await self._connection.channel(publisher_confirms=True)
+                "code": code, "error": (str(error) or type(error).__name__)[:300]})
+            try:  # bounded: a broker that does not answer does not open channels either
+                self._channel = await asyncio.wait_for(
+                    self._connection.channel(publisher_confirms=True), self.confirm_timeout)
+            except Exception as exc:  # keep the old one; the next failure tries again
+                _log.warning("broker.publisher_not_renewed", extra={
+                    "code": code, "error": (str(exc) or type(exc).__name__)[:300]})
+                return
             self._known_exchanges.clear()
         with contextlib.suppress(Exception):  # it may be closed already
             await stale.close()
@@ -316,30 +348,69 @@ class _RabbitConsumer(Consumer):
     aio-pika's robust channel owns the connection (it reopens it after a failure, then calls
     :meth:`subscribe` again); deliveries are taken from aiormq directly — one task each,
     no per-message wrapper — and acknowledged in order, many at a time
-    (:class:`_Acknowledger`).
+    (:class:`_Acknowledger`). A watch task checks every ``CONSUMER_CHECK_INTERVAL`` seconds
+    that the subscription is still there — the broker may cancel it (a quorum queue that
+    lost its leader, a queue deleted and declared again) or a re-subscription after a
+    reconnect may have failed — and subscribes again, logging each attempt: a consumer
+    that silently stopped would leave a node alive that does nothing.
     """
 
     def __init__(self, broker: RabbitMQBroker, node: str, channel: AbstractRobustChannel,
                  handler: Handler) -> None:
         self._broker, self._node, self._channel, self._handler = broker, node, channel, handler
-        self._subscription: tuple[aiormq.abc.AbstractChannel, str] | None = None
+        self._subscription: tuple[aiormq.Channel, str] | None = None
         self._acks: _Acknowledger | None = None
         self._in_flight: set[asyncio.Task[Any]] = set()
         self._stopped = False
+        self._subscribing = asyncio.Lock()
+        self._watch: asyncio.Task[None] | None = None
         channel.reopen_callbacks.add(self._on_reopen)
 
     async def subscribe(self) -> None:
-        """Start (or, on a reopened channel, restart) taking deliveries."""
-        underlay = await self._channel.get_underlay_channel()
-        acks = _Acknowledger(underlay)
-        result = await underlay.basic_consume(
-            inbound_queue_name(self._node), partial(self._on_delivery, acks), no_ack=False)
-        self._acks = acks
-        self._subscription = (underlay, str(result.consumer_tag))
+        """Start (or, on a reopened channel, restart) taking deliveries; nothing to do
+        while the current subscription is alive."""
+        async with self._subscribing:
+            if self._stopped or self._subscribed():
+                return
+            underlay = cast(aiormq.Channel, await self._channel.get_underlay_channel())
+            acks = _Acknowledger(underlay)
+            result = await underlay.basic_consume(
+                inbound_queue_name(self._node), partial(self._on_delivery, acks),
+                no_ack=False)
+            self._acks = acks
+            self._subscription = (underlay, str(result.consumer_tag))
+        if self._watch is None:
+            self._watch = asyncio.get_running_loop().create_task(self._watch_forever())
+
+    def _subscribed(self) -> bool:
+        if self._subscription is None:
+            return False
+        underlay, tag = self._subscription
+        return not underlay.is_closed and tag in underlay.consumers
 
     async def _on_reopen(self, _channel: object) -> None:
         if not self._stopped:  # deliveries of the lost channel come again on the new one
             await self.subscribe()
+
+    async def _watch_forever(self) -> None:
+        """Subscribe again whenever the subscription is gone while the connection is up
+        (while it is down, aio-pika reconnects and :meth:`_on_reopen` subscribes)."""
+        while not self._stopped:
+            await asyncio.sleep(CONSUMER_CHECK_INTERVAL)
+            if self._stopped or not self._broker.connected or self._subscribed():
+                continue
+            try:
+                if self._channel.is_closed:
+                    await self._channel.reopen()  # its reopen callback subscribes
+                await self.subscribe()
+            except Exception as exc:  # the queue may be without a leader: next round
+                _log.warning("broker.consumer_lost", extra={
+                    "code": "TRANSPORT-CONSUMER-LOST", "node": self._node,
+                    "error": (str(exc) or type(exc).__name__)[:300]})
+                continue
+            if self._subscribed():
+                _log.warning("broker.consumer_restored", extra={
+                    "code": "TRANSPORT-CONSUMER-RESTORED", "node": self._node})
 
     async def _on_delivery(self, acks: _Acknowledger,
                            delivered: aiormq.abc.DeliveredMessage) -> None:
@@ -375,6 +446,9 @@ class _RabbitConsumer(Consumer):
     async def stop(self, timeout: float | None = 30.0) -> None:
         self._stopped = True
         self._channel.reopen_callbacks.discard(self._on_reopen)
+        if self._watch is not None:
+            self._watch.cancel()
+            await asyncio.gather(self._watch, return_exceptions=True)
         if self._subscription is not None:
             underlay, tag = self._subscription
             with contextlib.suppress(Exception):
@@ -440,8 +514,10 @@ class _Acknowledger:
                 if last is None:
                     return  # the rest wait for the lowest open delivery
                 await self.channel.basic_ack(last, multiple=True, wait=False)
-        except Exception:
-            return  # the channel is gone: its unacknowledged deliveries come again
+        except Exception as exc:  # the channel is gone: its unacknowledged deliveries come again
+            _log.info("broker.acks_dropped", extra={
+                "code": "TRANSPORT-CHANNEL-GONE", "error": (str(exc) or type(exc).__name__)[:300],
+                "unacknowledged": len(self._finished) + len(self._abandoned)})
 
     async def drain(self) -> None:
         """Send what is decided (at stop, once every handler has finished)."""
