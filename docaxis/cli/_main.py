@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -14,7 +15,8 @@ from docaxis import __version__
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 
 stdout = Console(highlight=False, soft_wrap=True)
-if not stdout.is_terminal:  # piped or captured: tables need not fit an 80-column guess
+if not stdout.is_terminal and not os.environ.get("COLUMNS", "").isdigit():
+    # piped or captured: tables need not fit an 80-column guess (COLUMNS still rules)
     stdout = Console(highlight=False, soft_wrap=True, width=160)
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 

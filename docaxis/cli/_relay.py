@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime as dt
 import json
 import tempfile
 from pathlib import Path
@@ -14,6 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from docaxis.cli._main import EXIT_INVALID, EXIT_OK, EXIT_USAGE, cli, stderr, stdout
+from docaxis.cli._story import TRACE_SCHEMA, print_story, trace_json, when
 from docaxis.edxml import STATUS_CODES
 from docaxis.node import (
     DEFAULT_AMQP,
@@ -32,7 +34,16 @@ from docaxis.node import (
     run_loop,
     serve,
 )
-from docaxis.store import Store, SystemExists, Trace
+from docaxis.store import (
+    KINDS,
+    LOCAL_TIME,
+    QUERY_STATES,
+    DocumentQuery,
+    QueryError,
+    Store,
+    SystemExists,
+    Trace,
+)
 
 _REQUIRED_CONFIG = click.option("--config", "config_path", required=True,
                                 type=click.Path(exists=True, dir_okay=False),
@@ -183,23 +194,116 @@ def node_check_command(config_path: str) -> None:
     raise SystemExit(EXIT_INVALID if any(c.outcome == "failed" for c in checks) else EXIT_OK)
 
 
+_LANG = click.option("--lang", type=click.Choice(["vi", "en"]), default="vi",
+                     show_default=True, help="Labels and sentences in Vietnamese or English.")
+_UTC = click.option("--utc", is_flag=True, help="Times in UTC (default: Vietnam time, UTC+7).")
+
+
 @cli.command("trace")
-@click.argument("document_id")
+@click.argument("document")
 @_CONFIG
 @click.option("--database", help="Store URL (instead of --config).")
 @click.option("--blobs", help="Blob folder (with --database).")
-@click.option("--json", "as_json", is_flag=True)
-def trace_command(document_id: str, config_path: str | None, database: str | None,
-                  blobs: str | None, as_json: bool) -> None:
-    """Show a document's timeline (hops, times, delivery, each recipient's latest status)."""
-    trace = _store(config_path, database, blobs, migrate=False).trace(document_id)
+@_LANG
+@_UTC
+@click.option("--json", "as_json", is_flag=True,
+              help=f"The stable JSON form (schema {TRACE_SCHEMA}, docs/clerks.md).")
+def trace_command(document: str, config_path: str | None, database: str | None,
+                  blobs: str | None, lang: str, utc: bool, as_json: bool) -> None:
+    """Tell a document's story: each recipient's outcome, then the timeline.
+
+    DOCUMENT is a DocumentId, a number and notation (12/VPCP-TTĐT, with or without
+    diacritics), or the start of a DocumentId or of the package's SHA-256; when several
+    documents match, they are listed and nothing is traced (exit 2)."""
+    store = _store(config_path, database, blobs, migrate=False)
+    found = store.find_documents(document)
+    if len(found) > 1:
+        stderr.print(f"{len(found)} documents match {escape(document)!r}; give one of "
+                     "these DocumentIds:")
+        for candidate in found:
+            stderr.print(f"  {escape(candidate.document_id or '?')}  {escape(candidate.code or '')}"
+                         f"  {escape(candidate.sender or '')}  "
+                         f"{when(candidate.received_at, lang, utc)}")
+        raise SystemExit(EXIT_USAGE)
+    summary = found[0] if found else None
+    if summary is not None and summary.document_id:
+        trace = store.trace(summary.document_id, sender=summary.sender)
+    else:
+        trace = store.trace(document)
     if as_json:
-        click.echo(json.dumps(trace.to_dict(), ensure_ascii=False, indent=2))
+        click.echo(json.dumps(trace_json(trace, summary), ensure_ascii=False, indent=2))
     elif not trace.events and not trace.statuses:
-        stderr.print(f"no document {escape(document_id)} in this node's store")
+        stderr.print(f"no document {escape(document)} in this node's store")
         raise SystemExit(EXIT_INVALID)
     else:
-        print_trace(trace)
+        print_story(trace, summary, names=_agency_names(config_path, store), lang=lang,
+                    utc=utc)
+
+
+@cli.command("documents")
+@_CONFIG
+@click.option("--database", help="Store URL (instead of --config).")
+@click.option("--blobs", help="Blob folder (with --database).")
+@click.option("--number", help="Number and notation (12/VPCP-TTĐT; diacritics optional), "
+                               "or a number alone.")
+@click.option("--sender", "senders", multiple=True, help="From this agency (repeatable).")
+@click.option("--recipient", help="Addressed to this agency.")
+@click.option("--since", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M"]),
+              help="Received on or after (Vietnam time).")
+@click.option("--until", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M"]),
+              help="Received before (Vietnam time).")
+@click.option("--kind", type=click.Choice(KINDS))
+@click.option("--state", type=click.Choice(QUERY_STATES))
+@click.option("--overdue", type=click.IntRange(0), metavar="DAYS",
+              help="In a recipient's inbox more than DAYS working days without its 03.")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
+@_LANG
+@_UTC
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def documents_command(config_path: str | None, database: str | None, blobs: str | None,
+                      number: str | None, senders: tuple[str, ...], recipient: str | None,
+                      since: dt.datetime | None, until: dt.datetime | None, kind: str | None,
+                      state: str | None, overdue: int | None, limit: int, lang: str, utc: bool,
+                      as_json: bool) -> None:
+    """List this node's documents, newest first, with their state."""
+    try:
+        query = DocumentQuery(number=number, senders=senders, recipient=recipient,
+                              since=_local(since), until=_local(until), kind=kind,
+                              state=state, overdue_days=overdue, limit=limit)
+    except QueryError as exc:
+        raise click.UsageError(str(exc)) from None
+    found = _store(config_path, database, blobs, migrate=False).documents(query)
+    if as_json:
+        for summary in found:
+            click.echo(json.dumps(summary.to_dict(), ensure_ascii=False))
+        return
+    if not found:
+        stderr.print("no document matches" if lang == "en" else "không có văn bản nào khớp")
+        return
+    for summary in found:
+        title = summary.code or f"{summary.kind} {summary.status_code or ''}".strip()
+        stdout.print(f"[bold]{escape(title)}[/]  "
+                     f"{escape(summary.state)}  {when(summary.received_at, lang, utc)}  "
+                     f"{escape(summary.sender or '')}")
+        stdout.print(f"    {escape(summary.document_id or '')}")
+        if summary.subject:
+            stdout.print(f"    {escape(summary.subject)}", style="dim")
+
+
+def _local(value: dt.datetime | None) -> dt.datetime | None:
+    """A date typed by a clerk, in Vietnam time."""
+    return value.replace(tzinfo=LOCAL_TIME) if value is not None else None
+
+
+def _agency_names(config_path: str | None, store: Store) -> dict[str, str]:
+    """Agency names from the node's directory, when a node.toml was given."""
+    if not config_path:
+        return {}
+    try:
+        directory = load_directory(NodeConfig.load(config_path), store)
+    except ConfigError:
+        return {}
+    return {code: agency.name for code, agency in directory.agencies.items() if agency.name}
 
 
 @cli.command("token")

@@ -13,5 +13,6 @@ from docaxis.identifiers._agency_code import (
     AgencyCode,
     InvalidAgencyCode,
 )
+from docaxis.identifiers._text import fold_text
 
-__all__ = ["GROUP_LETTERS", "XSD_PATTERN", "AgencyCode", "InvalidAgencyCode"]
+__all__ = ["GROUP_LETTERS", "XSD_PATTERN", "AgencyCode", "InvalidAgencyCode", "fold_text"]

@@ -90,12 +90,13 @@ class DemoNetwork:
         return self.signers[code]
 
     def document(self, sender: str, recipients: list[str], number: str = "1",
-                 subject: str = "V/v liên thông văn bản điện tử") -> bytes:
+                 subject: str = "V/v liên thông văn bản điện tử", *,
+                 notation: str = "UBND") -> bytes:
         """A signed document package, as the sender's document system makes it."""
         builder = DocumentBuilder().sender(organization(sender))
         for recipient in recipients:
             builder = builder.recipient(organization(recipient))
-        package = (builder.code(number, "UBND").promulgation(dt.date(2024, 5, 2), "Việt Nam")
+        package = (builder.code(number, notation).promulgation(dt.date(2024, 5, 2), "Việt Nam")
                    .document_type(1, "Công văn").subject(subject)
                    .attach("cong-van.pdf", b"%PDF-1.7 " + number.encode() * 100,
                            content_type="application/pdf").build())

@@ -136,9 +136,12 @@ class Pipeline:
         else:
             assert isinstance(package, DocumentPackage)
             recipients = [code for code in package.recipients if code]
+            header = package.header
             facts = PackageFacts("document", package.sender, package.document_id,
                                  business_doc_type=package.business_doc_type,
-                                 recipients=tuple(recipients))
+                                 recipients=tuple(recipients),
+                                 code=str(header.code) if header.code else None,
+                                 subject=header.subject)
             self._authorize_business(package)
         _check_lengths(facts)
         inbox: list[str] = []

@@ -3,6 +3,16 @@
 from docaxis.store._binding import AgencyBinding
 from docaxis.store._blobs import BlobError, BlobRef, BlobStore
 from docaxis.store._claims import is_alive, process_token, token_for
+from docaxis.store._documents import (
+    KINDS,
+    LOCAL_TIME,
+    QUERY_STATES,
+    DocumentQuery,
+    DocumentSummary,
+    QueryError,
+    RecipientOutcome,
+    working_days_between,
+)
 from docaxis.store._store import (
     UNAVAILABLE,
     Accept,
@@ -21,6 +31,9 @@ from docaxis.store._store import (
 from docaxis.store._systems import SecretBox, SecretBoxError, System, SystemExists, SystemRegistry
 
 __all__ = [
+    "KINDS",
+    "LOCAL_TIME",
+    "QUERY_STATES",
     "UNAVAILABLE",
     "Accept",
     "Acceptance",
@@ -29,11 +42,15 @@ __all__ = [
     "BlobRef",
     "BlobStore",
     "Credential",
+    "DocumentQuery",
+    "DocumentSummary",
     "Event",
     "InboxCopy",
     "InboxItem",
     "OutboxItem",
     "PackageFacts",
+    "QueryError",
+    "RecipientOutcome",
     "SecretBox",
     "SecretBoxError",
     "SentPackage",
@@ -46,4 +63,5 @@ __all__ = [
     "is_alive",
     "process_token",
     "token_for",
+    "working_days_between",
 ]

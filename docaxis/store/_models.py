@@ -59,6 +59,11 @@ class PackageRow(Base):
     # where the exact bytes are in the blob log (None: the one-file-per-blob layout of 0001)
     blob_segment: Mapped[str | None] = mapped_column(String(64))
     blob_offset: Mapped[int | None] = mapped_column(BigInteger)
+    #: a document's number and notation as written (``12/VPCP-TTĐT``), and folded for
+    #: search (no diacritics, lower-case; '' when it has none; None: not indexed yet)
+    code: Mapped[str | None] = mapped_column(String(60))
+    code_key: Mapped[str | None] = mapped_column(String(60), index=True)
+    subject: Mapped[str | None] = mapped_column(Text)
 
 
 class BlobChunkRow(Base):

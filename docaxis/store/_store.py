@@ -13,6 +13,7 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+import logging
 import os
 import secrets
 import threading
@@ -45,9 +46,12 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
 from docaxis.directory import Agency, Node, SignerRule
+from docaxis.edxml import DocumentPackage, ParseError, parse
+from docaxis.identifiers import fold_text
 from docaxis.store._binding import AgencyBinding
 from docaxis.store._blobs import BlobError, BlobRef, BlobStore
 from docaxis.store._claims import process_token
+from docaxis.store._documents import DocumentQuery, DocumentSummary, kind_of, outcomes
 from docaxis.store._models import (
     BLOB_CHUNK,
     BlobChunkRow,
@@ -66,6 +70,8 @@ from docaxis.store._models import (
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
+_log = logging.getLogger("docaxis.store")
+
 @dataclass(frozen=True)
 class PackageFacts:
     """What the log keeps about a package besides its bytes."""
@@ -80,6 +86,9 @@ class PackageFacts:
     document_sender: str | None = None
     #: a document's recipients (To/OrganId)
     recipients: tuple[str, ...] = ()
+    #: a document's number and notation (số/ký hiệu, ``12/VPCP-TTĐT``) and subject
+    code: str | None = None
+    subject: str | None = None
 
     @property
     def owner(self) -> str | None:
@@ -233,6 +242,21 @@ def _copy(row: InboxRow, sender: str | None) -> InboxCopy:
                      _aware(row.created_at), _aware(row.updated_at) if row.updated_at else None)
 
 
+def _like(text: str) -> str:
+    """``text`` as a LIKE pattern's literal part."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _as_event(row: EventRow) -> Event:
+    return Event(row.node, row.kind, _aware(row.at), row.agency, row.detail, row.package_sha256)
+
+
+def _search_columns(code: str | None, subject: str | None) -> dict[str, str | None]:
+    """The columns a clerk's search reads (see migration 0008)."""
+    code = (code or "")[:60]
+    return {"code": code or None, "code_key": fold_text(code)[:60], "subject": subject}
+
+
 def _aware(value: dt.datetime) -> dt.datetime:
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
@@ -303,6 +327,9 @@ class Store:
                 connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
+        filled = self.index_documents()  # rows logged before the search columns existed
+        if filled:
+            _log.info("store.indexed", extra={"code": "STORE-INDEXED", "packages": filled})
 
     def is_current(self) -> bool:
         """Whether the schema is at the newest Alembic revision (read-only commands check
@@ -505,7 +532,8 @@ class Store:
                 "document_sender": facts.owner,
                 "recipients": ",".join(facts.recipients) if facts.recipients else None,
                 "received_from": item.received_from, "received_at": now,
-                "blob_segment": ref.segment, "blob_offset": ref.offset}
+                "blob_segment": ref.segment, "blob_offset": ref.offset,
+                **_search_columns(facts.code, facts.subject)}
 
     def package_bytes(self, sha256: str) -> bytes:
         """The exact bytes of a logged package.
@@ -795,6 +823,142 @@ class Store:
                 {r: statuses[p.document_id, p.sender, r]
                  for (d, s, r) in statuses if d == p.document_id and s == p.sender})
                 for p in packages]
+
+    # -- a clerk's search ----------------------------------------------------------------
+    def documents(self, query: DocumentQuery, *,
+                  now: dt.datetime | None = None) -> list[DocumentSummary]:
+        """The packages logged here that ``query`` selects, newest first, each with every
+        recipient's outcome (:mod:`docaxis.store._documents`). Filters on the log row run
+        in the database; the state and overdue filters on the outcomes, page by page."""
+        now = now or dt.datetime.now(dt.UTC)
+        statement = select(PackageRow).where(PackageRow.kind.in_(("document", "status")))
+        if query.number is not None:
+            folded = fold_text(query.number)
+            statement = statement.where(
+                PackageRow.code_key == folded if "/" in folded
+                else PackageRow.code_key.like(f"{_like(folded)}/%", escape="\\"))
+        if query.senders:
+            statement = statement.where(PackageRow.sender.in_(query.senders))
+        if query.recipient is not None:
+            statement = statement.where(
+                PackageRow.recipients.like(f"%{_like(query.recipient)}%", escape="\\")
+                | (PackageRow.document_sender == query.recipient))
+        if query.since is not None:
+            statement = statement.where(PackageRow.received_at >= query.since)
+        if query.until is not None:
+            statement = statement.where(PackageRow.received_at < query.until)
+        if query.kind == "status":
+            statement = statement.where(PackageRow.kind == "status")
+        elif query.kind is not None:
+            statement = statement.where(PackageRow.kind == "document",
+                                        PackageRow.business_doc_type == query.business_doc_type)
+        statement = statement.order_by(PackageRow.received_at.desc(), PackageRow.id.desc())
+        found: list[DocumentSummary] = []
+        page, offset = 500, 0
+        while len(found) < query.limit:
+            with self.session() as session:
+                rows = session.scalars(statement.offset(offset).limit(page)).all()
+            if not rows:
+                break
+            offset += len(rows)
+            for summary in self._summaries(rows):
+                if query.recipient is not None and query.recipient not in {
+                        o.agency for o in summary.outcomes}:
+                    continue
+                if query.state is not None and not summary.matches_state(query.state):
+                    continue
+                if query.overdue_days is not None and not summary.overdue(query.overdue_days,
+                                                                          now):
+                    continue
+                found.append(summary)
+        return found[:query.limit]
+
+    def find_documents(self, text: str) -> list[DocumentSummary]:
+        """What a clerk may mean by ``text``: a DocumentId; else a number and notation
+        (with or without diacritics); else the start of one or more DocumentIds or of a
+        package's SHA-256. Several when several match (the caller offers them)."""
+        text = text.strip()
+        if not text:
+            return []
+        folded = fold_text(text)
+        for condition in (PackageRow.document_id == text,
+                          PackageRow.code_key == folded if "/" in folded else None,
+                          PackageRow.document_id.like(f"{_like(text)}%", escape="\\"),
+                          PackageRow.sha256.like(f"{_like(text.lower())}%", escape="\\")
+                          if len(text) >= 8 else None):
+            if condition is None:
+                continue
+            with self.session() as session:
+                rows = session.scalars(
+                    select(PackageRow).where(condition, PackageRow.kind == "document")
+                    .order_by(PackageRow.received_at.desc()).limit(50)).all()
+            if rows:
+                return self._summaries(rows)
+        return []
+
+    def _summaries(self, rows: Sequence[PackageRow]) -> list[DocumentSummary]:
+        """Log rows with their recipients' outcomes: two queries for the whole page."""
+        shas = [row.sha256 for row in rows]
+        documents = {(row.document_id, row.document_sender) for row in rows if row.document_id}
+        with self.session() as session:
+            events: dict[str, list[EventRow]] = {}
+            for event in session.scalars(select(EventRow).where(
+                    EventRow.package_sha256.in_(shas)).order_by(EventRow.at, EventRow.id)):
+                events.setdefault(event.package_sha256, []).append(event)
+            statuses: dict[tuple[str | None, str | None], dict[str, tuple[str, dt.datetime]]]
+            statuses = {}
+            for receipt in session.scalars(select(ReceiptRow).where(
+                    ReceiptRow.document_id.in_({d for d, _ in documents}))
+                    .order_by(ReceiptRow.at, ReceiptRow.id)):
+                statuses.setdefault((receipt.document_id, receipt.document_sender), {})[
+                    receipt.recipient] = (receipt.status_code, _aware(receipt.at))
+        summaries = []
+        for row in rows:
+            recipients = ((row.recipients or "").split(",") if row.kind == "document"
+                          else [row.document_sender or ""])
+            happenings = [_as_event(e) for e in events.get(row.sha256, ())]
+            summaries.append(DocumentSummary(
+                row.sha256, row.document_id, row.sender,
+                kind_of(row.kind, row.business_doc_type), _aware(row.received_at),
+                row.code, row.subject, row.status_code,
+                outcomes([r for r in recipients if r], happenings,
+                         statuses.get((row.document_id, row.document_sender), {})
+                         if row.kind == "document" else {})))
+        return summaries
+
+    def index_documents(self, batch: int = 200) -> int:
+        """Fill the search columns (number and notation, subject) of packages logged
+        before they existed, from their bytes; returns how many were filled. A package
+        whose bytes cannot be read or parsed gets an empty key (it is not looked at
+        again) and is reported."""
+        filled = 0
+        while True:
+            with self.session() as session:
+                rows = session.execute(select(PackageRow.id, PackageRow.sha256, PackageRow.kind)
+                                       .where(PackageRow.code_key.is_(None)).limit(batch)).all()
+            if not rows:
+                return filled
+            values: dict[int, dict[str, str | None]] = {}
+            for row_id, sha256, kind in rows:
+                code = subject = None
+                if kind != "document":  # statuses and notices have no number of their own
+                    values[row_id] = _search_columns(None, None)
+                    continue
+                try:
+                    package = parse(self.package_bytes(sha256)).package
+                    if isinstance(package, DocumentPackage):
+                        header = package.header
+                        code = str(header.code) if header.code else None
+                        subject = header.subject
+                except (KeyError, BlobError, ParseError) as exc:
+                    _log.warning("store.index_skipped", extra={
+                        "code": "STORE-INDEX-SKIPPED", "sha256": sha256, "error": str(exc)[:300]})
+                values[row_id] = _search_columns(code, subject)
+            with self.transaction() as session:
+                for row_id, columns in values.items():
+                    session.execute(update(PackageRow).where(PackageRow.id == row_id)
+                                    .values(**columns))
+            filled += len(values)
 
     # -- receipts ----------------------------------------------------------------------
     def record_status(self, document_id: str, recipient: str, status_code: str,
