@@ -266,3 +266,52 @@ def test_documents_command_lists_and_filters(world: World) -> None:
     assert code == 0 and "12/VPCP-TTĐT" in out and "registered" in out
     code, out = _cli(world, "documents", "--kind", "memo")
     assert code == 2
+
+
+def test_the_api_finds_only_the_callers_documents(world: World) -> None:
+    """``GET /v1/documents``: the sending agency's documents with the same filters; another
+    agency's token sees none of them; a bad filter is a 422 with a stable code."""
+    import httpx
+
+    from docaxis.api import create_app
+
+    danang = world.network.nodes["danang"]
+    mine = world.store.issue_credential(SENDER)
+    other = world.store.issue_credential("000.00.05.H43")  # Hòa Vang district, same node tree
+
+    async def scenario() -> None:
+        transport = httpx.ASGITransport(app=create_app(danang))
+        async with httpx.AsyncClient(transport=transport, base_url="http://node") as api:
+            found = await api.get("/v1/documents", params={"number": "12/vpcp-ttdt"},
+                                  headers={"Authorization": f"Bearer {mine}"})
+            assert found.status_code == 200, found.text
+            [document] = found.json()
+            assert document["document_id"] == world.documents["registered"]
+            assert document["state"] == "registered"
+            assert document["recipients"][0]["status_code"] == "03"
+            refused = await api.get("/v1/documents", params={"state": "refused"},
+                                    headers={"Authorization": f"Bearer {mine}"})
+            assert [d["document_id"] for d in refused.json()] == [world.documents["refused"]]
+            theirs = await api.get("/v1/documents",
+                                   headers={"Authorization": f"Bearer {other}"})
+            assert theirs.status_code == 200 and theirs.json() == []
+            bad = await api.get("/v1/documents", params={"state": "lost"},
+                                headers={"Authorization": f"Bearer {mine}"})
+            assert bad.status_code == 422 and "API-BAD-QUERY" in bad.text
+
+    run(scenario())
+
+
+def test_rows_logged_before_the_search_columns_are_indexed(world: World) -> None:
+    """An upgraded node: rows without search columns are filled from their bytes."""
+    from sqlalchemy import update
+
+    from docaxis.store._models import PackageRow
+
+    store = world.store
+    with store.transaction() as session:
+        session.execute(update(PackageRow).values(code=None, code_key=None, subject=None))
+    assert _ids(world, number="12/VPCP-TTĐT") == set()
+    assert store.index_documents() >= 6
+    assert _ids(world, number="12/vpcp-ttdt") == {"registered"}
+    assert store.index_documents() == 0  # each row once

@@ -31,7 +31,14 @@ from docaxis.api._body import BadLength, BodyTooLarge, read_body
 from docaxis.api._vxp import VxpEndpoint
 from docaxis.edxml import ParseError, parse
 from docaxis.relay import Rejection, RelayNode
-from docaxis.store import UNAVAILABLE, AgencyBinding, SystemRegistry
+from docaxis.store import (
+    LOCAL_TIME,
+    UNAVAILABLE,
+    AgencyBinding,
+    DocumentQuery,
+    QueryError,
+    SystemRegistry,
+)
 
 _log = logging.getLogger("docaxis.api")
 
@@ -446,6 +453,26 @@ def create_app(node: RelayNode, *, systems: SystemRegistry | None = None,
             raise HTTPException(404, ("API-NOT-FOUND", f"no inbox item {item_id}"))
         return {"id": item_id, "state": "acknowledged"}
 
+    @app.get("/v1/documents", summary="Find your documents",
+             responses=_problems(401, 422, 503))
+    def documents(agency: Caller, number: str | None = None, recipient: str | None = None,
+                  since: dt.datetime | None = None, until: dt.datetime | None = None,
+                  kind: str | None = None, state: str | None = None,
+                  overdue_days: int | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """The documents your agencies sent through this node, newest first, each with
+        every recipient's outcome (the filters of ``docaxis documents``: number and
+        notation with or without diacritics, recipient, received since/until, kind,
+        state, overdue working days). Times without a zone are Vietnam time."""
+        senders = tuple(code for code in node.directory.agencies
+                        if agency.covers(code, node.directory)) or tuple(agency.agencies)
+        try:
+            query = DocumentQuery(number=number, senders=senders, recipient=recipient,
+                                  since=_zoned(since), until=_zoned(until), kind=kind,
+                                  state=state, overdue_days=overdue_days, limit=limit)
+        except QueryError as exc:
+            raise HTTPException(422, ("API-BAD-QUERY", str(exc))) from None
+        return [summary.to_dict() for summary in node.store.documents(query)]
+
     @app.get("/v1/trace/{document_id:path}", summary="The trace of one of your documents",
              responses=_problems(401, 404, 422, 503))
     def trace(document_id: str, agency: Caller) -> dict[str, Any]:
@@ -461,3 +488,10 @@ def create_app(node: RelayNode, *, systems: SystemRegistry | None = None,
         return found.to_dict()
 
     return app
+
+
+def _zoned(value: dt.datetime | None) -> dt.datetime | None:
+    """A time from a query string; one without a zone is Vietnam time."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=LOCAL_TIME)
