@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
 
+from docaxis import __version__
 from docaxis.cli._main import (
     EXIT_INVALID,
     EXIT_OK,
@@ -36,6 +37,7 @@ from docaxis.dsig import (
     VerificationReport,
     Verifier,
     password_from,
+    summarize,
 )
 from docaxis.edxml import ParseError
 from docaxis.node import binding_policy
@@ -130,12 +132,20 @@ def _default(paths: tuple[str, ...], fallback: str) -> list[str]:
 @click.option("--directory", "directory_path", type=click.Path(exists=True, dir_okay=False),
               help="network.toml whose agencies' signer bindings (pinned fingerprints, CA + "
                    "subject rules) bind signers besides the SAN URI.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Machine-readable output: one report, or for several packages "
+                   "{summary, reports} with failures first.")
+@click.option("--quiet", "-q", is_flag=True, help="Several packages: the summary alone.")
 def verify_command(files: tuple[str, ...], trust: tuple[str, ...], intermediate: tuple[str, ...],
                    crl: tuple[str, ...], at_text: str | None, allow_sha1: bool,
                    no_revocation: bool, generic: bool, id_attr: str,
-                   directory_path: str | None, as_json: bool) -> None:
+                   directory_path: str | None, as_json: bool, quiet: bool) -> None:
     """Verify signatures and print the auditor's report.
+
+    Each report names the bytes it judged (SHA-256), the package's DocumentId and From,
+    the docaxis version, the trust inputs used (anchor fingerprints; each CRL's issuer,
+    number and thisUpdate) and the verification time. Several packages: the summary
+    first, then the reports, failures first.
 
     Exit status: 0 only if every package verifies; 1 otherwise; 2 usage or I/O error.
     """
@@ -172,21 +182,29 @@ def verify_command(files: tuple[str, ...], trust: tuple[str, ...], intermediate:
                       else verifier.verify(data, source=name))
             reports.append(report)
             progress.advance(task)
+    ordered = sorted(reports, key=lambda r: r.valid)  # failures first, else as given
     if as_json:
-        payload: Any = [r.to_dict() for r in reports]
-        click.echo(json.dumps(payload if len(payload) > 1 else payload[0], ensure_ascii=False,
-                              indent=2))
+        payload: Any = (reports[0].to_dict() if len(reports) == 1 else {
+            "summary": summarize(reports),
+            "reports": [] if quiet else [r.to_dict() for r in ordered]})
+        click.echo(json.dumps(payload, ensure_ascii=False, indent=2))
     else:
-        for report in reports:
-            _print(report)
         if len(reports) > 1:
-            _summary(reports)
+            _summary(ordered)
+        if not (quiet and len(reports) > 1):
+            for report in ordered:
+                _print(report)
     raise SystemExit(EXIT_OK if all(r.valid for r in reports) else EXIT_INVALID)
 
 
 def _print(report: VerificationReport) -> None:
     style = _STYLE[report.verdict]
     stdout.print(f"[bold]{escape(report.source or '-')}[/]: [{style}]{report.verdict}[/]")
+    if report.sha256:
+        stdout.print(f"  package     sha256 {report.sha256}")
+    if report.document_id or report.sender:
+        stdout.print(f"  document    {escape(report.document_id or '?')} from "
+                     f"{escape(report.sender or '?')}")
     if report.signer:
         signer = report.signer
         stdout.print(f"  signer      agency {signer.agency_code or '(none bound)'} — "
@@ -208,7 +226,14 @@ def _print(report: VerificationReport) -> None:
         stdout.print(f"  attachment  {escape(str(attachment['content_id']))}: sha256 "
                      f"{attachment['sha256']} (covered by {escape(attachment['covered_by'])})")
     stdout.print(f"  checked     at {report.verification_time[:19]}Z (revocation checked "
-                 f"{report.checked_at[:19]}Z)")
+                 f"{report.checked_at[:19]}Z) by docaxis {__version__}")
+    if report.trust is not None:
+        inputs = report.trust.describe()
+        for anchor in inputs["anchors"]:
+            stdout.print(f"  anchor      {escape(anchor['subject'])}, SHA-256 {anchor['sha256']}")
+        for crl in inputs["crls"]:
+            stdout.print(f"  CRL         {escape(crl['issuer'])}: number {crl['number']}, "
+                         f"thisUpdate {crl['this_update'][:19]}Z")
     for failure in report.failures:
         stdout.print(f"  [bold red]{failure.code}[/] {escape(failure.message)}")
 
@@ -223,3 +248,4 @@ def _summary(reports: list[VerificationReport]) -> None:
     stdout.print(table)
     good = sum(r.valid for r in reports)
     stdout.print(f"{len(reports)} packages: {good} verified, {len(reports) - good} not")
+

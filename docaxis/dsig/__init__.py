@@ -34,6 +34,7 @@ from docaxis.dsig._verify import (
     VerificationPolicy,
     VerificationReport,
     Verifier,
+    summarize,
 )
 
 __all__ = [
@@ -62,5 +63,6 @@ __all__ = [
     "load_signing_key",
     "node_id_of",
     "password_from",
+    "summarize",
     "verify_statement",
 ]

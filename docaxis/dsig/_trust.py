@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -125,6 +126,29 @@ class TrustStore:
     #: when the CRLs in use were read (ISO time) and how many times they were re-read
     crls_read_at: str = field(default="", repr=False)
     crl_reloads: int = field(default=0, repr=False)
+
+    def describe(self) -> dict[str, Any]:
+        """The trust inputs a verification used, for an auditor's report: each anchor's and
+        intermediate's subject and SHA-256 fingerprint, each CRL's issuer, number,
+        thisUpdate and nextUpdate, and when the CRLs were read."""
+        def certificate(cert: x509.Certificate) -> dict[str, str]:
+            info = CertInfo.of(cert)
+            return {"subject": info.subject_text, "sha256": info.fingerprint}
+
+        def crl(revocations: x509.CertificateRevocationList) -> dict[str, Any]:
+            try:
+                number: int | None = revocations.extensions.get_extension_for_class(
+                    x509.CRLNumber).value.crl_number
+            except x509.ExtensionNotFound:
+                number = None
+            next_update = revocations.next_update_utc
+            return {"issuer": revocations.issuer.rfc4514_string(), "number": number,
+                    "this_update": revocations.last_update_utc.isoformat(),
+                    "next_update": next_update.isoformat() if next_update else None}
+
+        return {"anchors": [certificate(c) for c in self.anchors],
+                "intermediates": [certificate(c) for c in self.intermediates],
+                "crls": [crl(c) for c in self.crls], "crls_read_at": self.crls_read_at or None}
 
     def __post_init__(self) -> None:
         anchors = [CertInfo.of(c) for c in self.anchors]

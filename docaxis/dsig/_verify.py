@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from lxml import etree
 
+from docaxis import __version__
 from docaxis.dsig._algorithms import (
     C14N,
     CANONICALIZATIONS,
@@ -119,6 +120,28 @@ class VerificationReport:
     legacy_sha1: bool = False
     parsed: ParsedPackage | None = field(default=None, repr=False, compare=False)
     package: ParsedPackage | None = field(default=None, repr=False, compare=False)
+    #: the bytes judged (hashed only when asked: a relay verifying at every hop never is)
+    data: bytes | None = field(default=None, repr=False, compare=False)
+    #: the trust inputs the verification used
+    trust: TrustStore | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def sha256(self) -> str | None:
+        """SHA-256 of the exact bytes judged: what ties this report to them."""
+        data = self.data if self.data is not None else (
+            self.package.source if self.package is not None else None)
+        return hashlib.sha256(data).hexdigest() if data is not None else None
+
+    @property
+    def document_id(self) -> str | None:
+        parsed = self.package or self.parsed
+        return parsed.package.document_id if parsed is not None else None
+
+    @property
+    def sender(self) -> str | None:
+        """``From/OrganId`` as the package states it (bound to the signer only if valid)."""
+        parsed = self.package or self.parsed
+        return parsed.package.sender if parsed is not None else None
 
     @property
     def attachments(self) -> tuple[dict[str, Any], ...]:
@@ -153,6 +176,9 @@ class VerificationReport:
     def to_dict(self) -> dict[str, Any]:
         return {
             "source": self.source,
+            "sha256": self.sha256,
+            "document_id": self.document_id,
+            "from": self.sender,
             "verdict": self.verdict,
             "valid": self.valid,
             "signer": self.signer.to_dict() if self.signer else None,
@@ -164,6 +190,8 @@ class VerificationReport:
             "verification_time": self.verification_time,
             "revocation_checked_at": self.checked_at,
             "failures": [f.to_dict() for f in self.failures],
+            "docaxis_version": __version__,
+            "trust": self.trust.describe() if self.trust is not None else None,
         }
 
 
@@ -180,6 +208,7 @@ class _Run:
         self.legacy = False
         self.at = policy.at or dt.datetime.now(dt.UTC)
         self.bound: tuple[str, str] | None = None  # (agency, the rule that bound it)
+        self.data: bytes | None = None  # the bytes judged (for the report's SHA-256)
 
     def fail(self, code: str, message: str) -> None:
         self.failures.append(Failure(code, message))
@@ -224,6 +253,7 @@ class Verifier:
                limits: ParseLimits | None = None) -> VerificationReport:
         """Verify an edXML package under the strict profile."""
         run = _Run(self.policy)
+        run.data = data if isinstance(data, bytes) else None
         try:
             parsed = data if isinstance(data, ParsedPackage) else parse(data, limits=limits)
         except ParseError as exc:
@@ -262,6 +292,7 @@ class Verifier:
         """Verify any enveloped XMLDSig document (interop vectors): one signature anywhere,
         references ``URI=""`` or ``#id`` by the pinned ``id_attribute``, no binding."""
         run = _Run(self.policy)
+        run.data = data
         try:
             root = _parse_generic(data)
         except ParseError as exc:
@@ -561,7 +592,7 @@ class Verifier:
             covers=tuple(run.covers), referenced=frozenset(run.referenced),
             package=run.package,
             verification_time=run.at.isoformat(), checked_at=now.isoformat(),
-            legacy_sha1=run.legacy, parsed=parsed)
+            legacy_sha1=run.legacy, parsed=parsed, data=run.data, trust=self.policy.trust)
 
 
 @dataclass(frozen=True)
@@ -685,3 +716,18 @@ def _b64(text: str | None) -> bytes | None:
 def _parse_generic(data: bytes) -> etree._Element:
     """Any XML document, with the same hardened settings as the edXML parser."""
     return parse_xml(data)
+
+
+def summarize(reports: list[VerificationReport]) -> dict[str, Any]:
+    """Several reports' summary, for an auditor: counts by verdict and by first failure
+    code, with the docaxis version that judged them."""
+    verdicts: dict[str, int] = {}
+    codes: dict[str, int] = {}
+    for report in reports:
+        verdicts[report.verdict] = verdicts.get(report.verdict, 0) + 1
+        if report.failures:
+            codes[report.failures[0].code] = codes.get(report.failures[0].code, 0) + 1
+    good = sum(r.valid for r in reports)
+    return {"packages": len(reports), "verified": good, "not_verified": len(reports) - good,
+            "verdicts": verdicts, "first_failure_codes": codes,
+            "docaxis_version": __version__}

@@ -251,7 +251,11 @@ class DevPKI:
         builder = (x509.CertificateRevocationListBuilder()
                    .issuer_name(cert.subject)
                    .last_update(now - dt.timedelta(minutes=1))
-                   .next_update(now + dt.timedelta(days=days)))
+                   .next_update(now + dt.timedelta(days=days))
+                   # RFC 5280 §5.2.3: a CRL carries a number that grows with each issue
+                   # (microseconds since the epoch: monotonic across re-issues)
+                   .add_extension(x509.CRLNumber(int(now.timestamp() * 1_000_000)),
+                                  critical=False))
         issuer = cert.subject.rfc4514_string()
         for row in self.index:
             if row.issuer == issuer and row.revoked_at:
