@@ -315,3 +315,59 @@ def test_rows_logged_before_the_search_columns_are_indexed(world: World) -> None
     assert store.index_documents() >= 6
     assert _ids(world, number="12/vpcp-ttdt") == {"registered"}
     assert store.index_documents() == 0  # each row once
+
+
+def test_the_log_is_chained_and_audit_names_each_break(world: World, tmp_path: Path) -> None:
+    """Issue #15, item 4 (the chain): an untouched log verifies; one byte of a logged
+    package changed, one record changed, one record deleted — each is named."""
+    import shutil
+    import sqlite3
+
+    from sqlalchemy import delete, select, update
+
+    from docaxis.store._models import EventRow, PackageRow
+
+    # a copy of the origin node's store, to damage
+    source = Path(world.db.removeprefix("sqlite:///"))
+    db, blobs = tmp_path / "copy.db", tmp_path / "blobs"
+    with sqlite3.connect(source) as original, sqlite3.connect(db) as target:
+        original.backup(target)  # the WAL's pages too
+    shutil.copytree(world.blobs, blobs)
+    copy = Store(f"sqlite:///{db}", blobs)
+    clean = copy.audit()
+    assert clean.intact, clean.breaks
+    assert clean.records > 10 and clean.packages >= 6 and clean.unchained == 0
+    code, out = _cli_on(db, blobs, "audit", "verify")
+    assert code == 0 and "intact" in out
+
+    with copy.session() as session:
+        ids = session.scalars(select(EventRow.id).order_by(EventRow.id)).all()
+        row = session.execute(select(PackageRow.sha256, PackageRow.blob_segment,
+                                     PackageRow.blob_offset).limit(1)).one()
+    altered, deleted = ids[3], ids[7]
+    with copy.transaction() as session:
+        session.execute(update(EventRow).where(EventRow.id == altered)
+                        .values(detail="nothing happened here"))
+        session.execute(delete(EventRow).where(EventRow.id == deleted))
+    segment = blobs / "segments" / f"{row.blob_segment}.seg"
+    data = bytearray(segment.read_bytes())
+    data[row.blob_offset + 100] ^= 0x01
+    segment.write_bytes(bytes(data))
+
+    report = copy.audit()
+    found = {(record, code) for record, _sha, code, _message in report.breaks}
+    assert (altered, "AUDIT-ALTERED") in found
+    assert (ids[8], "AUDIT-LINK") in found  # the record after the deleted one
+    assert any(code == "AUDIT-PACKAGE" and sha == row.sha256
+               for _r, sha, code, _m in report.breaks)
+    assert report.breaks[0][0] == altered  # the first break, named first
+    code, out = _cli_on(db, blobs, "audit", "verify")
+    assert code == 1 and f"first break: record {altered}" in " ".join(out.split())
+    copy.close()
+
+
+def _cli_on(db: Path, blobs: Path, *args: str) -> tuple[int, str]:
+    done = subprocess.run([sys.executable, str(ROOT / "cli.py"), *args, "--database",
+                           f"sqlite:///{db}", "--blobs", str(blobs)], capture_output=True,
+                          text=True, env={**os.environ, "COLUMNS": "200"}, timeout=60)
+    return done.returncode, done.stdout + done.stderr

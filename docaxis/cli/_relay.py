@@ -306,6 +306,40 @@ def _agency_names(config_path: str | None, store: Store) -> dict[str, str]:
     return {code: agency.name for code, agency in directory.agencies.items() if agency.name}
 
 
+@cli.group("audit")
+def audit_group() -> None:
+    """Evidence for auditors: the node's message log, checked."""
+
+
+@audit_group.command("verify")
+@_CONFIG
+@click.option("--database", help="Store URL (instead of --config), e.g. an exported copy.")
+@click.option("--blobs", help="Blob folder (with --database).")
+@click.option("--no-packages", is_flag=True, help="Check the log's chain only, not the bytes.")
+@click.option("--json", "as_json", is_flag=True)
+def audit_verify_command(config_path: str | None, database: str | None, blobs: str | None,
+                         no_packages: bool, as_json: bool) -> None:
+    """Check the whole message log: every record's hash and its link to the one before
+    (a record changed, deleted or inserted breaks it there), and every logged package's
+    bytes against its SHA-256. Names the first broken record. Exit 0 intact, 1 not."""
+    report = _store(config_path, database, blobs, migrate=False).audit(
+        check_packages=not no_packages)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
+    else:
+        stdout.print(f"{report.records} log records in {report.chains} chain(s)"
+                     + (f" ({report.unchained} written before the log was chained)"
+                        if report.unchained else "")
+                     + (f"; {report.packages} packages' bytes checked" if not no_packages
+                        else ""))
+        for index, (_record, _sha256, code, message) in enumerate(report.breaks):
+            prefix = "first break: " if index == 0 else ""
+            stdout.print(f"[bold red]{code}[/] {prefix}{escape(message)}")
+        stdout.print("[green]intact[/]" if report.intact
+                     else f"[bold red]{len(report.breaks)} break(s)[/]")
+    raise SystemExit(EXIT_OK if report.intact else EXIT_INVALID)
+
+
 @cli.command("token")
 @_CONFIG
 @click.option("--database", help="Store URL (instead of --config).")

@@ -2,6 +2,7 @@
 
 from docaxis.store._binding import AgencyBinding
 from docaxis.store._blobs import BlobError, BlobRef, BlobStore
+from docaxis.store._chain import AuditReport
 from docaxis.store._claims import is_alive, process_token, token_for
 from docaxis.store._documents import (
     KINDS,
@@ -38,6 +39,7 @@ __all__ = [
     "Accept",
     "Acceptance",
     "AgencyBinding",
+    "AuditReport",
     "BlobError",
     "BlobRef",
     "BlobStore",

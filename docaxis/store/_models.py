@@ -97,7 +97,8 @@ class EventRow(Base):
 
     __tablename__ = "events"
     __table_args__ = (Index("ix_events_document_at", "document_id", "at"),
-                      Index("ix_events_document_sender", "document_id", "document_sender"))
+                      Index("ix_events_document_sender", "document_id", "document_sender"),
+                      Index("ix_events_chain_id", "chain", "id"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     package_sha256: Mapped[str] = mapped_column(String(64), index=True)
@@ -108,6 +109,11 @@ class EventRow(Base):
     agency: Mapped[str | None] = mapped_column(String(13))
     detail: Mapped[str | None] = mapped_column(Text)
     at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    #: the hash chain (migration 0009): the writing process's chain, the previous
+    #: record's hash in it, and this record's own hash (None: written before 0009)
+    chain: Mapped[str | None] = mapped_column(String(100))
+    prev_hash: Mapped[str | None] = mapped_column(String(64))
+    record_hash: Mapped[str | None] = mapped_column(String(64))
 
 
 class OutboxRow(Base):

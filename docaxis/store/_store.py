@@ -50,6 +50,7 @@ from docaxis.edxml import DocumentPackage, ParseError, parse
 from docaxis.identifiers import fold_text
 from docaxis.store._binding import AgencyBinding
 from docaxis.store._blobs import BlobError, BlobRef, BlobStore
+from docaxis.store._chain import AuditReport, audit_records, link
 from docaxis.store._claims import process_token
 from docaxis.store._documents import DocumentQuery, DocumentSummary, kind_of, outcomes
 from docaxis.store._models import (
@@ -302,7 +303,8 @@ class Store:
         # a server connection can go stale; a SQLite file cannot: no ping per checkout
         self.engine: Engine = create_engine(url, pool_pre_ping=not sqlite)
         self._write_lock: contextlib.AbstractContextManager[Any] = (
-            _WriterLock(self.engine.url.database) if sqlite else contextlib.nullcontext())
+            # PostgreSQL: one writer per process, so that a process's log chain never forks
+            _WriterLock(self.engine.url.database) if sqlite else threading.Lock())
         if sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
@@ -487,9 +489,9 @@ class Store:
                               0, max(len(items[fresh[key]].data), 1), BLOB_CHUNK))]
                 connection.execute(self._insert(BlobChunkRow).on_conflict_do_nothing(),
                                    chunks)
-            for table, rows in ((InboxRow, inbox), (EventRow, events)):
-                if rows:  # Core executemany (the ORM's bulk path costs more per row)
-                    connection.execute(insert(_table(table)), rows)
+            if inbox:  # Core executemany (the ORM's bulk path costs more per row)
+                connection.execute(insert(_table(InboxRow)), inbox)
+            self._append_events(connection, events)
             if statuses:
                 connection.execute(self._insert(ReceiptRow).on_conflict_do_nothing(), statuses)
             if len(inserted) < len(fresh):  # another worker logged some first
@@ -577,11 +579,74 @@ class Store:
         if not events:
             return
         with self.transaction() as session:
-            session.execute(insert(EventRow), [
+            self._append_events(session.connection(), [
                 {"package_sha256": e.sha256 or "", "document_id": doc, "document_sender": owner,
                  "node": e.node, "kind": e.kind, "agency": e.agency, "detail": e.detail,
                  "at": e.at}
                 for e, (doc, owner) in zip(events, documents, strict=True)])
+
+    def _append_events(self, connection: Connection, rows: list[dict[str, Any]]) -> None:
+        """Insert events chained by hash after this process's last one (the caller holds
+        the write lock, inside its transaction: the chain cannot fork)."""
+        if not rows:
+            return
+        chain = process_token()
+        if len(chain) > 100:
+            chain = hashlib.sha256(chain.encode()).hexdigest()
+        events = _table(EventRow).c
+        head = connection.scalar(select(events.record_hash).where(events.chain == chain)
+                                 .order_by(events.id.desc()).limit(1))
+        if head is None:  # a new chain: linked to the newest record of any chain
+            head = connection.scalar(select(events.record_hash)
+                                     .where(events.record_hash.is_not(None))
+                                     .order_by(events.id.desc()).limit(1)) or ""
+        for row in rows:
+            row["at"] = row.get("at") or utcnow()
+        link(rows, chain, head)
+        connection.execute(insert(_table(EventRow)), rows)
+
+    def audit(self, *, check_packages: bool = True, batch: int = 5000) -> AuditReport:
+        """Check the log: every record's hash and link (:mod:`docaxis.store._chain`), and,
+        with ``check_packages``, every logged package's bytes against its SHA-256."""
+        report = AuditReport()
+
+        def records() -> Iterator[EventRow]:
+            after = 0
+            while True:
+                with self.session() as session:
+                    page = session.scalars(select(EventRow).where(EventRow.id > after)
+                                           .order_by(EventRow.id).limit(batch)).all()
+                if not page:
+                    return
+                after = page[-1].id
+                for row in page:
+                    row.at = _aware(row.at)
+                    yield row
+
+        audit_records(records(), report)
+        if check_packages:
+            after = 0
+            while True:
+                with self.session() as session:
+                    shas = session.execute(select(PackageRow.id, PackageRow.sha256)
+                                           .where(PackageRow.id > after)
+                                           .order_by(PackageRow.id).limit(batch)).all()
+                if not shas:
+                    break
+                after = shas[-1][0]
+                for _, sha256 in shas:
+                    report.packages += 1
+                    try:
+                        data = self.package_bytes(sha256)
+                    except (KeyError, BlobError) as exc:
+                        report.breaks.append((None, sha256, "AUDIT-PACKAGE",
+                                              f"package {sha256}: {exc}"))
+                        continue
+                    if hashlib.sha256(data).hexdigest() != sha256:
+                        report.breaks.append((None, sha256, "AUDIT-PACKAGE",
+                                              f"package {sha256}: its bytes do not match "
+                                              "their SHA-256 (changed on disk)"))
+        return report
 
     def documents_with_id(self, document_id: str) -> list[tuple[str | None, tuple[str, ...]]]:
         """The (sender, recipients) of each document logged here with this DocumentId."""
@@ -694,7 +759,7 @@ class Store:
                                .where(outbox.id.in_([i.id for i in items]),
                                       outbox.state == "pending")
                                .values(state="sent", sent_at=now))
-            connection.execute(insert(_table(EventRow)), [
+            self._append_events(connection, [
                 {"package_sha256": i.sha256, "document_id": i.document_id,
                  "document_sender": i.document_sender, "node": node,
                  "kind": "handed_over", "agency": None,
@@ -734,9 +799,10 @@ class Store:
                 row.state, row.acknowledged_at = "acknowledged", utcnow()
                 owner = session.scalar(select(PackageRow.document_sender)
                                        .where(PackageRow.sha256 == row.package_sha256))
-                session.add(EventRow(package_sha256=row.package_sha256,
-                                     document_id=row.document_id, document_sender=owner,
-                                     node=node, kind="acknowledged", agency=agency))
+                self._append_events(session.connection(), [{
+                    "package_sha256": row.package_sha256, "document_id": row.document_id,
+                    "document_sender": owner, "node": node, "kind": "acknowledged",
+                    "agency": agency, "detail": None, "at": row.acknowledged_at}])
             return True
 
     # -- document systems' views (VXP) ------------------------------------------------
@@ -778,16 +844,15 @@ class Store:
                                    .where(PackageRow.sha256 == row.package_sha256))
             now = utcnow()
             row.client_status, row.client_status_desc, row.updated_at = status, description, now
+            event = {"package_sha256": row.package_sha256, "document_id": row.document_id,
+                     "document_sender": owner, "node": node, "agency": agency, "at": now}
             if status == "done" and row.state != "acknowledged":
                 row.state, row.acknowledged_at = "acknowledged", now
-                session.add(EventRow(package_sha256=row.package_sha256,
-                                     document_id=row.document_id, document_sender=owner,
-                                     node=node, kind="acknowledged", agency=agency))
+                self._append_events(session.connection(), [
+                    {**event, "kind": "acknowledged", "detail": None}])
             elif status != "done":
-                session.add(EventRow(package_sha256=row.package_sha256,
-                                     document_id=row.document_id, document_sender=owner,
-                                     node=node, kind=f"system-{status}", agency=agency,
-                                     detail=description))
+                self._append_events(session.connection(), [
+                    {**event, "kind": f"system-{status}", "detail": description}])
             return True
 
     def sent_packages(self, senders: Iterable[str], kind: str) -> list[SentPackage]:
