@@ -148,13 +148,16 @@ class _Bench:
         await self.connection.close()
         await self.broker.close()
 
-    def node_config(self, node: str, data: str, port: int | None = None) -> Path:
-        """A node.toml for ``node`` on the benchmark's broker, its store in ``var/<data>``."""
+    def node_config(self, node: str, data: str, port: int | None = None, *,
+                    chain: bool = True) -> Path:
+        """A node.toml for ``node`` on the benchmark's broker, its store in ``var/<data>``
+        (``chain``: the message log chained by hash, the default)."""
         config = self.folder / f"{data}.toml"
         config.write_text(
             f'[node]\nid = "{node}"\ndirectory = "network.toml"\ndata = "var/{data}"\n'
             f'amqp_url = "{self.url}"\nlisten = "127.0.0.1:{port or _free_port()}"\n\n'
-            f'[trust]\nanchors = ["{self.pki.root_path}"]\ncrls = ["{self.pki.crl_folder}"]\n',
+            f'[trust]\nanchors = ["{self.pki.root_path}"]\ncrls = ["{self.pki.crl_folder}"]\n'
+            f'\n[audit]\nchain = {"true" if chain else "false"}\n',
             encoding="utf-8")
         return config
 
@@ -162,11 +165,12 @@ class _Bench:
         declared = await self.channel.declare_queue(queue, passive=True)
         return int(declared.declaration_result.message_count or 0)
 
-    async def hop(self, workers: int, run: int) -> float:
-        """``docaxis serve`` for central, with ``workers`` consumer processes."""
+    async def hop(self, workers: int, run: int, *, chain: bool = True) -> float:
+        """``docaxis serve`` for central, with ``workers`` consumer processes (``chain``:
+        its message log chained by hash, or not — to measure what the chain costs)."""
         for node in ("central", "hanoi", "danang"):
             await (await self.channel.get_queue(inbound_queue_name(node))).purge()
-        config = self.node_config("central", f"central-{run}-{workers}")
+        config = self.node_config("central", f"central-{run}-{workers}-{chain}", chain=chain)
         await _fill(self.channel, "docaxis.central", "inbound", self.packages,
                     {"x-docaxis-kind": "package", "x-docaxis-origin": "danang",
                      "x-docaxis-from-node": "danang"})
@@ -321,6 +325,8 @@ async def _hop(bench: _Bench, rounds: int, workers: tuple[int, ...]) -> dict[str
         candidates: dict[str, Callable[[], Awaitable[float]]] = {"raw": bench.raw}
         for n in workers:
             candidates[f"workers={n}"] = lambda n=n, run=run: bench.hop(n, run)
+            candidates[f"unchained workers={n}"] = lambda n=n, run=run: bench.hop(
+                n, run, chain=False)
             candidates[f"ingress workers={n}"] = lambda n=n, run=run: bench.ingress(n, run)
             candidates[f"vxp workers={n}"] = lambda n=n, run=run: bench.ingress(
                 n, run, protocol="vxp")
@@ -459,6 +465,10 @@ def run(quick: bool = False) -> str:
         each = ", ".join(f"{o / r:.2f}×" for o, r in zip(ours, rates["raw"], strict=True))
         lines.append(f"| docaxis serve --workers {n} (verify, store, confirmed hand-over, ack) "
                      f"| {max(ours):,.0f} | {max(ours) / raw:.2f}× | {each} |")
+    lines += ["", f"### the message log chained by hash: hop with it and without, {count} "
+              "packages", "", "| workers | chained (best round) | unchained (best round) "
+              "| chained / unchained | in each round |", "|---|---:|---:|---:|---|"]
+    lines += _side_by_side(rates, workers, "workers={n}", "unchained workers={n}")
     lines += ["", f"### API ingress next to the hop, the same node (central), {count} packages",
               "", f"| workers | POST /v1/packages, 16 in flight from {'wrk' if WRK else 'httpx'} "
               "(best round) | hop (best round) "

@@ -97,6 +97,9 @@ class NodeConfig:
     uplink_system_id: str | None = None
     uplink_secret_file: Path | None = None
     uplink_poll: float = 5.0
+    #: [audit] chain: the message log chained by hash (on by default; off only to measure
+    #: what it costs — ``python -m benchmarks relay`` — or on a disposable test node)
+    log_chain: bool = True
 
     @classmethod
     def load(cls, path: Path | str) -> NodeConfig:
@@ -165,6 +168,9 @@ class NodeConfig:
             if isinstance(poll, bool) or not isinstance(poll, int | float) or not 0.1 <= poll \
                     <= 3600:
                 raise ConfigError(f"{path}: [uplink] poll_interval is seconds, 0.1 to 3600")
+        audit = raw.get("audit") or {}
+        if not isinstance(audit.get("chain", True), bool):
+            raise ConfigError(f"{path}: [audit] chain is true or false")
         return cls(node_id, directory, data, database, amqp_url,
                    node.get("listen", "127.0.0.1:8100"),
                    tuple(base / p for p in trust.get("anchors", [])),
@@ -177,7 +183,8 @@ class NodeConfig:
                    uplink_endpoint=uplink.get("endpoint"),
                    uplink_system_id=uplink.get("system_id"),
                    uplink_secret_file=base / uplink["secret_file"] if uplink else None,
-                   uplink_poll=float(uplink.get("poll_interval", 5)))
+                   uplink_poll=float(uplink.get("poll_interval", 5)),
+                   log_chain=audit.get("chain", True))
 
     def node_signer(self) -> StatementSigner | None:
         """The signer of this node's hop receipts (None without ``[node] key``)."""
@@ -244,9 +251,11 @@ class NodeConfig:
             the newest schema — one line saying what to do.
         """
         self.data.mkdir(parents=True, exist_ok=True)
-        return open_store(self.database, self.data / "blobs", migrate=migrate,
-                          bytes_in_database=None if self.blobs is None
-                          else self.blobs == "database")
+        store = open_store(self.database, self.data / "blobs", migrate=migrate,
+                           bytes_in_database=None if self.blobs is None
+                           else self.blobs == "database")
+        store.log_chain = self.log_chain
+        return store
 
 
 def open_store(url: str, blobs: Path, *, migrate: bool = True,
@@ -281,6 +290,7 @@ CONFIG_KEYS: dict[str, frozenset[str]] = {
                         "crl_grace"}),
     "vxp": frozenset({"prefix", "secret_key"}),
     "uplink": frozenset({"node", "endpoint", "system_id", "secret_file", "poll_interval"}),
+    "audit": frozenset({"chain"}),
 }
 
 

@@ -311,6 +311,8 @@ class Store:
         self.blobs = BlobStore(blobs)
         #: this process, as the owner of the hand-overs it commits
         self.claimant = process_token()
+        #: events chained by hash (tamper evidence); off only to measure its cost
+        self.log_chain = True
 
     def migrate(self) -> None:
         """Bring the schema to the newest Alembic revision.
@@ -589,6 +591,9 @@ class Store:
         """Insert events chained by hash after this process's last one (the caller holds
         the write lock, inside its transaction: the chain cannot fork)."""
         if not rows:
+            return
+        if not self.log_chain:  # unchained: what `audit verify` reports as such
+            connection.execute(insert(_table(EventRow)), rows)
             return
         chain = process_token()
         if len(chain) > 100:
