@@ -339,6 +339,16 @@ def test_the_log_is_chained_and_audit_names_each_break(world: World, tmp_path: P
     assert clean.records > 10 and clean.packages >= 6 and clean.unchained == 0
     code, out = _cli_on(db, blobs, "audit", "verify")
     assert code == 0 and "intact" in out
+    # two writers on one log (another store object, as another process would be): two
+    # chains, each linked, the log still intact
+    other = Store(f"sqlite:///{db}", blobs)
+    for writer in (copy, other, copy, other):
+        writer.add_events([Event("danang", "note", dt.datetime.now(dt.UTC), None, "x", "0" * 64)],
+                          documents=[(None, None)])
+    other.close()
+    both = copy.audit(check_packages=False)
+    assert both.intact, both.breaks
+    assert both.chains == clean.chains + 2 and both.records == clean.records + 4
 
     with copy.session() as session:
         ids = session.scalars(select(EventRow.id).order_by(EventRow.id)).all()

@@ -2,9 +2,10 @@
 
 Each event row carries ``prev_hash`` — the ``record_hash`` of the record before it in its
 writer's chain — and ``record_hash`` = SHA-256 over that link and the record's content.
-A chain belongs to one writing process (``chain`` = its token): its records are written
-one transaction at a time under that process's write lock, so a chain never forks, and
-processes (a node's workers, a node's instances) never wait for one another's chains.
+A chain belongs to one writer — a store object in one process (``chain`` = the
+process's token and a nonce): its records are written one transaction at a time under
+that store's write lock, so a chain never forks, and processes (a node's workers, a
+node's instances) never wait for one another's chains.
 A process's first record links to the newest record of any chain when it starts, so a
 chain cannot silently disappear from the middle of the log's history either.
 

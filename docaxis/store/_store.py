@@ -313,6 +313,9 @@ class Store:
         self.claimant = process_token()
         #: events chained by hash (tamper evidence); off only to measure its cost
         self.log_chain = True
+        self._chain_heads: dict[str, str] = {}  # committed heads of this process's chain
+        self._chain_open: dict[str, str] = {}  # heads written by the open transaction
+        self._chain_for, self._chain_name = 0, ""
 
     def migrate(self) -> None:
         """Bring the schema to the newest Alembic revision.
@@ -372,10 +375,19 @@ class Store:
         SQLite takes one writer at a time: writers queue on a :class:`_WriterLock` (threads
         of this process and other processes of the node) instead of meeting in SQLite's busy
         handler, whose back-off sleeps (up to 100 ms a try) kept a hop waiting long after
-        the other writer's commit was done. PostgreSQL needs no such lock.
+        the other writer's commit was done. On PostgreSQL a process's writers take turns
+        (its log chain never forks); processes and instances do not wait for each other.
+
+        The head of this process's log chain is remembered once a transaction that
+        extended it has committed — set before the write lock is released, so the next
+        writer links to it without reading it back.
         """
-        with self._write_lock, self.session() as session, session.begin():
-            yield session
+        with self._write_lock:
+            self._chain_open.clear()
+            with self.session() as session, session.begin():
+                yield session
+            self._chain_heads.update(self._chain_open)  # committed: the chain's new head
+            self._chain_open.clear()
 
     # -- message log -------------------------------------------------------------------
     def accept(
@@ -595,20 +607,33 @@ class Store:
         if not self.log_chain:  # unchained: what `audit verify` reports as such
             connection.execute(insert(_table(EventRow)), rows)
             return
-        chain = process_token()
-        if len(chain) > 100:
-            chain = hashlib.sha256(chain.encode()).hexdigest()
-        events = _table(EventRow).c
-        head = connection.scalar(select(events.record_hash).where(events.chain == chain)
-                                 .order_by(events.id.desc()).limit(1))
+        chain = self._chain_id()
+        head = self._chain_open.get(chain) or self._chain_heads.get(chain)
+        if head is None:  # not known in this process yet: read it back
+            events = _table(EventRow).c
+            head = connection.scalar(select(events.record_hash).where(events.chain == chain)
+                                     .order_by(events.id.desc()).limit(1))
         if head is None:  # a new chain: linked to the newest record of any chain
             head = connection.scalar(select(events.record_hash)
                                      .where(events.record_hash.is_not(None))
                                      .order_by(events.id.desc()).limit(1)) or ""
         for row in rows:
             row["at"] = row.get("at") or utcnow()
-        link(rows, chain, head)
+        new_head = link(rows, chain, head)
         connection.execute(insert(_table(EventRow)), rows)
+        self._chain_open[chain] = new_head
+
+    def _chain_id(self) -> str:
+        """This store object's chain in this process: the claimant token and a nonce (two
+        stores open on one database in one process write two chains, never one forked);
+        a forked child gets its own."""
+        pid = os.getpid()
+        if self._chain_for != pid:
+            token = f"{process_token()}/{secrets.token_hex(4)}"
+            self._chain_name = (token if len(token) <= 100
+                                else hashlib.sha256(token.encode()).hexdigest())
+            self._chain_for = pid
+        return self._chain_name
 
     def audit(self, *, check_packages: bool = True, batch: int = 5000) -> AuditReport:
         """Check the log: every record's hash and link (:mod:`docaxis.store._chain`), and,
