@@ -349,33 +349,39 @@ def rabbitmq_vhost() -> Iterator[str]:
 def test_a_consumer_resumes_after_the_broker_drops_its_connection(rabbitmq_vhost: str) -> None:
     """RabbitMQ only: every connection of the vhost is closed while a consumer runs; the
     consumer is back on the reopened channel and nothing is lost."""
-    vhost = rabbitmq_vhost
+    run(_across_dropped_connections(rabbitmq_vhost, after=20))
 
-    async def scenario() -> None:
-        broker = await _started(lambda: RabbitMQBroker(
-            f"amqp://guest:guest@127.0.0.1:5672/{vhost}", FAST))
-        received: set[str] = set()
 
-        async def handler(message: Message) -> None:
-            received.add(message.message_id)
+async def _across_dropped_connections(vhost: str, *, after: int,
+                                      forget_reopen: bool = False) -> None:
+    """A consumer takes one message; every connection of the vhost is closed (with
+    ``forget_reopen``, after the consumer's reopen callback was taken away); ``after``
+    more messages are published (each retried until the reconnect) and all arrive."""
+    broker = await _started(lambda: RabbitMQBroker(
+        f"amqp://guest:guest@127.0.0.1:5672/{vhost}", FAST))
+    received: set[str] = set()
 
-        consumer = await broker.consume("hanoi", handler)
-        await broker.publish("hanoi", Message(b"<p/>", message_id="before"))
-        await wait_until(lambda: received == {"before"})
-        subprocess.run([RABBITMQCTL, "close_all_connections", "-p", vhost, "test"],
-                       check=True, capture_output=True)
-        for i in range(20):  # publishing waits for the reconnect (retried by the caller)
-            for _attempt in range(100):
-                try:
-                    await broker.publish("hanoi", Message(b"<p/>", message_id=f"after-{i}"))
-                    break
-                except TransportError:
-                    await asyncio.sleep(0.1)
-        await wait_until(lambda: len(received) == 21, 30)
-        await consumer.stop()
-        await broker.close()
+    async def handler(message: Message) -> None:
+        received.add(message.message_id)
 
-    run(scenario())
+    consumer = await broker.consume("hanoi", handler)
+    await broker.publish("hanoi", Message(b"<p/>", message_id="before"))
+    await wait_until(lambda: received == {"before"})
+    if forget_reopen:
+        consumer._channel.reopen_callbacks.discard(consumer._on_reopen)  # type: ignore[attr-defined]
+    assert RABBITMQCTL is not None
+    subprocess.run([RABBITMQCTL, "close_all_connections", "-p", vhost, "test"],
+                   check=True, capture_output=True)
+    for i in range(after):  # publishing waits for the reconnect (retried by the caller)
+        for _attempt in range(100):
+            try:
+                await broker.publish("hanoi", Message(b"<p/>", message_id=f"after-{i}"))
+                break
+            except TransportError:
+                await asyncio.sleep(0.1)
+    await wait_until(lambda: len(received) == after + 1, 30)
+    await consumer.stop()
+    await broker.close()
 
 
 def test_rabbitmq_down_is_a_clear_error() -> None:
@@ -552,30 +558,4 @@ def test_a_consumer_whose_resubscription_failed_subscribes_again(rabbitmq_vhost:
     else would retry it. Here the reopen call is taken away and the connection dropped:
     the consumer's watch subscribes again, and later messages are handled — not a live
     node that takes nothing."""
-    vhost = rabbitmq_vhost
-
-    async def scenario() -> None:
-        broker = await _started(lambda: RabbitMQBroker(
-            f"amqp://guest:guest@127.0.0.1:5672/{vhost}", FAST))
-        received: set[str] = set()
-
-        async def handler(message: Message) -> None:
-            received.add(message.message_id)
-
-        consumer = await broker.consume("hanoi", handler)
-        await broker.publish("hanoi", Message(b"<p/>", message_id="before"))
-        await wait_until(lambda: received == {"before"})
-        consumer._channel.reopen_callbacks.discard(consumer._on_reopen)  # type: ignore[attr-defined]
-        subprocess.run([RABBITMQCTL, "close_all_connections", "-p", vhost, "test"],
-                       check=True, capture_output=True)
-        for _attempt in range(100):  # publishing waits for the reconnect
-            try:
-                await broker.publish("hanoi", Message(b"<p/>", message_id="after"))
-                break
-            except TransportError:
-                await asyncio.sleep(0.1)
-        await wait_until(lambda: received == {"before", "after"}, 15)
-        await consumer.stop()
-        await broker.close()
-
-    run(scenario())
+    run(_across_dropped_connections(rabbitmq_vhost, after=3, forget_reopen=True))
