@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from docaxis.directory import UnknownDestination
+
 #: the country's time (the edXML receipts' own timestamps are written in it)
 LOCAL_TIME = ZoneInfo("Asia/Ho_Chi_Minh")
 
@@ -241,7 +243,7 @@ def outcomes(recipients: Sequence[str], events: Iterable[_Happening | Any],
             at, node, detail = unroutable[agency]
             result.append(RecipientOutcome(
                 agency, "unroutable", refused_by=node, refused_at=at,
-                reasons=({"code": "DIRECTORY-UNKNOWN-DESTINATION", "message": detail or ""},)))
+                reasons=({"code": UnknownDestination.default_code, "message": detail or ""},)))
         elif refusal is not None:
             at, node, reasons = refusal
             result.append(RecipientOutcome(agency, "refused", refused_by=node, refused_at=at,
