@@ -376,6 +376,25 @@ def test_the_log_is_chained_and_audit_names_each_break(world: World, tmp_path: P
     copy.close()
 
 
+def test_a_refusal_is_a_record_of_the_refusing_nodes_log(world: World) -> None:
+    """The node that refused a package logs it (with the package's SHA-256 and the
+    codes), chained like every record."""
+    import hashlib
+
+    from sqlalchemy import select
+
+    from docaxis.store._models import EventRow
+
+    central = world.network.nodes["central"].store
+    [refused] = world.store.find_documents(world.documents["refused"])
+    with central.session() as session:
+        [record] = session.scalars(select(EventRow).where(
+            EventRow.kind == "refused", EventRow.package_sha256 == refused.sha256)).all()
+    assert record.node == "central" and "EDX-SIG-REVOCATION-UNKNOWN" in (record.detail or "")
+    assert record.record_hash and len(record.record_hash) == len(hashlib.sha256().hexdigest())
+    assert central.audit(check_packages=False).intact
+
+
 def _cli_on(db: Path, blobs: Path, *args: str) -> tuple[int, str]:
     done = subprocess.run([sys.executable, str(ROOT / "cli.py"), *args, "--database",
                            f"sqlite:///{db}", "--blobs", str(blobs)], capture_output=True,

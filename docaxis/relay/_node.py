@@ -47,7 +47,7 @@ from docaxis.relay._pipeline import (
 )
 from docaxis.relay._receipts import FROM_NODE, KIND, ORIGIN, HopEvidence, HopReceipt
 from docaxis.relay._uplink import VxpUplink
-from docaxis.store import UNAVAILABLE, Accept, Acceptance, Store
+from docaxis.store import UNAVAILABLE, Accept, Acceptance, Event, Store
 from docaxis.transport import Broker, Consumer, Message, Reject
 
 _log = logging.getLogger("docaxis.relay")
@@ -124,6 +124,8 @@ class RelayNode:
     _store_backoff: float = field(default=0.2, init=False, repr=False)
     _consumer: Consumer | None = field(default=None, init=False, repr=False)
     _parts: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
+    #: refusals being written to the log (in threads)
+    _recording: set[asyncio.Task[None]] = field(default_factory=set, init=False, repr=False)
     _pipeline: Pipeline | None = field(default=None, init=False, repr=False)
     _incoming: asyncio.Queue[tuple[Message, asyncio.Future[None]]] = field(
         default_factory=asyncio.Queue, init=False, repr=False)
@@ -230,6 +232,8 @@ class RelayNode:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._parts
             self._parts = None
+        if self._recording:  # refusals still being written to the log
+            await asyncio.gather(*self._recording, return_exceptions=True)
         await self.receipts.close()
         await self.outbox.close()
         if self.uplink is not None:
@@ -450,8 +454,27 @@ class RelayNode:
             "origin": origin, "trace_id": trace_id(trace), "reason": text[:300]})
         self.receipts.notify(origin, [HopReceipt(None, sha256, self.node_id, "rejected", _now(),
                                          detail=json.dumps(reasons)[:2000])])
+        self._record_refusal(sha256, reasons)
         if not future.done():
             future.set_exception(Reject(f"{code}: {text}"))
+
+    def _record_refusal(self, sha256: str, reasons: list[dict[str, object]]) -> None:
+        """A refusal here is a record of this node's log too (chained like every event),
+        written in a thread; the store being down loses the record, never the refusal
+        (the message is parked and its origin told either way) — and says so."""
+        event = Event(self.node_id, "refused", dt.datetime.now(dt.UTC), None,
+                      json.dumps(reasons, ensure_ascii=False)[:2000], sha256)
+        task = asyncio.get_running_loop().create_task(asyncio.to_thread(
+            self.store.add_events, [event], documents=[(None, None)]))
+        self._recording.add(task)
+        task.add_done_callback(self._refusal_recorded)
+
+    def _refusal_recorded(self, task: asyncio.Task[None]) -> None:
+        self._recording.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            _log.warning("relay.refusal_not_logged", extra={
+                "code": "RELAY-REFUSAL-UNLOGGED", "node": self.node_id,
+                "error": repr(task.exception())[:300]})
 
     async def _commit_batch(self, plans: list[tuple[Plan, asyncio.Future[None]]]) -> None:
         """Commit the batch in one transaction (in a thread: the event loop keeps serving
