@@ -16,7 +16,13 @@ from rich.markup import escape
 
 from docaxis.cli._main import stdout
 from docaxis.edxml import BUSINESS_DOC_TYPES, STATUS_CODES
-from docaxis.store import LOCAL_TIME, DocumentSummary, RecipientOutcome, Trace
+from docaxis.store import (
+    LOCAL_TIME,
+    TYPE_OF_KIND,
+    DocumentSummary,
+    RecipientOutcome,
+    Trace,
+)
 
 #: the trace's JSON schema (docs/clerks.md); bumped when a field changes meaning
 TRACE_SCHEMA = "docaxis.trace/1"
@@ -135,8 +141,7 @@ def print_story(trace: Trace, summary: DocumentSummary | None, *, names: Mapping
     say = functools.partial(stdout.print, soft_wrap=False, overflow="fold")
     heading = f"{words['document']} {trace.document_id}"
     if summary is not None:
-        kind = BUSINESS_DOC_TYPES.get({"recall": 1, "update": 2, "replace": 3}.get(
-            summary.kind, 0))
+        kind = BUSINESS_DOC_TYPES.get(TYPE_OF_KIND.get(summary.kind, 0))
         details = [summary.code or "", summary.sender or "",
                    (kind.vi if lang == "vi" else kind.en) if kind else ""]
         heading += " — " + ", ".join(d for d in details if d)

@@ -28,7 +28,7 @@ import datetime as dt
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from docaxis.directory import UnknownDestination
@@ -39,6 +39,8 @@ LOCAL_TIME = ZoneInfo("Asia/Ho_Chi_Minh")
 #: kinds of a listed package: a document by its business type (BusinessDocType 0–3)
 KINDS = ("document", "recall", "update", "replace", "status")
 _KIND_OF_TYPE = {0: "document", 1: "recall", 2: "update", 3: "replace"}
+#: a document kind's BusinessDocType (0 new, 1 recall, 2 update, 3 replace)
+TYPE_OF_KIND = {kind: number for number, kind in _KIND_OF_TYPE.items()}
 
 STATES = ("refused", "in-transit", "awaiting-receipt", "registered")
 #: a query's states: ``delivered`` is either of the last two
@@ -105,8 +107,7 @@ class DocumentQuery:
 
     @property
     def business_doc_type(self) -> int | None:
-        types = {kind: number for number, kind in _KIND_OF_TYPE.items()}
-        return types.get(self.kind or "")
+        return TYPE_OF_KIND.get(self.kind or "")
 
 
 @dataclass(frozen=True)
@@ -198,18 +199,22 @@ def kind_of(package_kind: str, business_doc_type: int) -> str:
     return _KIND_OF_TYPE.get(business_doc_type, "document")
 
 
-@dataclass(frozen=True)
-class _Happening:
-    """An event as the outcome rules read it."""
+class _Happening(Protocol):
+    """An event as the outcome rules read it (the store's ``Event``)."""
 
-    node: str
-    kind: str
-    at: dt.datetime
-    agency: str | None
-    detail: str | None
+    @property
+    def node(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def at(self) -> dt.datetime: ...
+    @property
+    def agency(self) -> str | None: ...
+    @property
+    def detail(self) -> str | None: ...
 
 
-def outcomes(recipients: Sequence[str], events: Iterable[_Happening | Any],
+def outcomes(recipients: Sequence[str], events: Iterable[_Happening],
              statuses: Mapping[str, tuple[str, dt.datetime]]) -> tuple[RecipientOutcome, ...]:
     """Each recipient's outcome from a package's events (this node's and the hop receipts
     of the nodes after it, any order) and the recipients' latest statuses.
