@@ -2,21 +2,31 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
+from typing import NoReturn
 
 import click
 from rich.markup import escape
 from rich.table import Table
 
 from docaxis.cli._main import EXIT_USAGE, cli, stderr, stdout
-from docaxis.pki import KEY_TYPES, TIERS, DevPKI, PKIError
+from docaxis.pki import (
+    KEY_TYPES,
+    TIERS,
+    TSA_FOLDER,
+    DevPKI,
+    DevTimestampAuthority,
+    PKIError,
+    serve_tsa,
+)
 
 _DIR = click.option("--dir", "folder", default="keys", show_default=True,
                     type=click.Path(file_okay=False, path_type=Path),
                     help="Folder of the PKI.")
 
 
-def _fail(exc: PKIError) -> None:
+def _fail(exc: PKIError) -> NoReturn:
     stderr.print(f"[bold red]{exc.code}[/] {escape(exc.message)}")
     raise SystemExit(EXIT_USAGE)
 
@@ -115,3 +125,37 @@ def keys_list(folder: Path) -> None:
         table.add_row(row.kind, escape(row.name), row.tier or "", row.serial[:16],
                       row.not_after[:10], row.key_type, status)
     stdout.print(table)
+
+
+@keys_group.command("tsa")
+@_DIR
+@click.option("--key-type", type=click.Choice(KEY_TYPES), default="rsa2048", show_default=True)
+@click.option("--serve", "listen", metavar="HOST:PORT",
+              help="Serve the dev TSA over HTTP (RFC 3161) until interrupted, e.g. "
+                   "127.0.0.1:3180; issues it first if the folder has none.")
+def keys_tsa(folder: Path, key_type: str, listen: str | None) -> None:
+    """Issue a development timestamping authority (RFC 3161) under the dev root, for tests
+    and the demo — or serve it (--serve). A node uses it with [audit] tsa_url =
+    "http://HOST:PORT/" and tsa_anchors = ["<dir>/root/ca.pem"]."""
+    try:
+        if listen is None or not (folder / TSA_FOLDER / "key.pem").exists():
+            authority = DevTimestampAuthority.issue(folder, key_type=key_type)  # type: ignore[arg-type]
+            stdout.print(f"issued the dev TSA certificate {folder / TSA_FOLDER / 'cert.pem'} "
+                         f"(anchor: {folder / 'root' / 'ca.pem'})")
+        else:
+            authority = DevTimestampAuthority.open(folder)
+    except PKIError as exc:
+        _fail(exc)
+    if listen is None:
+        return
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit():
+        raise click.UsageError("--serve takes HOST:PORT, e.g. 127.0.0.1:3180")
+    server = serve_tsa(authority, host.strip("[]"), int(port))
+    stdout.print(f"dev TSA at {server.url} (Ctrl-C stops it)")
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        stdout.print("dev TSA stopped")
+    finally:
+        server.stop()

@@ -16,6 +16,7 @@ from rich.table import Table
 
 from docaxis.cli._main import EXIT_INVALID, EXIT_OK, EXIT_USAGE, cli, stderr, stdout
 from docaxis.cli._story import TRACE_SCHEMA, print_story, trace_json, when
+from docaxis.dsig import TimestampError, TimestampVerifier
 from docaxis.edxml import STATUS_CODES
 from docaxis.node import (
     DEFAULT_AMQP,
@@ -315,15 +316,27 @@ def audit_group() -> None:
 @_CONFIG
 @click.option("--database", help="Store URL (instead of --config), e.g. an exported copy.")
 @click.option("--blobs", help="Blob folder (with --database).")
+@click.option("--tsa-anchor", "tsa_anchors", multiple=True, type=click.Path(dir_okay=False),
+              help="A root certificate of the timestamping authority (repeatable; default: "
+                   "[audit] tsa_anchors of --config).")
 @click.option("--no-packages", is_flag=True, help="Check the log's chain only, not the bytes.")
 @click.option("--json", "as_json", is_flag=True)
 def audit_verify_command(config_path: str | None, database: str | None, blobs: str | None,
-                         no_packages: bool, as_json: bool) -> None:
+                         tsa_anchors: tuple[str, ...], no_packages: bool,
+                         as_json: bool) -> None:
     """Check the whole message log: every record's hash and its link to the one before
-    (a record changed, deleted or inserted breaks it there), and every logged package's
-    bytes against its SHA-256. Names the first broken record. Exit 0 intact, 1 not."""
+    (a record changed, deleted or inserted breaks it there), every RFC 3161 timestamp of
+    the chain heads (against the TSA anchors) and the records it covers, and every logged
+    package's bytes against its SHA-256. Names the first broken record and the records
+    still waiting for a stamp. Exit 0 intact, 1 not."""
+    try:
+        verifier = (TimestampVerifier.load(tsa_anchors) if tsa_anchors
+                    else NodeConfig.load(config_path).tsa_verifier() if config_path else None)
+    except (TimestampError, ConfigError) as exc:
+        stderr.print(f"[bold red]{exc.code}[/] {escape(exc.message)}")
+        raise SystemExit(EXIT_USAGE) from None
     report = _store(config_path, database, blobs, migrate=False).audit(
-        check_packages=not no_packages)
+        check_packages=not no_packages, stamps=verifier)
     if as_json:
         click.echo(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
     else:
@@ -332,6 +345,16 @@ def audit_verify_command(config_path: str | None, database: str | None, blobs: s
                         if report.unchained else "")
                      + (f"; {report.packages} packages' bytes checked" if not no_packages
                         else ""))
+        stamps = report.stamps + report.stamps_unchecked
+        if stamps:
+            stdout.print(f"{stamps} timestamp(s), the last at "
+                         f"{report.last_stamp.isoformat() if report.last_stamp else '-'}"
+                         + (f"; {report.stamps_unchecked} not checked (give --tsa-anchor)"
+                            if report.stamps_unchecked else "; each token verified"))
+        if report.unstamped:
+            since = report.oldest_unstamped.isoformat() if report.oldest_unstamped else "-"
+            stdout.print(f"[yellow]{report.unstamped} record(s) not stamped yet[/] (the "
+                         f"oldest written at {since}): they wait for the next timestamp")
         for index, (_record, _sha256, code, message) in enumerate(report.breaks):
             prefix = "first break: " if index == 0 else ""
             stdout.print(f"[bold red]{code}[/] {prefix}{escape(message)}")

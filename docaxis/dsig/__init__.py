@@ -28,6 +28,12 @@ from docaxis.dsig._statements import (
     StatementSigner,
     verify_statement,
 )
+from docaxis.dsig._timestamps import (
+    TimestampError,
+    TimestampRequest,
+    TimestampVerifier,
+    timestamp_request,
+)
 from docaxis.dsig._trust import ChainLink, TrustStore, fingerprint
 from docaxis.dsig._verify import Signer as SignerIdentity
 from docaxis.dsig._verify import (
@@ -53,6 +59,9 @@ __all__ = [
     "StatementCheck",
     "StatementSigner",
     "SubjectRule",
+    "TimestampError",
+    "TimestampRequest",
+    "TimestampVerifier",
     "TrustStore",
     "VerificationPolicy",
     "VerificationReport",
@@ -64,5 +73,6 @@ __all__ = [
     "node_id_of",
     "password_from",
     "summarize",
+    "timestamp_request",
     "verify_statement",
 ]

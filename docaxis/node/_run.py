@@ -27,6 +27,8 @@ from docaxis.directory import Agency, Directory, DirectoryError, Node
 from docaxis.dsig import (
     SignatureError,
     StatementSigner,
+    TimestampError,
+    TimestampVerifier,
     TrustStore,
     VerificationPolicy,
     Verifier,
@@ -34,7 +36,7 @@ from docaxis.dsig import (
 from docaxis.node._bindings import binding_policy
 from docaxis.node._demo import build_demo_network, connect_broker, demo_pki, run_suffix, wait_for
 from docaxis.node._logging import configure_logging
-from docaxis.relay import RelayNode, VxpUplink, share_between_processes
+from docaxis.relay import LogStamper, RelayNode, VxpUplink, share_between_processes
 from docaxis.store import UNAVAILABLE, SecretBox, Store, SystemRegistry, Trace
 from docaxis.transport import HEARTBEAT, Broker, InMemoryBroker, RabbitMQBroker
 from docaxis.vxp import VxpClient
@@ -100,6 +102,12 @@ class NodeConfig:
     #: [audit] chain: the message log chained by hash (on by default; off only to measure
     #: what it costs — ``python -m benchmarks relay`` — or on a disposable test node)
     log_chain: bool = True
+    #: [audit] tsa_url / tsa_anchors / stamp_interval: the timestamping authority (RFC
+    #: 3161) that stamps the log's chain heads, the roots its certificate must chain to,
+    #: and seconds between two stamps (None: the log is not timestamped)
+    tsa_url: str | None = None
+    tsa_anchors: tuple[Path, ...] = ()
+    stamp_interval: float = 60.0
 
     @classmethod
     def load(cls, path: Path | str) -> NodeConfig:
@@ -171,6 +179,24 @@ class NodeConfig:
         audit = raw.get("audit") or {}
         if not isinstance(audit.get("chain", True), bool):
             raise ConfigError(f"{path}: [audit] chain is true or false")
+        tsa_url = audit.get("tsa_url")
+        if tsa_url is not None and (not isinstance(tsa_url, str)
+                                    or not tsa_url.startswith(("http://", "https://"))):
+            raise ConfigError(f"{path}: [audit] tsa_url is the http(s):// URL of an RFC 3161 "
+                              "timestamping authority")
+        tsa_anchors = audit.get("tsa_anchors", [])
+        if not isinstance(tsa_anchors, list) or not all(isinstance(a, str) for a in tsa_anchors):
+            raise ConfigError(f"{path}: [audit] tsa_anchors is a list of certificate files")
+        if tsa_url and not tsa_anchors:
+            raise ConfigError(f"{path}: [audit] tsa_url needs tsa_anchors (the root "
+                              "certificates the TSA's certificate chains to)")
+        if tsa_url and not audit.get("chain", True):
+            raise ConfigError(f"{path}: [audit] tsa_url stamps the chained log: it needs "
+                              "chain = true")
+        interval = audit.get("stamp_interval", 60)
+        if isinstance(interval, bool) or not isinstance(interval, int | float) \
+                or not 0.05 <= interval <= 86400:
+            raise ConfigError(f"{path}: [audit] stamp_interval is seconds, 0.05 to 86400")
         return cls(node_id, directory, data, database, amqp_url,
                    node.get("listen", "127.0.0.1:8100"),
                    tuple(base / p for p in trust.get("anchors", [])),
@@ -184,7 +210,28 @@ class NodeConfig:
                    uplink_system_id=uplink.get("system_id"),
                    uplink_secret_file=base / uplink["secret_file"] if uplink else None,
                    uplink_poll=float(uplink.get("poll_interval", 5)),
-                   log_chain=audit.get("chain", True))
+                   log_chain=audit.get("chain", True), tsa_url=tsa_url,
+                   tsa_anchors=tuple(base / a for a in tsa_anchors),
+                   stamp_interval=float(interval))
+
+    def log_stamper(self, store: Store) -> LogStamper | None:
+        """The stamper of this node's log (None without ``[audit] tsa_url``)."""
+        if self.tsa_url is None:
+            return None
+        try:
+            verifier = TimestampVerifier.load(self.tsa_anchors)
+        except TimestampError as exc:
+            raise ConfigError(f"[audit] tsa_anchors: {exc.message}") from None
+        return LogStamper(self.node_id, store, self.tsa_url, verifier, self.stamp_interval)
+
+    def tsa_verifier(self) -> TimestampVerifier | None:
+        """The TSA anchors, for ``audit verify`` (None when none are configured)."""
+        if not self.tsa_anchors:
+            return None
+        try:
+            return TimestampVerifier.load(self.tsa_anchors)
+        except TimestampError as exc:
+            raise ConfigError(f"[audit] tsa_anchors: {exc.message}") from None
 
     def node_signer(self) -> StatementSigner | None:
         """The signer of this node's hop receipts (None without ``[node] key``)."""
@@ -290,7 +337,7 @@ CONFIG_KEYS: dict[str, frozenset[str]] = {
                         "crl_grace"}),
     "vxp": frozenset({"prefix", "secret_key"}),
     "uplink": frozenset({"node", "endpoint", "system_id", "secret_file", "poll_interval"}),
-    "audit": frozenset({"chain"}),
+    "audit": frozenset({"chain", "tsa_url", "tsa_anchors", "stamp_interval"}),
 }
 
 
@@ -489,7 +536,8 @@ async def open_node(config: NodeConfig, store: Store, *,
     return RelayNode(config.node_id, directory, store, links, verifier,
                      prefetch=config.prefetch, lease=config.lease,
                      node_signer=config.node_signer(), uplink=uplink,
-                     poll_uplink=poll_uplink, directory_source=current_directory), pool
+                     poll_uplink=poll_uplink, directory_source=current_directory,
+                     stamper=config.log_stamper(store)), pool
 
 
 def listen_socket(listen: str) -> socket.socket:

@@ -23,17 +23,28 @@ from docaxis.pki._pki import (
     load_certificates,
     load_private_key,
 )
+from docaxis.pki._tsa import (
+    DEV_TSA_POLICY,
+    TSA_FOLDER,
+    DevTimestampAuthority,
+    TimestampServer,
+    serve_tsa,
+)
 
 __all__ = [
     "AGENCY_URI_PREFIX",
+    "DEV_TSA_POLICY",
     "KEY_TYPES",
     "NODE_URI_PREFIX",
     "TIERS",
+    "TSA_FOLDER",
     "DevPKI",
+    "DevTimestampAuthority",
     "IssuedCertificate",
     "KeyType",
     "PKIError",
     "PrivateKey",
+    "TimestampServer",
     "agency_code_of",
     "agency_uri",
     "generate_key",
@@ -41,4 +52,5 @@ __all__ = [
     "load_private_key",
     "node_id_of",
     "node_uri",
+    "serve_tsa",
 ]

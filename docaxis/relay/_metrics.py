@@ -15,6 +15,9 @@ Names (all prefixed ``docaxis_``):
 ``store_up`` / ``broker_up``        1 when usable, 0 while the node waits for it
 ``crl_seconds_to_next_update``      per CRL issuer: time left before it goes stale
 ``task_restarts_total``             background tasks that died and were restarted
+``log_unstamped_records``           log records waiting for an RFC 3161 stamp (with a TSA)
+``log_unstamped_seconds``           age of the oldest of them (0: every record stamped)
+``log_stamp_failing``               1 while the TSA does not stamp (unreachable, refusing)
 ==================================  =====================================================
 
 A node served by several processes (``workers`` > 1) shares its counters and histograms
@@ -114,6 +117,16 @@ class _StateCollector(Collector):
                 freshness.add_metric([crl.issuer.rfc4514_string()],
                                      (crl.next_update_utc - now).total_seconds())
         yield freshness
+        stamper = node.stamper
+        if stamper is not None:
+            waiting, since = _safely(node.store.unstamped, nothing)
+            yield _gauge("docaxis_log_unstamped_records",
+                         "Log records waiting for an RFC 3161 stamp", float(waiting))
+            yield _gauge("docaxis_log_unstamped_seconds",
+                         "Age of the oldest log record waiting for a stamp",
+                         (now - since).total_seconds() if since else 0.0)
+            yield _gauge("docaxis_log_stamp_failing", "1 while the TSA does not stamp",
+                         1.0 if stamper.failing else 0.0)
 
 
 def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:

@@ -46,6 +46,7 @@ from docaxis.relay._pipeline import (
     trace_id,
 )
 from docaxis.relay._receipts import FROM_NODE, KIND, ORIGIN, HopEvidence, HopReceipt
+from docaxis.relay._stamper import LogStamper
 from docaxis.relay._uplink import VxpUplink
 from docaxis.store import UNAVAILABLE, Accept, Acceptance, Event, Store
 from docaxis.transport import Broker, Consumer, Message, Reject
@@ -111,6 +112,8 @@ class RelayNode:
     #: registerAgency, ``directory import``) reaches the node's other processes
     directory_source: Callable[[], Directory] | None = None
     directory_interval: float = 5.0
+    #: RFC 3161 timestamps of the log's chain heads (``[audit] tsa_url``; None: none)
+    stamper: LogStamper | None = None
     #: back-off (seconds) between looks at a store that is down
     store_backoff_min: float = 0.2
     store_backoff_max: float = 10.0
@@ -181,7 +184,9 @@ class RelayNode:
                               *((("vxp uplink", functools.partial(self.uplink.poll_forever, self)),)
                                 if self.uplink is not None and self.poll_uplink else ()),
                               *((("directory", self._follow_directory),)
-                                if self.directory_source is not None else ())):
+                                if self.directory_source is not None else ()),
+                              *((("stamper", self.stamper.stamp_forever),)
+                                if self.stamper is not None else ())):
                 parts.create_task(self._supervised(name, run), name=f"{self.node_id} {name}")
 
     async def _follow_directory(self) -> None:

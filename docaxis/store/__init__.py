@@ -2,7 +2,7 @@
 
 from docaxis.store._binding import AgencyBinding
 from docaxis.store._blobs import BlobError, BlobRef, BlobStore
-from docaxis.store._chain import AuditReport
+from docaxis.store._chain import AuditReport, Head, Stamp, manifest
 from docaxis.store._claims import is_alive, process_token, token_for
 from docaxis.store._documents import (
     KINDS,
@@ -49,6 +49,7 @@ __all__ = [
     "DocumentQuery",
     "DocumentSummary",
     "Event",
+    "Head",
     "InboxCopy",
     "InboxItem",
     "OutboxItem",
@@ -58,6 +59,7 @@ __all__ = [
     "SecretBox",
     "SecretBoxError",
     "SentPackage",
+    "Stamp",
     "Store",
     "System",
     "SystemExists",
@@ -65,6 +67,7 @@ __all__ = [
     "Trace",
     "business_key",
     "is_alive",
+    "manifest",
     "process_token",
     "token_for",
     "working_days_between",

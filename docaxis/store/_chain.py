@@ -13,7 +13,11 @@ chain cannot silently disappear from the middle of the log's history either.
 content changed (its hash is not its content's), a record deleted or inserted before it
 (its link is not its predecessor's hash), or an unchained record after chaining began.
 What it cannot see alone — the last records of a chain deleted, or the whole log
-rewritten consistently — is what timestamps of the chain heads (RFC 3161) are for.
+rewritten consistently — is what timestamps of the chain heads (RFC 3161) are for: a
+node with a TSA stamps, at an interval, the :func:`manifest` of every chain head that
+grew since the last stamp; :func:`audit_stamps` checks each token against the TSA
+anchors and each stamped head against the log. A record after its chain's last stamp
+is *unstamped* — waiting for the next stamp, not broken.
 """
 
 from __future__ import annotations
@@ -23,7 +27,10 @@ import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from docaxis.dsig._timestamps import TimestampVerifier
 
 #: the fields a record's hash covers, in this order
 HASHED_FIELDS = ("chain", "package_sha256", "document_id", "document_sender", "node", "kind",
@@ -69,6 +76,29 @@ def link(rows: list[dict[str, Any]], chain: str, head: str) -> str:
     return head
 
 
+#: a chain head as a stamp covers it: (chain, record id, record hash)
+Head = tuple[str, int, str]
+
+
+def manifest(heads: Iterable[Head]) -> bytes:
+    """What a stamp's token is over (its SHA-256 is the imprint): the heads, sorted, as
+    canonical JSON."""
+    return json.dumps({"docaxis-log-heads": sorted([list(head) for head in heads])},
+                      ensure_ascii=False, separators=(",", ":")).encode()
+
+
+@dataclass(frozen=True)
+class Stamp:
+    """One stamp as the log keeps it."""
+
+    id: int
+    stamped_at: dt.datetime
+    tsa: str
+    imprint: str
+    response: bytes
+    heads: tuple[Head, ...]
+
+
 @dataclass
 class AuditReport:
     """What :func:`audit_records` (and the package check) found."""
@@ -78,6 +108,14 @@ class AuditReport:
     unchained: int = 0
     chains: int = 0
     packages: int = 0
+    #: timestamps checked (0 without TSA anchors), and the newest one's time
+    stamps: int = 0
+    stamps_unchecked: int = 0
+    last_stamp: dt.datetime | None = None
+    #: chained records after their chain's last stamp (waiting for the next stamp), and
+    #: the oldest one's time
+    unstamped: int = 0
+    oldest_unstamped: dt.datetime | None = None
     #: ``(record id or None, package SHA-256 or None, code, message)``, first found first
     breaks: list[tuple[int | None, str | None, str, str]] = field(default_factory=list)
 
@@ -88,6 +126,11 @@ class AuditReport:
     def to_dict(self) -> dict[str, Any]:
         return {"intact": self.intact, "records": self.records, "unchained": self.unchained,
                 "chains": self.chains, "packages": self.packages,
+                "stamps": self.stamps, "stamps_unchecked": self.stamps_unchecked,
+                "last_stamp": self.last_stamp.isoformat() if self.last_stamp else None,
+                "unstamped": self.unstamped,
+                "oldest_unstamped": (self.oldest_unstamped.isoformat()
+                                     if self.oldest_unstamped else None),
                 "breaks": [{"record": record, "sha256": sha256, "code": code,
                             "message": message}
                            for record, sha256, code, message in self.breaks]}
@@ -129,3 +172,37 @@ def audit_records(records: Iterable[_Record], report: AuditReport) -> None:
                                   "its content"))
         heads[record.chain] = record.record_hash
         seen.add(record.record_hash)
+
+
+def audit_stamps(stamps: Iterable[Stamp], stored_hash: dict[int, tuple[str | None, str | None]],
+                 verifier: TimestampVerifier | None, report: AuditReport) -> None:
+    """Check each stamp: its token (with ``verifier``: signed by a trusted TSA, over the
+    manifest of its heads) and each head it covers against the log (``stored_hash``:
+    record id → (chain, record hash) of every stamped head found there)."""
+    from docaxis.dsig._timestamps import TimestampError
+
+    for stamp in stamps:
+        body = manifest(stamp.heads)
+        digest = hashlib.sha256(body).digest()
+        if digest.hex() != stamp.imprint:
+            report.breaks.append((None, None, "AUDIT-STAMP", f"stamp {stamp.id}: the heads "
+                                  "it lists are not the ones its imprint was made over"))
+        if verifier is None:
+            report.stamps_unchecked += 1
+        else:
+            report.stamps += 1
+            try:
+                verifier.verify(stamp.response, digest)
+            except TimestampError as exc:
+                report.breaks.append((None, None, "AUDIT-STAMP",
+                                      f"stamp {stamp.id} ({stamp.tsa}): {exc.code}: "
+                                      f"{exc.message}"))
+        if report.last_stamp is None or stamp.stamped_at > report.last_stamp:
+            report.last_stamp = stamp.stamped_at
+        for chain, record_id, record_hash in stamp.heads:
+            if stored_hash.get(record_id) != (chain, record_hash):
+                report.breaks.append((record_id, None, "AUDIT-STAMP",
+                                      f"record {record_id}, stamped at "
+                                      f"{stamp.stamped_at.isoformat()} by stamp {stamp.id}, "
+                                      "is no longer in the log as it was stamped (deleted "
+                                      "or altered)"))

@@ -228,3 +228,41 @@ class DirectoryAgencyRow(Base):
     certificate_fingerprint: Mapped[str | None] = mapped_column(String(128))
     #: JSON: {"fingerprints": [...], "signers": [{"issuer": ..., "subject": {...}}]}
     signer_binding: Mapped[str | None] = mapped_column(Text)
+
+
+class StampRow(Base):
+    """An RFC 3161 timestamp of the log's chain heads (dấu thời gian): the TSA's response
+    over the SHA-256 of the manifest of :class:`StampHeadRow` rows it covers."""
+
+    __tablename__ = "stamps"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    #: the time the token states (genTime)
+    stamped_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    tsa: Mapped[str] = mapped_column(String(500))
+    #: SHA-256 (hex) of the manifest: what the token's imprint is
+    imprint: Mapped[str] = mapped_column(String(64))
+    response: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class StampHeadRow(Base):
+    """One chain head a stamp covers: the record and its hash at that moment."""
+
+    __tablename__ = "stamp_heads"
+    __table_args__ = (Index("ix_stamp_heads_chain_record", "chain", "record_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    stamp_id: Mapped[int] = mapped_column(ForeignKey("stamps.id"), index=True)
+    chain: Mapped[str] = mapped_column(String(100))
+    record_id: Mapped[int] = mapped_column(Integer)
+    record_hash: Mapped[str] = mapped_column(String(64))
+
+
+class LogChainRow(Base):
+    """A chain of the message log (one per writing store object in a process), listed
+    when it starts: the stamper finds every chain's head without scanning the log."""
+
+    __tablename__ = "log_chains"
+
+    chain: Mapped[str] = mapped_column(String(100), primary_key=True)
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -46,11 +46,20 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
 from docaxis.directory import Agency, Node, SignerRule
+from docaxis.dsig import TimestampVerifier
 from docaxis.edxml import DocumentPackage, ParseError, parse
 from docaxis.identifiers import fold_text
 from docaxis.store._binding import AgencyBinding
 from docaxis.store._blobs import BlobError, BlobRef, BlobStore
-from docaxis.store._chain import AuditReport, audit_records, link
+from docaxis.store._chain import (
+    AuditReport,
+    Head,
+    Stamp,
+    audit_records,
+    audit_stamps,
+    link,
+    manifest,
+)
 from docaxis.store._claims import process_token
 from docaxis.store._documents import DocumentQuery, DocumentSummary, kind_of, outcomes
 from docaxis.store._models import (
@@ -62,9 +71,12 @@ from docaxis.store._models import (
     EventRow,
     InboxRow,
     LeaseRow,
+    LogChainRow,
     OutboxRow,
     PackageRow,
     ReceiptRow,
+    StampHeadRow,
+    StampRow,
     utcnow,
 )
 
@@ -612,6 +624,8 @@ class Store:
             head = connection.scalar(select(events.record_hash)
                                      .where(events.record_hash.is_not(None))
                                      .order_by(events.id.desc()).limit(1)) or ""
+            connection.execute(self._insert(LogChainRow).on_conflict_do_nothing(),
+                               [{"chain": chain, "started_at": utcnow()}])
         for row in rows:
             row["at"] = row.get("at") or utcnow()
         new_head = link(rows, chain, head)
@@ -630,10 +644,15 @@ class Store:
             self._chain_for = pid
         return self._chain_name
 
-    def audit(self, *, check_packages: bool = True, batch: int = 5000) -> AuditReport:
-        """Check the log: every record's hash and link (:mod:`docaxis.store._chain`), and,
-        with ``check_packages``, every logged package's bytes against its SHA-256."""
+    def audit(self, *, check_packages: bool = True, batch: int = 5000,
+              stamps: TimestampVerifier | None = None) -> AuditReport:
+        """Check the log: every record's hash and link (:mod:`docaxis.store._chain`), every
+        timestamp of the chain heads (its token against ``stamps``, the TSA anchors; without
+        them the stamps are counted unchecked) and, with ``check_packages``, every logged
+        package's bytes against its SHA-256. Records after their chain's last stamp are
+        reported as unstamped."""
         report = AuditReport()
+        self._audit_stamps(report, stamps)
 
         def records() -> Iterator[EventRow]:
             after = 0
@@ -665,6 +684,85 @@ class Store:
                         report.breaks.append((None, sha256, "AUDIT-PACKAGE",
                                               f"package {sha256}: {exc}"))
         return report
+
+    def _audit_stamps(self, report: AuditReport, verifier: TimestampVerifier | None) -> None:
+        heads_table, events = _table(StampHeadRow).c, _table(EventRow).c
+        with self.session() as session:
+            rows = session.scalars(select(StampRow).order_by(StampRow.id)).all()
+            heads: dict[int, list[Head]] = {}
+            for stamp_id, chain, record_id, record_hash in session.execute(
+                    select(heads_table.stamp_id, heads_table.chain, heads_table.record_id,
+                           heads_table.record_hash)):
+                heads.setdefault(stamp_id, []).append((chain, record_id, record_hash))
+            wanted = sorted({h[1] for group in heads.values() for h in group})
+            stored: dict[int, tuple[str | None, str | None]] = {}
+            for start in range(0, len(wanted), 500):
+                stored.update({row_id: (chain, record_hash) for row_id, chain, record_hash
+                               in session.execute(select(events.id, events.chain,
+                                                         events.record_hash)
+                                                  .where(events.id.in_(
+                                                      wanted[start:start + 500])))})
+        audit_stamps((Stamp(r.id, _aware(r.stamped_at), r.tsa, r.imprint, r.response,
+                            tuple(heads.get(r.id, ()))) for r in rows),
+                     stored, verifier, report)
+        report.unstamped, report.oldest_unstamped = self.unstamped()
+
+    # -- timestamps of the log ---------------------------------------------------------
+    def _chain_coverage(self, session: Session) -> list[tuple[str, int]]:
+        """Each chain and the id of its last stamped record (0: never stamped)."""
+        heads = _table(StampHeadRow).c
+        covered = dict(session.execute(select(heads.chain, func.max(heads.record_id))
+                                       .group_by(heads.chain)).all())
+        chains = session.scalars(select(LogChainRow.chain)).all()
+        return [(chain, covered.get(chain, 0)) for chain in chains]
+
+    def unstamped_heads(self) -> list[Head]:
+        """The head (last record) of every chain that grew since its last stamp: what the
+        next stamp covers. One index lookup per chain, however long the log."""
+        events = _table(EventRow).c
+        found: list[Head] = []
+        with self.session() as session:
+            for chain, done in self._chain_coverage(session):
+                row = session.execute(select(events.id, events.record_hash)
+                                      .where(events.chain == chain, events.id > done)
+                                      .order_by(events.id.desc()).limit(1)).first()
+                if row is not None and row[1] is not None:
+                    found.append((chain, row[0], row[1]))
+        return found
+
+    def unstamped(self) -> tuple[int, dt.datetime | None]:
+        """How many chained records wait for a stamp, and the oldest one's time."""
+        events = _table(EventRow).c
+        count, oldest = 0, None
+        with self.session() as session:
+            for chain, done in self._chain_coverage(session):
+                number, first = session.execute(
+                    select(func.count(), func.min(events.at))
+                    .where(events.chain == chain, events.id > done)).one()
+                count += number
+                if first is not None and (oldest is None or _aware(first) < oldest):
+                    oldest = _aware(first)
+        return count, oldest
+
+    def add_stamp(self, heads: Sequence[Head], response: bytes, stamped_at: dt.datetime,
+                  tsa: str) -> int:
+        """Keep a TSA's response over :func:`~docaxis.store._chain.manifest` of ``heads``."""
+        imprint = hashlib.sha256(manifest(heads)).hexdigest()
+        with self.transaction() as session:
+            stamp = StampRow(stamped_at=stamped_at, tsa=tsa[:500], imprint=imprint,
+                             response=response)
+            session.add(stamp)
+            session.flush()
+            session.add_all(StampHeadRow(stamp_id=stamp.id, chain=chain, record_id=record_id,
+                                         record_hash=record_hash)
+                            for chain, record_id, record_hash in heads)
+            return stamp.id
+
+    def last_stamp_at(self) -> dt.datetime | None:
+        """When the newest stamp was made (its token's time)."""
+        with self.session() as session:
+            at = session.scalar(select(func.max(StampRow.stamped_at)))
+        return _aware(at) if at is not None else None
 
     def documents_with_id(self, document_id: str) -> list[tuple[str | None, tuple[str, ...]]]:
         """The (sender, recipients) of each document logged here with this DocumentId."""
