@@ -44,6 +44,7 @@ from sqlalchemy import func, select
 
 from docaxis.node._demo import build_demo_network, demo_pki
 from docaxis.node._run import NodeConfig
+from docaxis.pki import DevTimestampAuthority, serve_tsa
 from docaxis.store import Store
 from docaxis.store._models import PackageRow
 from docaxis.transport import RabbitMQBroker
@@ -128,6 +129,7 @@ class _Bench:
 
     async def setup(self) -> None:
         self.pki = demo_pki(self.folder / "keys", key_type="rsa2048")
+        self.tsa = serve_tsa(DevTimestampAuthority.issue(self.pki.folder))
         self.broker = RabbitMQBroker(self.url)
         await self.broker.connect()
         self.network = build_demo_network(self.folder / "nodes", self.pki, lambda _n: self.broker)
@@ -145,19 +147,23 @@ class _Bench:
         self.channel = await self.connection.channel(publisher_confirms=True)
 
     async def close(self) -> None:
+        self.tsa.stop()
         await self.connection.close()
         await self.broker.close()
 
     def node_config(self, node: str, data: str, port: int | None = None, *,
-                    chain: bool = True) -> Path:
+                    chain: bool = True, tsa: str | None = None) -> Path:
         """A node.toml for ``node`` on the benchmark's broker, its store in ``var/<data>``
-        (``chain``: the message log chained by hash, the default)."""
+        (``chain``: the message log chained by hash, the default; ``tsa``: its chain heads
+        timestamped by the TSA at that URL every second)."""
         config = self.folder / f"{data}.toml"
         config.write_text(
             f'[node]\nid = "{node}"\ndirectory = "network.toml"\ndata = "var/{data}"\n'
             f'amqp_url = "{self.url}"\nlisten = "127.0.0.1:{port or _free_port()}"\n\n'
             f'[trust]\nanchors = ["{self.pki.root_path}"]\ncrls = ["{self.pki.crl_folder}"]\n'
-            f'\n[audit]\nchain = {"true" if chain else "false"}\n',
+            f'\n[audit]\nchain = {"true" if chain else "false"}\n'
+            + (f'tsa_url = "{tsa}"\ntsa_anchors = ["{self.pki.root_path}"]\n'
+               "stamp_interval = 1\n" if tsa else ""),
             encoding="utf-8")
         return config
 
@@ -165,12 +171,15 @@ class _Bench:
         declared = await self.channel.declare_queue(queue, passive=True)
         return int(declared.declaration_result.message_count or 0)
 
-    async def hop(self, workers: int, run: int, *, chain: bool = True) -> float:
+    async def hop(self, workers: int, run: int, *, chain: bool = True,
+                  stamped: bool = False) -> float:
         """``docaxis serve`` for central, with ``workers`` consumer processes (``chain``:
-        its message log chained by hash, or not — to measure what the chain costs)."""
+        its message log chained by hash, or not — to measure what the chain costs;
+        ``stamped``: and its chain heads timestamped every second by the dev TSA)."""
         for node in ("central", "hanoi", "danang"):
             await (await self.channel.get_queue(inbound_queue_name(node))).purge()
-        config = self.node_config("central", f"central-{run}-{workers}-{chain}", chain=chain)
+        config = self.node_config("central", f"central-{run}-{workers}-{chain}-{stamped}",
+                                  chain=chain, tsa=self.tsa.url if stamped else None)
         await _fill(self.channel, "docaxis.central", "inbound", self.packages,
                     {"x-docaxis-kind": "package", "x-docaxis-origin": "danang",
                      "x-docaxis-from-node": "danang"})
@@ -327,6 +336,8 @@ async def _hop(bench: _Bench, rounds: int, workers: tuple[int, ...]) -> dict[str
             candidates[f"workers={n}"] = lambda n=n, run=run: bench.hop(n, run)
             candidates[f"unchained workers={n}"] = lambda n=n, run=run: bench.hop(
                 n, run, chain=False)
+            candidates[f"stamped workers={n}"] = lambda n=n, run=run: bench.hop(
+                n, run, stamped=True)
             candidates[f"ingress workers={n}"] = lambda n=n, run=run: bench.ingress(n, run)
             candidates[f"vxp workers={n}"] = lambda n=n, run=run: bench.ingress(
                 n, run, protocol="vxp")
@@ -469,6 +480,11 @@ def run(quick: bool = False) -> str:
               "packages", "", "| workers | chained (best round) | unchained (best round) "
               "| chained / unchained | in each round |", "|---|---:|---:|---:|---|"]
     lines += _side_by_side(rates, workers, "workers={n}", "unchained workers={n}")
+    lines += ["", f"### chained and timestamped (RFC 3161, dev TSA, a stamp a second) against "
+              f"neither, hop, {count} packages", "", "| workers | chained + stamped (best "
+              "round) | unchained (best round) | stamped / unchained | in each round |",
+              "|---|---:|---:|---:|---|"]
+    lines += _side_by_side(rates, workers, "stamped workers={n}", "unchained workers={n}")
     lines += ["", f"### API ingress next to the hop, the same node (central), {count} packages",
               "", f"| workers | POST /v1/packages, 16 in flight from {'wrk' if WRK else 'httpx'} "
               "(best round) | hop (best round) "

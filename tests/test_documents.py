@@ -400,3 +400,64 @@ def _cli_on(db: Path, blobs: Path, *args: str) -> tuple[int, str]:
                            f"sqlite:///{db}", "--blobs", str(blobs)], capture_output=True,
                           text=True, env={**os.environ, "COLUMNS": "200"}, timeout=60)
     return done.returncode, done.stdout + done.stderr
+
+
+def test_a_refusal_at_a_later_node_reaches_the_sender_as_a_signed_status_02(
+        world: World, tmp_path: Path) -> None:
+    """Issue #15, item 5: central refused Đà Nẵng's document; Đà Nẵng's inbox holds an
+    edXML status 02 answering it, signed by central's node key as the agency that runs
+    central, which ``docaxis verify`` accepts with the national trust anchors alone."""
+    from docaxis.edxml import StatusPackage
+
+    refused = world.documents["refused"]
+    statuses = [item for item in world.store.inbox(SENDER)
+                if item.kind == "status" and item.document_id == refused]
+    assert len(statuses) == 1, world.store.inbox(SENDER)
+    data = world.store.package_bytes(statuses[0].sha256)
+    package = parse(data).package
+    assert isinstance(package, StatusPackage) and package.status_code == "02"
+    assert package.sender == "000.00.00.G22"  # central's operator, not the recipient
+    rf = package.header.response_for
+    assert rf is not None and rf.document_id == refused and rf.organ_id == SENDER
+    assert "EDX-SIG-REVOCATION-UNKNOWN" in (package.header.description or "")
+    path = tmp_path / "refusal.edxml"
+    path.write_bytes(data)
+    pki = world.network.pki
+    done = subprocess.run([sys.executable, str(ROOT / "cli.py"), "verify", "--trust",
+                           str(pki.root_path), "--crl", str(pki.crl_folder), "--json",
+                           str(path)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(done.stdout)
+    assert report["verdict"] == "valid" and report["signer"]["node"].startswith("central")
+    # and the trace says so
+    events = world.store.trace(refused, sender=SENDER).events
+    assert any(e.kind == "refusal_status" for e in events)
+
+
+def test_a_forged_refusal_status_is_not_put_in_the_senders_inbox(world: World) -> None:
+    """The origin admits a refusal status only from the refusing node's own certificate,
+    answering the very document: one signed by another node, or answering another
+    document, is refused (and logged)."""
+    import base64
+
+    from docaxis.relay._refusals import accepted_refusal_status
+
+    refused = world.documents["refused"]
+    [item] = [i for i in world.store.inbox(SENDER)
+              if i.kind == "status" and i.document_id == refused]
+    encoded = base64.b64encode(world.store.package_bytes(item.sha256)).decode()
+    danang = world.network.nodes["danang"]
+    central_id = next(n for n in world.network.nodes if n.startswith("central"))
+    hanoi_id = next(n for n in world.network.nodes if n.startswith("hanoi"))
+    ok = accepted_refusal_status(encoded, refusing_node=central_id, document_id=refused,
+                                 sender=SENDER, verifier=danang.verifier)
+    assert ok is not None and ok[1] == "000.00.00.G22"
+    assert accepted_refusal_status(encoded, refusing_node=hanoi_id, document_id=refused,
+                                   sender=SENDER, verifier=danang.verifier) is None
+    assert accepted_refusal_status(encoded, refusing_node=central_id,
+                                   document_id=world.documents["awaiting"], sender=SENDER,
+                                   verifier=danang.verifier) is None
+    tampered = base64.b64encode(base64.b64decode(encoded).replace(
+        b"refused at node", b"REFUSED AT NODE")).decode()
+    assert accepted_refusal_status(tampered, refusing_node=central_id, document_id=refused,
+                                   sender=SENDER, verifier=danang.verifier) is None

@@ -56,17 +56,21 @@ def keys_init(folder: Path, key_type: str, force: bool) -> None:
 @click.option("--agency", "code", help="Agency code to bind (LLL.KK.JJ.XNN).")
 @click.option("--node", "node_id", help="Axis node id (instead of --agency).")
 @click.option("--name", help="Agency name (CN).")
+@click.option("--operator", help="With --node: the agency that runs the node, bound in its "
+                                 "certificate too (it signs refusals' status 02 as it).")
 @click.option("--tier", type=click.Choice(TIERS), default="province", show_default=True)
 @click.option("--key-type", type=click.Choice(KEY_TYPES), default="rsa2048", show_default=True,
               help="rsa2048 (RSA-SHA256 signatures), rsa3072, or ec-p256 (ECDSA-SHA256).")
 @click.option("--days", type=click.IntRange(1, 3650), default=730, show_default=True)
 @click.option("--force", is_flag=True, help="Replace an existing key and certificate.")
-def keys_issue(folder: Path, code: str | None, node_id: str | None, name: str | None, tier: str,
-               key_type: str, days: int, force: bool) -> None:
+def keys_issue(folder: Path, code: str | None, node_id: str | None, name: str | None,
+               operator: str | None, tier: str, key_type: str, days: int, force: bool) -> None:
     """Issue an agency (or node) signing certificate (never over an existing key unless
     --force: a key may be in use, and its certificate in directories)."""
     if bool(code) == bool(node_id):
         raise click.UsageError("give exactly one of --agency or --node")
+    if operator and not node_id:
+        raise click.UsageError("--operator goes with --node")
     existing = folder / ("agencies" if code else "nodes") / (code or node_id or "") / "key.pem"
     if existing.exists() and not force:
         stderr.print(f"[bold red]PKI-EXISTS[/] {escape(str(existing))} exists; give --force to "
@@ -78,7 +82,8 @@ def keys_issue(folder: Path, code: str | None, node_id: str | None, name: str | 
             row = pki.issue_agency(code, name or code, tier=tier, key_type=key_type,  # type: ignore[arg-type]
                                    days=days)
         else:
-            row = pki.issue_node(node_id or "", tier=tier, key_type=key_type, days=days)  # type: ignore[arg-type]
+            row = pki.issue_node(node_id or "", tier=tier, key_type=key_type,  # type: ignore[arg-type]
+                                 days=days, operator=operator)
     except PKIError as exc:
         _fail(exc)
     stdout.print(f"issued serial {row.serial} for {escape(row.name)}: {folder / row.path} "

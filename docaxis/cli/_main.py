@@ -75,6 +75,6 @@ def cli() -> None:
 
 def main() -> None:
     """Console-script entry point."""
-    from docaxis.cli import _dsig, _edxml, _keys, _relay  # noqa: F401  (register commands)
+    from docaxis.cli import _dsig, _edxml, _evidence, _keys, _relay  # noqa: F401  (register)
 
     cli(prog_name="docaxis")

@@ -37,6 +37,8 @@ EVENT_LABELS: dict[str, tuple[str, str]] = {
     "acknowledged": ("Đơn vị nhận đã lấy về", "Picked up by the recipient"),
     "status": ("Nhận trạng thái", "Status received"),
     "rejection_notice": ("Đã báo từ chối cho đơn vị gửi", "The sender was told of a refusal"),
+    "refusal_status": ("Đơn vị gửi nhận trạng thái 02 do nút từ chối ký",
+                       "The sender got a status 02 signed by the refusing node"),
     "recall": ("Yêu cầu thu hồi", "Recall requested"),
     "update": ("Yêu cầu cập nhật", "Update requested"),
     "replace": ("Yêu cầu thay thế", "Replacement requested"),

@@ -26,6 +26,8 @@ from docaxis.dsig._statements import (
     SignedStatement,
     StatementCheck,
     StatementSigner,
+    sign_detached,
+    verify_detached,
     verify_statement,
 )
 from docaxis.dsig._timestamps import (
@@ -72,7 +74,9 @@ __all__ = [
     "load_signing_key",
     "node_id_of",
     "password_from",
+    "sign_detached",
     "summarize",
     "timestamp_request",
+    "verify_detached",
     "verify_statement",
 ]

@@ -31,7 +31,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from docaxis.dsig._errors import Failure, SignatureError
-from docaxis.dsig._names import node_id_of
+from docaxis.dsig._names import agency_code_of, node_id_of
+from docaxis.dsig._sign import Signer
 from docaxis.dsig._trust import TrustStore
 
 #: a statement carries at most this many certificates and this many body bytes
@@ -109,7 +110,21 @@ class StatementSigner:
             raise SignatureError("RSA keys must have at least 2048 bits")
         self._key = key
         self.node = node_id_of(chain[0])
+        #: the agency that runs the node, when its certificate binds one too: the node
+        #: signs, as that agency, the edXML status 02 of a package it refuses
+        self.operator = agency_code_of(chain[0])
         self._chain = tuple(c.public_bytes(serialization.Encoding.DER) for c in chain)
+        self._certificates = list(chain)
+        self._package_signer: Signer | None = None
+
+    def package_signer(self) -> Signer | None:
+        """An XMLDSig signer of edXML packages with the node's key and chain, for its
+        operator agency (None when the certificate binds no agency)."""
+        if self.operator is None:
+            return None
+        if self._package_signer is None:
+            self._package_signer = Signer(self._key, self._certificates)
+        return self._package_signer
 
     @classmethod
     def from_files(cls, key_path: Path | str, cert_path: Path | str) -> StatementSigner:
@@ -158,3 +173,64 @@ def verify_statement(statement: SignedStatement, trust: TrustStore, *,
     if node is None:
         failures.append(Failure("EDX-SIG-SIGNER", "the certificate names no axis node"))
     return StatementCheck(node, tuple(failures))
+
+
+def sign_detached(signer: StatementSigner, data: bytes) -> bytes:
+    """A CMS (PKCS #7) detached signature of ``data`` (DER) with the node's key, its chain
+    embedded: how a node signs an evidence container's manifest (ETSI ASiC-E
+    ``META-INF/signature.p7s``)."""
+    from cryptography.hazmat.primitives.serialization import pkcs7
+
+    builder = pkcs7.PKCS7SignatureBuilder().set_data(data).add_signer(
+        signer._certificates[0], signer._key, hashes.SHA256())
+    for cert in signer._certificates[1:]:
+        builder = builder.add_certificate(cert)
+    return builder.sign(serialization.Encoding.DER, [pkcs7.PKCS7Options.DetachedSignature,
+                                                     pkcs7.PKCS7Options.Binary])
+
+
+def verify_detached(signature: bytes, data: bytes, trust: TrustStore, *,
+                    at: dt.datetime | None = None,
+                    require_revocation: bool = True) -> StatementCheck:
+    """Check a CMS detached signature made by :func:`sign_detached`: one signer, SHA-256,
+    its signed attributes' message digest equal to ``data``'s, the signature over them,
+    and the signer's chain (anchors, validity at ``at``, revocation, KeyUsage) — the rules
+    of :func:`verify_statement`, which does the signature and chain part."""
+    import hashlib
+
+    from asn1crypto import cms  # type: ignore[import-untyped]
+
+    def refused(message: str) -> StatementCheck:
+        return StatementCheck(None, (Failure("EDX-SIG-VALUE", message),))
+
+    try:
+        info = cms.ContentInfo.load(signature, strict=True)
+        if info["content_type"].native != "signed_data":
+            return refused("not a CMS SignedData")
+        signed = info["content"]
+        signers = list(signed["signer_infos"])
+        if len(signers) != 1:
+            return refused(f"{len(signers)} signers, not one")
+        signer = signers[0]
+        if signer["digest_algorithm"]["algorithm"].native != "sha256":
+            return refused("the digest is not SHA-256")
+        sid = signer["sid"]
+        if sid.name != "issuer_and_serial_number":
+            return refused("the signer is not named by issuer and serial number")
+        certificates = [c.chosen for c in signed["certificates"] or ()]
+        wanted = sid.chosen
+        leaf = [c for c in certificates if c.serial_number == wanted["serial_number"].native
+                and c.issuer == wanted["issuer"]]
+        if len(leaf) != 1 or len(certificates) > MAX_CHAIN:
+            return refused("the signer's certificate is not in the signature")
+        attributes = signer["signed_attrs"]
+        digests = [a["values"][0].native for a in attributes
+                   if a["type"].native == "message_digest"]
+        if digests != [hashlib.sha256(data).digest()]:
+            return refused("the signed content is not this manifest (message digest)")
+        chain = (leaf[0].dump(), *(c.dump() for c in certificates if c is not leaf[0]))
+        statement = SignedStatement(attributes.untag().dump(), signer["signature"].native,
+                                    chain)
+    except (ValueError, KeyError, TypeError, IndexError) as exc:
+        return refused(f"unreadable CMS signature: {exc}")
+    return verify_statement(statement, trust, at=at, require_revocation=require_revocation)

@@ -47,6 +47,7 @@ from docaxis.dsig._algorithms import (
 from docaxis.dsig._binding import BindingPolicy
 from docaxis.dsig._c14n import canonical, detached
 from docaxis.dsig._errors import Failure
+from docaxis.dsig._names import node_id_of
 from docaxis.dsig._trust import CertInfo, ChainLink, TrustStore
 from docaxis.edxml import DocumentPackage, ParsedPackage, ParseError, ParseLimits, parse, parse_xml
 from docaxis.edxml._namespaces import q
@@ -98,6 +99,9 @@ class Signer:
     fingerprint: str
     #: the rule that bound the signer to the package's From (strict profile)
     binding: str | None = None
+    #: the axis node the certificate also names (a node signing for its operator agency:
+    #: the signed status 02 of a refusal)
+    node: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -584,7 +588,7 @@ class Verifier:
             leaf = outcome.leaf
             agency, rule = run.bound if run.bound is not None else (leaf.agency_code, None)
             signer = Signer(agency, leaf.subject_text, f"{leaf.serial:x}", leaf.fingerprint,
-                            rule)
+                            rule, node_id_of(leaf.cert))
         now = dt.datetime.now(dt.UTC)
         return VerificationReport(
             verdict=verdict, failures=tuple(run.failures), source=source, signer=signer,

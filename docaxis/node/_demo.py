@@ -56,8 +56,17 @@ def demo_pki(folder: Path, key_type: str = "ec-p256") -> DevPKI:
     for code, (name, _node, tier) in DEMO_AGENCIES.items():
         pki.issue_agency(code, name, tier=tier, key_type=key_type)  # type: ignore[arg-type]
     for node in DEMO_NODES:
-        pki.issue_node(node.id, tier=node.tier, key_type=key_type)  # type: ignore[arg-type]
+        pki.issue_node(node.id, tier=node.tier, key_type=key_type,  # type: ignore[arg-type]
+                       operator=_operator(node.id))
     return pki
+
+
+def _operator(node_id: str) -> str | None:
+    """The demo agency that runs a node: the one it hosts (it signs the node's refusals'
+    status 02 as that agency)."""
+    home = node_id.split(".")[0]  # without a run's suffix
+    return next((code for code, (_name, node, _tier) in DEMO_AGENCIES.items()
+                 if node == home), None)
 
 
 def node_signer(pki: DevPKI, node: Node) -> StatementSigner:
@@ -65,7 +74,7 @@ def node_signer(pki: DevPKI, node: Node) -> StatementSigner:
     key, chain = pki.folder / "nodes" / node.id / "key.pem", pki.folder / "nodes" / node.id / \
         "chain.pem"
     if not key.is_file():
-        pki.issue_node(node.id, tier=node.tier, key_type="ec-p256")
+        pki.issue_node(node.id, tier=node.tier, key_type="ec-p256", operator=_operator(node.id))
     return StatementSigner.from_files(key, chain)
 
 

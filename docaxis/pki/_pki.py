@@ -171,17 +171,29 @@ class DevPKI:
                                 agency_code=code)
 
     def issue_node(self, node_id: str, *, tier: str = "province", key_type: KeyType = "rsa2048",
-                   days: int = 730, now: dt.datetime | None = None) -> IssuedCertificate:
-        """Issue a certificate for an axis node."""
+                   days: int = 730, now: dt.datetime | None = None,
+                   operator: str | None = None) -> IssuedCertificate:
+        """Issue a certificate for an axis node.
+
+        ``operator``: the agency that runs the node, bound in the certificate too (a second
+        SAN URI): the node then signs, as that agency, the edXML status 02 that tells a
+        sending agency its package was refused at the node.
+        """
+        if operator is not None:
+            try:
+                AgencyCode.parse(operator)
+            except InvalidAgencyCode as exc:
+                raise PKIError(exc.message, code=exc.code) from None
         return self._issue_leaf(kind="node", label=node_id, common_name=f"docaxis node {node_id}",
                                 tier=tier, key_type=key_type, days=days, now=now,
                                 folder=f"nodes/{node_id}", uri=node_uri(node_id), extra=[],
-                                key_usage="signing", agency_code=None)
+                                key_usage="signing", agency_code=operator,
+                                also=(agency_uri(operator),) if operator else ())
 
     def _issue_leaf(self, *, kind: Literal["agency", "node"], label: str, common_name: str,
                     tier: str, key_type: KeyType, days: int, now: dt.datetime | None,
                     folder: str, uri: str, extra: list[x509.NameAttribute[Any]], key_usage: str,
-                    agency_code: str | None) -> IssuedCertificate:
+                    agency_code: str | None, also: tuple[str, ...] = ()) -> IssuedCertificate:
         if tier not in TIERS:
             raise PKIError(f"unknown tier {tier!r}; choose one of {', '.join(TIERS)}")
         now = now or dt.datetime.now(dt.UTC)
@@ -210,8 +222,8 @@ class DevPKI:
                 key_encipherment=not signing, data_encipherment=False, key_agreement=False,
                 key_cert_sign=False, crl_sign=False, encipher_only=False, decipher_only=False,
             ), critical=True)
-            .add_extension(x509.SubjectAlternativeName([x509.UniformResourceIdentifier(uri)]),
-                           critical=False)
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.UniformResourceIdentifier(u) for u in (uri, *also)]), critical=False)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
                            critical=False)
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(

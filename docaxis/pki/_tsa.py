@@ -20,6 +20,7 @@ import datetime as dt
 import hashlib
 import itertools
 import logging
+import sys
 import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -247,6 +248,17 @@ class TimestampServer(ThreadingHTTPServer):
         super().__init__((host, port), handler)
         self._thread = threading.Thread(target=self.serve_forever, name="dev tsa",
                                         daemon=True)
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A client that hung up before its answer (a node stopping) is a line, not a
+        traceback; anything else is logged with its traceback."""
+        error = sys.exc_info()[1]
+        if isinstance(error, ConnectionError):
+            _log.info("tsa.client_gone", extra={"code": "TSA-CLIENT-GONE",
+                                                "client": str(client_address)})
+        else:
+            _log.error("tsa.request_failed", exc_info=True, extra={
+                "code": "TSA-INTERNAL", "client": str(client_address)})
 
     @property
     def url(self) -> str:

@@ -46,6 +46,7 @@ from docaxis.relay._pipeline import (
     trace_id,
 )
 from docaxis.relay._receipts import FROM_NODE, KIND, ORIGIN, HopEvidence, HopReceipt
+from docaxis.relay._refusals import refusal_status
 from docaxis.relay._stamper import LogStamper
 from docaxis.relay._uplink import VxpUplink
 from docaxis.store import UNAVAILABLE, Accept, Acceptance, Event, Store
@@ -457,8 +458,11 @@ class RelayNode:
         _log.warning("relay.refused", extra={
             "code": code, "node": self.node_id, "message_id": message_id, "sha256": sha256,
             "origin": origin, "trace_id": trace_id(trace), "reason": text[:300]})
+        status = refusal_status(body, node_id=self.node_id, signer=self.node_signer,
+                                directory=self.directory, reasons=reasons, limits=self.limits)
         self.receipts.notify(origin, [HopReceipt(None, sha256, self.node_id, "rejected", _now(),
-                                         detail=json.dumps(reasons)[:2000])])
+                                                 detail=json.dumps(reasons)[:2000],
+                                                 status=status)])
         self._record_refusal(sha256, reasons)
         if not future.done():
             future.set_exception(Reject(f"{code}: {text}"))

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from docaxis.directory import UnknownDestination
 from docaxis.dsig import SignedStatement, verify_statement
+from docaxis.relay._refusals import accepted_refusal_status
 from docaxis.store import Event, PackageFacts
 from docaxis.transport import Message
 
@@ -47,6 +48,14 @@ class HopReceipt:
     at: str
     agency: str | None = None
     detail: str | None = None
+    #: a refusal's edXML status 02, signed by the refusing node as its operator agency
+    #: (base64; see :mod:`docaxis.relay._refusals`)
+    status: str | None = None
+
+
+#: the longest text field of a receipt; a signed status 02 may be longer
+RECEIPT_FIELD_CHARS = 5000
+RECEIPT_STATUS_CHARS = 64 * 1024
 
 
 @dataclass(eq=False)
@@ -115,8 +124,11 @@ class HopEvidence:
                             "code": "RELAY-HOP-RECEIPT", "node": self.node.node_id,
                             "reason": "no node key configured: hop receipts are not sent"})
                 else:
-                    body = json.dumps([r.__dict__ for r in receipts], ensure_ascii=False,
-                                      sort_keys=True).encode()
+                    # a receipt without a status says no "status" key: a node of the
+                    # version before it reads it as before
+                    body = json.dumps([{k: v for k, v in r.__dict__.items()
+                                        if k != "status" or v is not None} for r in receipts],
+                                      ensure_ascii=False, sort_keys=True).encode()
                     statements.append(self.node.node_signer.sign(body).to_json())
             if not statements:
                 continue
@@ -237,6 +249,18 @@ class HopEvidence:
                                                document_sender=row.document_sender),
                           node=self.node.node_id, inbox=[row.sender],
                           events=[("rejection_notice", row.sender, f"{what}; the sender is told")])
+        if receipt.status is None:
+            return
+        admitted = accepted_refusal_status(receipt.status, refusing_node=receipt.node,
+                                           document_id=row.document_id, sender=row.sender,
+                                           verifier=self.node.verifier)
+        if admitted is not None:  # the standard answer too: a status 02 the sender can verify
+            data, operator = admitted
+            self.node.store.accept(data, PackageFacts(
+                "status", operator, row.document_id, status_code="02",
+                document_sender=row.sender), node=self.node.node_id, inbox=[row.sender],
+                events=[("refusal_status", row.sender,
+                         f"status 02 signed by node {receipt.node} as {operator}")])
 
 
 def _receipt(item: object) -> HopReceipt:
@@ -247,7 +271,8 @@ def _receipt(item: object) -> HopReceipt:
     for name, value in receipt.__dict__.items():
         if value is not None and not isinstance(value, str):
             raise ValueError(f"receipt field {name} is not text")
-        if value is not None and len(value) > 5000:
+        if value is not None and len(value) > (RECEIPT_STATUS_CHARS if name == "status"
+                                               else RECEIPT_FIELD_CHARS):
             raise ValueError(f"receipt field {name} is too long")
     if not (receipt.sha256 and receipt.node and receipt.kind and receipt.at):
         raise ValueError("a receipt needs sha256, node, kind and at")

@@ -33,11 +33,13 @@ from sqlalchemy import (
     Connection,
     Engine,
     Table,
+    and_,
     create_engine,
     delete,
     event,
     func,
     insert,
+    or_,
     select,
     update,
 )
@@ -59,6 +61,7 @@ from docaxis.store._chain import (
     audit_stamps,
     link,
     manifest,
+    moment,
 )
 from docaxis.store._claims import process_token
 from docaxis.store._documents import DocumentQuery, DocumentSummary, kind_of, outcomes
@@ -764,6 +767,58 @@ class Store:
             at = session.scalar(select(func.max(StampRow.stamped_at)))
         return _aware(at) if at is not None else None
 
+    # -- evidence of one document ------------------------------------------------------
+    def evidence_records(self, sha256: str, document_id: str | None,
+                         sender: str | None) -> list[dict[str, Any]]:
+        """Every log record about a package or its document's trace, as stored (chain
+        fields included), in id order."""
+        events = _table(EventRow).c
+        about = events.package_sha256 == sha256
+        if document_id is not None:
+            about = or_(about, and_(events.document_id == document_id,
+                                    events.document_sender == sender))
+        with self.engine.connect() as connection:
+            rows = connection.execute(select(_table(EventRow)).where(about)
+                                      .order_by(events.id)).mappings().all()
+        return [_record_dict(row) for row in rows]
+
+    def chain_segment(self, chain: str, first: int, last: int,
+                      limit: int) -> list[dict[str, Any]] | None:
+        """The records of ``chain`` with ids from ``first`` to ``last`` (None when more
+        than ``limit``)."""
+        events = _table(EventRow).c
+        where = (events.chain == chain, events.id >= first, events.id <= last)
+        with self.engine.connect() as connection:
+            if (connection.scalar(select(func.count()).where(*where)) or 0) > limit:
+                return None
+            rows = connection.execute(select(_table(EventRow)).where(*where)
+                                      .order_by(events.id)).mappings().all()
+        return [_record_dict(row) for row in rows]
+
+    def covering_stamp(self, chain: str, record_id: int) -> Stamp | None:
+        """The first stamp whose head in ``chain`` is at or after ``record_id`` (it covers
+        the record), or None while the record waits for one."""
+        heads = _table(StampHeadRow).c
+        with self.session() as session:
+            stamp_id = session.scalar(select(heads.stamp_id).where(
+                heads.chain == chain, heads.record_id >= record_id)
+                .order_by(heads.record_id).limit(1))
+            if stamp_id is None:
+                return None
+            row = session.get(StampRow, stamp_id)
+            assert row is not None
+            covered = session.execute(select(heads.chain, heads.record_id, heads.record_hash)
+                                      .where(heads.stamp_id == stamp_id)).all()
+            return Stamp(row.id, _aware(row.stamped_at), row.tsa, row.imprint, row.response,
+                         tuple(covered))
+
+    def statuses_for(self, document_id: str, sender: str) -> list[str]:
+        """The SHA-256 of every status package logged here that answers the document."""
+        with self.session() as session:
+            return list(session.scalars(select(PackageRow.sha256).where(
+                PackageRow.kind == "status", PackageRow.document_id == document_id,
+                PackageRow.document_sender == sender).order_by(PackageRow.id)))
+
     def documents_with_id(self, document_id: str) -> list[tuple[str | None, tuple[str, ...]]]:
         """The (sender, recipients) of each document logged here with this DocumentId."""
         with self.session() as session:
@@ -1275,6 +1330,12 @@ class Store:
             for row in rows:
                 row.revoked_at = utcnow()
             return len(rows)
+
+
+def _record_dict(row: Any) -> dict[str, Any]:
+    record = dict(row)
+    record["at"] = moment(_aware(record["at"]))
+    return record
 
 
 def _table(model: type[Any]) -> Table:
