@@ -99,6 +99,14 @@ def _stamped_network(folder: Path, pki: DevPKI, url: str):  # type: ignore[no-un
     return network, broker
 
 
+async def _start(network, broker) -> None:  # type: ignore[no-untyped-def]
+    await broker.connect()
+    for node in network.nodes.values():
+        await broker.declare_node(node.node_id)
+    for node in network.nodes.values():
+        await node.start()
+
+
 def test_a_tsa_outage_stops_no_relaying_and_leaves_nothing_unstamped_once_it_returns(
         pki: DevPKI, tsa: tuple[str, object], tmp_path: Path,
         caplog: pytest.LogCaptureFixture) -> None:
@@ -110,11 +118,7 @@ def test_a_tsa_outage_stops_no_relaying_and_leaves_nothing_unstamped_once_it_ret
         return network.nodes[node].store.unstamped()[0]
 
     async def scenario() -> None:
-        await broker.connect()
-        for node in network.nodes.values():
-            await broker.declare_node(node.node_id)
-        for node in network.nodes.values():
-            await node.start()
+        await _start(network, broker)
         danang.submit(network.document(SENDER, [RECIPIENT], number="1"), agency=SENDER)
         await wait_until(lambda: len(hanoi.store.inbox(RECIPIENT)) == 1, 20)
         await wait_until(lambda: all(unstamped(n) == 0 for n in network.nodes), 20)
@@ -166,11 +170,7 @@ def test_a_consistently_rewritten_log_is_caught_by_its_stamps(
     danang, hanoi = network.nodes["danang"], network.nodes["hanoi"]
 
     async def scenario() -> None:
-        await broker.connect()
-        for node in network.nodes.values():
-            await broker.declare_node(node.node_id)
-        for node in network.nodes.values():
-            await node.start()
+        await _start(network, broker)
         for number in ("1", "2"):
             danang.submit(network.document(SENDER, [RECIPIENT], number=number), agency=SENDER)
         await wait_until(lambda: len(hanoi.store.inbox(RECIPIENT)) == 2, 20)
@@ -302,3 +302,35 @@ def test_keys_tsa_serves_rfc3161_over_http(pki: DevPKI, tmp_path: Path) -> None:
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_a_chain_whose_writer_is_gone_is_closed_once_stamped(
+        pki: DevPKI, tsa: tuple[str, object], tmp_path: Path) -> None:
+    """The stamper looks at live chains only: a chain whose process exited is closed by
+    the stamp that covers its last record (a node's chains then stay few however many
+    times it restarted)."""
+    from docaxis.store._models import LogChainRow
+
+    url, _server = tsa
+    db = tmp_path / "node.db"
+    store = Store(f"sqlite:///{db}", tmp_path / "blobs")
+    store.migrate()
+    writer = ("import datetime as dt, sys; from docaxis.store import Store; "
+              "from docaxis.store._store import Event; "
+              "s = Store(sys.argv[1], sys.argv[2]); "
+              "s.add_events([Event('central', 'note', dt.datetime.now(dt.UTC), None, 'x', "
+              "'0' * 64)], documents=[(None, None)])")
+    subprocess.run([sys.executable, "-c", writer, f"sqlite:///{db}", str(tmp_path / "blobs")],
+                   check=True, cwd=ROOT, timeout=60)
+    store.add_events([Event("central", "note", dt.datetime.now(dt.UTC), None, "y", "0" * 64)],
+                     documents=[(None, None)])
+    stamper = LogStamper("central", store, url, _verifier(pki), 60)
+    assert run(stamper.stamp_once()) == 2
+    with store.session() as session:
+        closed = dict(session.execute(select(LogChainRow.chain, LogChainRow.closed)).all())
+    mine = next(c for c in closed if c.startswith(store.claimant))
+    assert closed[mine] is False  # this process lives on
+    assert [c for c, done in closed.items() if done] == [c for c in closed if c != mine]
+    assert [h[0] for h in store.unstamped_heads()] == []
+    assert store.audit(check_packages=False, stamps=_verifier(pki)).intact
+    store.close()

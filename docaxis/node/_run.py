@@ -36,6 +36,7 @@ from docaxis.dsig import (
 from docaxis.node._bindings import binding_policy
 from docaxis.node._demo import build_demo_network, connect_broker, demo_pki, run_suffix, wait_for
 from docaxis.node._logging import configure_logging
+from docaxis.pki import DevTimestampAuthority, TimestampServer, serve_tsa
 from docaxis.relay import LogStamper, RelayNode, VxpUplink, share_between_processes
 from docaxis.store import UNAVAILABLE, SecretBox, Store, SystemRegistry, Trace
 from docaxis.transport import HEARTBEAT, Broker, InMemoryBroker, RabbitMQBroker
@@ -746,13 +747,16 @@ class DemoOutcome:
     documents: list[DemoDocument]
     duplicate_same_acceptance: bool
     tokens: dict[str, str] = field(default_factory=dict)
+    #: every node's message log timestamped (RFC 3161, by the dev TSA) and intact
+    log_stamped: bool = False
     #: with ``keep_running``: stops the nodes and removes what the demo created on the
     #: broker (call it when the operator stops the demo)
     close: Callable[[], Awaitable[None]] | None = None
 
     @property
     def ok(self) -> bool:
-        return self.duplicate_same_acceptance and all(d.delivered for d in self.documents)
+        return (self.duplicate_same_acceptance and self.log_stamped
+                and all(d.delivered for d in self.documents))
 
 
 async def demo(folder: Path, *, amqp_url: str | None = DEFAULT_AMQP, timeout: float = 60.0,
@@ -766,6 +770,10 @@ async def demo(folder: Path, *, amqp_url: str | None = DEFAULT_AMQP, timeout: fl
     suffix = run_suffix() if isinstance(broker, RabbitMQBroker) else ""
     say(f"starting 8 nodes on the {kind}…")
     network = build_demo_network(folder / "nodes", pki, lambda _node: broker, suffix=suffix)
+    tsa = serve_tsa(DevTimestampAuthority.issue(pki.folder))
+    stamps = TimestampVerifier.load([pki.root_path])
+    for node in network.nodes.values():  # every node's log timestamped by the dev TSA
+        node.stamper = LogStamper(node.node_id, node.store, tsa.url, stamps, 0.2)
     await network.start()
     documents: list[DemoDocument] = []
     try:
@@ -778,22 +786,33 @@ async def demo(folder: Path, *, amqp_url: str | None = DEFAULT_AMQP, timeout: fl
                            timeout / 4)
             doc.trace = origin.store.trace(doc.document_id)
         outcome = DemoOutcome(kind, documents, duplicate)
+        outcome.log_stamped = await wait_for(lambda: all(
+            node.store.unstamped()[0] == 0 for node in network.nodes.values()), timeout / 4)
+        outcome.log_stamped = outcome.log_stamped and all(
+            node.store.audit(check_packages=False, stamps=stamps).intact
+            for node in network.nodes.values())
+        say("every node's message log: hash-chained, timestamped by the dev TSA (RFC 3161), "
+            + ("intact" if outcome.log_stamped else "NOT all stamped and intact"))
         if keep_running:
             outcome.tokens = await _serve_all(network, base_port, say)
-            outcome.close = functools.partial(_close_demo, network, broker, suffix)
+            outcome.close = functools.partial(_close_demo, network, broker, suffix, tsa)
         return outcome
     finally:
         if not keep_running:
-            await _close_demo(network, broker, suffix)
+            await _close_demo(network, broker, suffix, tsa)
 
 
-async def _close_demo(network: Any, broker: Broker, suffix: str) -> None:
+async def _close_demo(network: Any, broker: Broker, suffix: str,
+                      tsa: TimestampServer) -> None:
     """Stop the demo's nodes and leave nothing behind on a shared broker."""
-    await network.stop()
-    if suffix:
-        for node_id in network.nodes:
-            await broker.delete_node(node_id)
-    await broker.close()
+    try:
+        await network.stop()
+        if suffix:
+            for node_id in network.nodes:
+                await broker.delete_node(node_id)
+        await broker.close()
+    finally:
+        tsa.stop()
 
 
 async def _commune_to_commune(network: Any, timeout: float,

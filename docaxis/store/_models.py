@@ -6,6 +6,7 @@ import datetime as dt
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     DateTime,
     ForeignKey,
     Index,
@@ -266,3 +267,5 @@ class LogChainRow(Base):
 
     chain: Mapped[str] = mapped_column(String(100), primary_key=True)
     started_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    #: its writer is gone and a stamp covers its last record: the stamper skips it
+    closed: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -63,7 +63,7 @@ from docaxis.store._chain import (
     manifest,
     moment,
 )
-from docaxis.store._claims import process_token
+from docaxis.store._claims import is_alive, process_token
 from docaxis.store._documents import DocumentQuery, DocumentSummary, kind_of, outcomes
 from docaxis.store._models import (
     BLOB_CHUNK,
@@ -716,7 +716,8 @@ class Store:
         heads = _table(StampHeadRow).c
         covered = dict(session.execute(select(heads.chain, func.max(heads.record_id))
                                        .group_by(heads.chain)).all())
-        chains = session.scalars(select(LogChainRow.chain)).all()
+        chains = session.scalars(select(LogChainRow.chain)
+                                 .where(LogChainRow.closed.is_(False))).all()
         return [(chain, covered.get(chain, 0)) for chain in chains]
 
     def unstamped_heads(self) -> list[Head]:
@@ -759,6 +760,14 @@ class Store:
             session.add_all(StampHeadRow(stamp_id=stamp.id, chain=chain, record_id=record_id,
                                          record_hash=record_hash)
                             for chain, record_id, record_hash in heads)
+            # a chain whose writer is gone writes no more: stamped now, it is done (the
+            # stamper and the metrics then look at live chains only, however many
+            # processes the node has had)
+            finished = [chain for chain, _id, _hash in heads
+                        if is_alive(chain.split("/", 1)[0]) is False]
+            if finished:
+                session.execute(update(LogChainRow).where(LogChainRow.chain.in_(finished))
+                                .values(closed=True))
             return stamp.id
 
     def last_stamp_at(self) -> dt.datetime | None:

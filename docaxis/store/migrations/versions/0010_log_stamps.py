@@ -28,6 +28,7 @@ def upgrade() -> None:
         "log_chains",
         sa.Column("chain", sa.String(length=100), nullable=False),
         sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("closed", sa.Boolean(), nullable=False, server_default=sa.false()),
         sa.PrimaryKeyConstraint("chain", name=op.f("pk_log_chains")),
     )
     op.execute("INSERT INTO log_chains (chain, started_at) SELECT chain, min(at) FROM events "
