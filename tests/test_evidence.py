@@ -98,11 +98,13 @@ def test_an_exported_container_verifies_offline(exported: Exported) -> None:
     assert any(n.startswith("log/stamp-") and n.endswith(".tsr") for n in names)
     assert any(n.startswith("evidence/status-03-") for n in names)
     assert any(n.startswith("trust/crl-") for n in names)
+    hops = {n.rsplit("-", 1)[1] for n in names if n.startswith("evidence/hop-")}
+    assert {"central.json", "hanoi.json"} <= hops  # each later node's signed word
     report = verify_container(exported.container, _anchors(exported.pki))
     assert report.valid, report.failures
     assert report.document_id == exported.document_id and report.exported_by == "danang"
     assert report.records >= 5 and report.stamped_records == report.records
-    assert report.stamps >= 1 and report.statuses >= 1
+    assert report.stamps >= 1 and report.statuses >= 1 and report.hops >= 2
 
 
 def _rewritten(container: bytes, change: dict[str, bytes | None]) -> bytes:
@@ -153,7 +155,7 @@ def test_the_contents_are_checked_not_only_their_digests(exported: Exported) -> 
     """A log record changed inside records.json, with the manifest redone but unsigned by
     the node (a forger's best), fails on the signature and on the record's hash; the
     record check alone (verifying the records as they are) names the record."""
-    from docaxis.evidence._asice import ContainerReport, _check_log
+    from docaxis.evidence._asice import ContainerReport, _check_hops, _check_log
 
     with zipfile.ZipFile(io.BytesIO(exported.container)) as archive:
         files = {n: archive.read(n) for n in archive.namelist()}
@@ -164,6 +166,13 @@ def test_the_contents_are_checked_not_only_their_digests(exported: Exported) -> 
     _check_log(files, report, TimestampVerifier.load([exported.pki.root_path]))
     assert any(code == "EVIDENCE-RECORD" and str(log["records"][0]["id"]) in message
                for code, message in report.failures)
+    # a node's signed statement about another package proves nothing about this one
+    from docaxis.dsig import TrustStore
+
+    trust = TrustStore.load([exported.pki.root_path], crls=[exported.pki.crl_folder])
+    elsewhere = ContainerReport(sha256="0" * 64)
+    _check_hops(files, elsewhere, trust, None)
+    assert elsewhere.hops >= 2 and {c for c, _m in elsewhere.failures} == {"EVIDENCE-HOP"}
 
 
 def test_an_unknown_document_is_a_clear_error(exported: Exported) -> None:

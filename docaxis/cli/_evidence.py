@@ -84,7 +84,8 @@ def evidence_verify(container: Path, anchors: tuple[str, ...], tsa_anchors: tupl
                      f"exported by node {escape(str(report.exported_by))} at "
                      f"{report.exported_at}; {report.files} files, {report.records} log "
                      f"records ({report.stamped_records} under a timestamp), "
-                     f"{report.stamps} timestamp(s), {report.statuses} status(es)")
+                     f"{report.stamps} timestamp(s), {report.statuses} status(es), "
+                     f"{report.hops} signed hop statement(s)")
         for code, message in report.failures:
             stdout.print(f"[bold red]{code}[/] {escape(message)}")
         stdout.print("[green]valid[/]" if report.valid

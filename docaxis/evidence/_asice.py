@@ -17,6 +17,9 @@ signature of the manifest by the exporting node's key. The data objects:
     each such RFC 3161 timestamp (the TSA's response) and the heads it covers;
 ``evidence/status-<code>-<sha>.edxml``
     every signed status answering the document (01…06, a refusing node's 02);
+``evidence/hop-<n>-<node>.json``
+    each later node's signed hop receipts about the package (received, passed on,
+    delivered, refused — signed with that node's certificate), as the origin received them;
 ``trust/crl-<n>.crl``
     the CRLs the node verified with, so that revocation is checked offline.
 
@@ -46,6 +49,7 @@ from lxml import etree
 from docaxis import __version__
 from docaxis._errors import DocaxisError
 from docaxis.dsig import (
+    SignedStatement,
     StatementSigner,
     TimestampError,
     TimestampVerifier,
@@ -54,6 +58,7 @@ from docaxis.dsig import (
     Verifier,
     sign_detached,
     verify_detached,
+    verify_statement,
 )
 from docaxis.edxml import ParseError, StatusPackage, parse
 from docaxis.store import Head, Store, manifest
@@ -94,6 +99,7 @@ class ContainerReport:
     stamped_records: int = 0
     stamps: int = 0
     statuses: int = 0
+    hops: int = 0
     #: ``(code, message)``, in the order found
     failures: list[tuple[str, str]] = field(default_factory=list)
 
@@ -109,7 +115,7 @@ class ContainerReport:
                 "exported_by": self.exported_by, "exported_at": self.exported_at,
                 "files": self.files, "records": self.records,
                 "stamped_records": self.stamped_records, "stamps": self.stamps,
-                "statuses": self.statuses,
+                "statuses": self.statuses, "hops": self.hops,
                 "failures": [{"code": c, "message": m} for c, m in self.failures]}
 
 
@@ -169,6 +175,8 @@ def export_container(store: Store, document_id: str, *, node_id: str,
         except ParseError:
             code = "xx"
         files[f"evidence/status-{code}-{status_sha[:16]}.edxml"] = status
+    for index, (hop_node, statement) in enumerate(store.hop_statements_for(document.sha256)):
+        files[f"evidence/hop-{index}-{hop_node}.json"] = statement.encode()
     for index, crl in enumerate(verifier.policy.trust.crls):
         files[f"trust/crl-{index}.crl"] = crl.public_bytes(serialization.Encoding.DER)
     files["META-INF/docaxis.json"] = _json({
@@ -260,8 +268,33 @@ def verify_container(data: bytes, anchors: list[x509.Certificate], *,
                         status.package.package if status.package else None, StatusPackage):
                     report.fail("EVIDENCE-STATUS", f"{name} does not verify as a status: "
                                 + ", ".join(f.code for f in status.failures))
+    _check_hops(files, report, trust, exported_at)
     _check_log(files, report, tsa or TimestampVerifier(tuple(anchors)))
     return report
+
+
+def _check_hops(files: dict[str, bytes], report: ContainerReport, trust: TrustStore,
+                at: dt.datetime | None) -> None:
+    """Each later node's signed statement: its signature and chain (at the export's
+    time), and that it speaks of this package."""
+    for name, body in files.items():
+        if not (name.startswith("evidence/hop-") and name.endswith(".json")):
+            continue
+        report.hops += 1
+        try:
+            statement = SignedStatement.from_json(json.loads(body))
+            check = verify_statement(statement, trust, at=at)
+            receipts = json.loads(statement.body)
+        except (ValueError, TypeError) as exc:
+            report.fail("EVIDENCE-HOP", f"{name} is not a signed statement: {exc}")
+            continue
+        if not check.valid:
+            report.fail("EVIDENCE-HOP", f"{name} does not verify: " + ", ".join(
+                f.code for f in check.failures))
+        elif not isinstance(receipts, list) or not any(
+                isinstance(r, dict) and r.get("sha256") == report.sha256
+                and r.get("node") == check.node for r in receipts):
+            report.fail("EVIDENCE-HOP", f"{name} says nothing of this package")
 
 
 def _read_zip(data: bytes, report: ContainerReport) -> dict[str, bytes] | None:

@@ -18,6 +18,7 @@ import asyncio
 import datetime as dt
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -174,6 +175,7 @@ class HopEvidence:
         """Record the receipts of each statement whose node signature verifies against the
         trust anchors and whose node is in the directory; drop (and log) the others."""
         receipts: list[HopReceipt] = []
+        kept: list[tuple[str, str, list[HopReceipt]]] = []  # (node, JSON, its receipts)
         for raw in statements:
             try:
                 statement = SignedStatement.from_json(raw)
@@ -196,13 +198,19 @@ class HopEvidence:
                 _log.warning("hop_receipt.refused", extra={
                     "code": "RELAY-HOP-RECEIPT", "node": self.node.node_id, "from_node": from_node,
                     "reason": f"node {check.node} signed receipts of {foreign[0].node}"})
-            receipts += [r for r in signed if r.node == check.node]
+            own = [r for r in signed if r.node == check.node]
+            receipts += own
+            if own and check.node is not None:
+                kept.append((check.node, json.dumps(raw, sort_keys=True), own))
         if receipts:
-            self._record_hop_receipts(receipts)
+            self._record_hop_receipts(receipts, kept)
 
-    def _record_hop_receipts(self, receipts: list[HopReceipt]) -> None:
-        """At the origin node: put each hop's receipt in the document's trace; tell the
-        sender about a refusal."""
+    def _record_hop_receipts(self, receipts: list[HopReceipt],
+                             statements: Sequence[tuple[str, str, list[HopReceipt]]] = (),
+                             ) -> None:
+        """At the origin node: put each hop's receipt in the document's trace, keep the
+        signed statements (evidence of what each node asserted); tell the sender about a
+        refusal."""
         events, documents = [], []
         rows: dict[str, tuple[str | None, str | None] | None] = {}
         for receipt in receipts:
@@ -218,6 +226,10 @@ class HopEvidence:
                                 receipt.detail, receipt.sha256))
             documents.append(known)
         self.node.store.add_events(events, documents=documents)
+        self.node.store.add_hop_statements([
+            (node, statement, [r.sha256 for r in own if rows.get(r.sha256) is not None])
+            for node, statement, own in statements
+            if any(rows.get(r.sha256) is not None for r in own)])
         for receipt in receipts:
             if receipt.kind in ("rejected", "unroutable"):
                 self._notify_sender(receipt)

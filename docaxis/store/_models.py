@@ -269,3 +269,25 @@ class LogChainRow(Base):
     started_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     #: its writer is gone and a stamp covers its last record: the stamper skips it
     closed: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class HopStatementRow(Base):
+    """A later node's signed hop receipts as received (the statement's JSON: body,
+    signature, chain), kept as evidence of what that node asserted."""
+
+    __tablename__ = "hop_statements"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    node: Mapped[str] = mapped_column(String(100))
+    statement: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class HopStatementPackageRow(Base):
+    """Which packages a kept statement speaks of."""
+
+    __tablename__ = "hop_statement_packages"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    statement_id: Mapped[int] = mapped_column(ForeignKey("hop_statements.id"))
+    package_sha256: Mapped[str] = mapped_column(String(64), index=True)

@@ -72,6 +72,8 @@ from docaxis.store._models import (
     DirectoryAgencyRow,
     DirectoryNodeRow,
     EventRow,
+    HopStatementPackageRow,
+    HopStatementRow,
     InboxRow,
     LeaseRow,
     LogChainRow,
@@ -820,6 +822,29 @@ class Store:
                                       .where(heads.stamp_id == stamp_id)).all()
             return Stamp(row.id, _aware(row.stamped_at), row.tsa, row.imprint, row.response,
                          tuple(covered))
+
+    def add_hop_statements(self, statements: Sequence[tuple[str, str, Sequence[str]]]) -> None:
+        """Keep verified statements of later nodes: (node, the statement's JSON, the
+        packages logged here that it speaks of)."""
+        if not statements:
+            return
+        with self.transaction() as session:
+            for node, statement, packages in statements:
+                row = HopStatementRow(node=node, statement=statement, received_at=utcnow())
+                session.add(row)
+                session.flush()
+                session.add_all(HopStatementPackageRow(statement_id=row.id, package_sha256=sha)
+                                for sha in sorted(set(packages)))
+
+    def hop_statements_for(self, sha256: str) -> list[tuple[str, str]]:
+        """The kept statements (node, JSON) that speak of a package, oldest first."""
+        with self.session() as session:
+            return [(node, statement) for node, statement in session.execute(
+                select(HopStatementRow.node, HopStatementRow.statement)
+                .join(HopStatementPackageRow,
+                      HopStatementPackageRow.statement_id == HopStatementRow.id)
+                .where(HopStatementPackageRow.package_sha256 == sha256)
+                .order_by(HopStatementRow.id))]
 
     def statuses_for(self, document_id: str, sender: str) -> list[str]:
         """The SHA-256 of every status package logged here that answers the document."""
