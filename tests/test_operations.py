@@ -283,10 +283,11 @@ def test_demo_keep_running_removes_what_it_created_on_ctrl_c(tmp_path: Path) -> 
 
     with _vhost() as vhost:
         url = f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
+        errors = (tmp_path / "demo.err").open("w")  # what the demo said, should it fail
         demo = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), "demo", "--amqp-url",
                                  url, "--keep-running", "--dir", str(tmp_path / "demo"),
                                  "--base-port", str(_free_ports(8))],
-                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                                stdout=subprocess.PIPE, stderr=errors, text=True)
         try:
             assert demo.stdout is not None
             deadline = time.monotonic() + 120
@@ -302,6 +303,8 @@ def test_demo_keep_running_removes_what_it_created_on_ctrl_c(tmp_path: Path) -> 
         finally:
             if demo.poll() is None:
                 demo.kill()
+        errors.close()
         left = subprocess.run(["rabbitmqctl", "-q", "list_queues", "-p", vhost, "name"],
                               capture_output=True, text=True, check=True).stdout
-        assert "docaxis." not in left, left
+        said = (tmp_path / "demo.err").read_text(encoding="utf-8")[-4000:]
+        assert "docaxis." not in left, f"exit {demo.returncode}; the demo said:\n{said}"

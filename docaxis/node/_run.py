@@ -14,7 +14,7 @@ import re
 import socket
 import time
 import tomllib
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -806,6 +806,8 @@ async def _close_demo(network: Any, broker: Broker, suffix: str,
                       tsa: TimestampServer) -> None:
     """Stop the demo's nodes and leave nothing behind on a shared broker."""
     try:
+        for task in getattr(network, "servers", []):  # the demo's API servers, if serving
+            task.cancel()
         await network.stop()
         if suffix:
             for node_id in network.nodes:
@@ -842,15 +844,19 @@ async def _fan_out(network: Any, timeout: float, say: Callable[[str], None]) -> 
     document = network.document(sender, list(recipients), number="202",
                                 subject="V/v triển khai chính quyền số cấp xã")
     network.node("central").submit(document, agency=sender)
-    delivered = await wait_for(lambda: all(network.node(n).store.inbox(c)
-                                           for c, n in recipients.items()), timeout)
+    document_id = _document_id(document)
+    # this document in each inbox (two of these communes hold earlier packages already:
+    # answering before it arrives is refused, RELAY-NOT-RECIPIENT)
+    delivered = await wait_for(lambda: all(
+        any(item.document_id == document_id for item in network.node(n).store.inbox(c))
+        for c, n in recipients.items()), timeout)
     if delivered:
         for code, node in recipients.items():
             network.node(node).submit(network.status(code, document, "03"), agency=code)
         origin = network.node("central")
         delivered = await wait_for(lambda: len(origin.store.inbox(sender)) == 3, timeout)
     return DemoDocument("central → three communes in two provinces, each answers 03",
-                        _document_id(document), "central", delivered)
+                        document_id, "central", delivered)
 
 
 def _duplicate(network: Any, say: Callable[[str], None]) -> bool:
@@ -872,20 +878,36 @@ def _hops_settled(origin: RelayNode, document_id: str) -> bool:
     return any(e.kind == "hop:delivered" for e in origin.store.trace(document_id).events)
 
 
+def _demo_server_class() -> Any:
+    import uvicorn
+
+    class DemoServer(uvicorn.Server):
+        """A uvicorn server that leaves Ctrl-C to the demo: eight servers each taking
+        SIGINT and raising it again as they stop handed a KeyboardInterrupt to whatever
+        ran at that moment — sometimes the demo's clean-up, which then did not finish."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+    return DemoServer
+
+
 async def _serve_all(network: Any, base_port: int,
                      say: Callable[[str], None]) -> dict[str, str]:
     import uvicorn
 
     from docaxis.api import create_app
 
+    demo_server = _demo_server_class()
     tokens: dict[str, str] = {}
     for index, node in enumerate(network.nodes.values()):
         port = base_port + index
         for code, agency in network.directory.agencies.items():
             if agency.node == node.node_id:
                 tokens[code] = f"http://127.0.0.1:{port} {node.store.issue_credential(code)}"
-        server = uvicorn.Server(uvicorn.Config(create_app(node), host="127.0.0.1", port=port,
-                                               log_level="warning"))
+        server = demo_server(uvicorn.Config(create_app(node), host="127.0.0.1", port=port,
+                                            log_level="warning"))
         task = asyncio.create_task(server.serve())
         network.servers = [*getattr(network, "servers", []), task]
     with contextlib.suppress(Exception):
