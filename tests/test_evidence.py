@@ -192,8 +192,11 @@ def test_the_cli_exports_and_verifies(exported: Exported, tmp_path: Path) -> Non
     (data / "blobs").symlink_to(danang.store.blobs.root)
     nodes = exported.pki.folder / "nodes" / "danang"
     config = tmp_path / "node.toml"
+    (tmp_path / "network.toml").write_text(exported.network.directory.to_toml(),
+                                           encoding="utf-8")
     config.write_text(
-        f'[node]\nid = "danang"\ndata = "{data}"\ndatabase = "{store_url}"\n'
+        f'[node]\nid = "danang"\ndirectory = "network.toml"\ndata = "{data}"\n'
+        f'database = "{store_url}"\n'
         f'key = "{nodes / "key.pem"}"\ncertificate = "{nodes / "chain.pem"}"\n\n'
         f'[trust]\nanchors = ["{exported.pki.root_path}"]\ncrls = ["{exported.pki.crl_folder}"]\n',
         encoding="utf-8")

@@ -10,9 +10,9 @@ from cryptography import x509
 from rich.markup import escape
 
 from docaxis.cli._main import EXIT_INVALID, EXIT_OK, EXIT_USAGE, cli, stderr, stdout
-from docaxis.dsig import TimestampError, TimestampVerifier, VerificationPolicy, Verifier
+from docaxis.dsig import TimestampError, TimestampVerifier
 from docaxis.evidence import EvidenceError, export_container, verify_container
-from docaxis.node import ConfigError, NodeConfig
+from docaxis.node import ConfigError, NodeConfig, node_verifier
 
 
 @cli.group("evidence")
@@ -38,16 +38,14 @@ def evidence_export(document_id: str, config_path: str, sender: str | None,
         signer = config.node_signer()
         if signer is None:
             raise ConfigError("[node] key and certificate are needed to sign the container")
-        verifier = Verifier(VerificationPolicy(config.trust_store(),
-                                               allow_sha1=config.allow_sha1))
         store = config.open_store(migrate=False)
     except ConfigError as exc:
         stderr.print(f"[bold red]{exc.code}[/] {escape(exc.message)}")
         raise SystemExit(EXIT_USAGE) from None
     try:
         data = export_container(store, document_id, node_id=config.node_id, signer=signer,
-                                verifier=verifier, sender=sender)
-    except EvidenceError as exc:
+                                verifier=node_verifier(config, store), sender=sender)
+    except (EvidenceError, ConfigError) as exc:
         stderr.print(f"[bold red]{exc.code}[/] {escape(exc.message)}")
         raise SystemExit(EXIT_USAGE) from None
     finally:

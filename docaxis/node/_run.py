@@ -503,18 +503,34 @@ def _masked(value: object) -> bool:
     return isinstance(value, str) and ":***@" in value
 
 
+def node_verifier(config: NodeConfig, store: Store) -> Verifier:
+    """The verifier the node judges packages with: its anchors and CRLs, and the signer
+    rules of its directory (what an auditor's report from this node must reflect).
+
+    Raises
+    ------
+    ConfigError
+        A directory that cannot be read, or signer rules that do not hold.
+    """
+    return _verifier(config, load_directory(config, store))
+
+
+def _verifier(config: NodeConfig, directory: Directory) -> Verifier:
+    try:
+        bindings = binding_policy(directory)
+    except ValueError as exc:
+        raise ConfigError(f"directory signer rules: {exc}") from None
+    return Verifier(VerificationPolicy(config.trust_store(), allow_sha1=config.allow_sha1,
+                                       bindings=bindings))
+
+
 async def open_node(config: NodeConfig, store: Store, *,
                     poll_uplink: bool = True) -> tuple[RelayNode, BrokerPool]:
     """The node's relay, connected to its own broker and its neighbours' (not started).
     ``poll_uplink``: this process polls the VXP axis of ``[uplink]`` (one process of a
     node does; every process hands over to it)."""
     directory = load_directory(config, store)
-    try:
-        bindings = binding_policy(directory)
-    except ValueError as exc:
-        raise ConfigError(f"directory signer rules: {exc}") from None
-    verifier = Verifier(VerificationPolicy(config.trust_store(), allow_sha1=config.allow_sha1,
-                                           bindings=bindings))
+    verifier = _verifier(config, directory)
     neighbours = [config.node_id, *(n.id for n in directory.children(config.node_id))]
     parent = directory.nodes[config.node_id].parent
     if parent:

@@ -16,7 +16,6 @@ again) is logged once, not once a round.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 from dataclasses import dataclass, field
 
@@ -63,7 +62,6 @@ class LogStamper:
     interval: float = 60.0
     #: the code of the failure in progress (None: the last round stamped or had nothing)
     failing: str | None = field(default=None, init=False)
-    stamps: int = field(default=0, init=False)
     failures: int = field(default=0, init=False)
 
     async def stamp_forever(self) -> None:
@@ -104,7 +102,6 @@ class LogStamper:
         except UNAVAILABLE as exc:  # the next round stamps these heads (or later ones)
             self._failed("AUDIT-STAMP-STORE", f"the store is unavailable: {exc}")
             return 0
-        self.stamps += 1
         if self.failing is not None:
             _log.warning("audit.stamping_restored", extra={
                 "code": "AUDIT-STAMP-RESTORED", "node": self.node_id, "tsa": self.tsa_url,
@@ -121,10 +118,3 @@ class LogStamper:
                 "code": code, "node": self.node_id, "tsa": self.tsa_url, "reason": message,
                 "retry_in": self.interval})
         self.failing = code
-
-    def unstamped_seconds(self) -> float:
-        """Age of the oldest record waiting for a stamp (0 when none waits)."""
-        _count, oldest = self.store.unstamped()
-        if oldest is None:
-            return 0.0
-        return max(0.0, (dt.datetime.now(dt.UTC) - oldest).total_seconds())
