@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,8 @@ from docaxis.cli._main import (
     InputError,
     cli,
     expand_inputs,
+    max_bytes_option,
+    package_file,
     read_input,
     stderr,
     stdout,
@@ -39,7 +43,7 @@ from docaxis.dsig import (
     password_from,
     summarize,
 )
-from docaxis.edxml import ParseError
+from docaxis.edxml import ParseError, ParseLimits
 from docaxis.node import binding_policy
 
 _STYLE = {"valid": "bold green", "invalid": "bold red", "legacy": "yellow", "unsigned": "yellow"}
@@ -62,11 +66,16 @@ _STYLE = {"valid": "bold green", "invalid": "bold red", "legacy": "yellow", "uns
 @click.option("--pin-file", type=click.Path(dir_okay=False), help="Token PIN: from this file.")
 @click.option("--pin-env", metavar="VAR", help="Token PIN: from this variable.")
 @click.option("-o", "--output", default="-", help="Output file (default: standard output).")
+@max_bytes_option
 def sign_command(file: str, key_path: str | None, cert_path: str | None,
                  password_file: str | None, password_env: str | None, password_prompt: bool,
                  pkcs11_module: str | None, token: str | None, key_label: str | None,
-                 pin_file: str | None, pin_env: str | None, output: str) -> None:
+                 pin_file: str | None, pin_env: str | None, output: str,
+                 max_bytes: int) -> None:
     """Sign a package (enveloped XMLDSig, RSA-SHA256 or ECDSA-SHA256 by key type).
+
+    A large package is signed from and to files by streaming: memory holds its
+    structure, never its attachments.
 
     The key is a PEM file (plain or encrypted), a PKCS#12 file, or a key on a PKCS#11
     token (--pkcs11-module, --token, --key-label, --pin-file/--pin-env, with --cert).
@@ -74,19 +83,22 @@ def sign_command(file: str, key_path: str | None, cert_path: str | None,
     try:
         signer = _signer(key_path, cert_path, password_file, password_env, password_prompt,
                          pkcs11_module, token, key_label, pin_file, pin_env)
-        signed = signer.sign(read_input(file))
+        with package_file(file, max_bytes) as source:
+            if output == "-":
+                with tempfile.TemporaryDirectory(prefix="docaxis-sign-") as folder:
+                    signed = Path(folder) / "signed.edxml"
+                    signer.sign_file(source, signed, limits=ParseLimits(max_bytes=max_bytes))
+                    with signed.open("rb") as result:
+                        shutil.copyfileobj(result, click.get_binary_stream("stdout"), 1 << 20)
+                return
+            size = signer.sign_file(source, output, limits=ParseLimits(max_bytes=max_bytes))
     except (SignatureError, ParseError, ValueError) as exc:
         code = getattr(exc, "code", "EDX-SIG-SIGN")
         stderr.print(f"[bold red]{code}[/] {escape(getattr(exc, 'message', str(exc)))}")
         raise SystemExit(EXIT_INVALID if isinstance(exc, ParseError) else EXIT_USAGE) from None
-    if output == "-":
-        click.get_binary_stream("stdout").write(signed)
-    else:
-        try:
-            Path(output).write_bytes(signed)
-        except OSError as exc:
-            raise InputError(output, exc.strerror or str(exc)) from None
-        stderr.print(f"wrote {escape(output)} ({len(signed):,} bytes)")
+    except OSError as exc:
+        raise InputError(output, exc.strerror or str(exc)) from None
+    stderr.print(f"wrote {escape(output)} ({size:,} bytes)")
 
 
 def _signer(key_path: str | None, cert_path: str | None, password_file: str | None,
@@ -136,10 +148,12 @@ def _default(paths: tuple[str, ...], fallback: str) -> list[str]:
               help="Machine-readable output: one report, or for several packages "
                    "{summary, reports} with failures first.")
 @click.option("--quiet", "-q", is_flag=True, help="Several packages: the summary alone.")
+@max_bytes_option
 def verify_command(files: tuple[str, ...], trust: tuple[str, ...], intermediate: tuple[str, ...],
                    crl: tuple[str, ...], at_text: str | None, allow_sha1: bool,
                    no_revocation: bool, generic: bool, id_attr: str,
-                   directory_path: str | None, as_json: bool, quiet: bool) -> None:
+                   directory_path: str | None, as_json: bool, quiet: bool,
+                   max_bytes: int) -> None:
     """Verify signatures and print the auditor's report.
 
     Each report names the bytes it judged (SHA-256), the package's DocumentId and From,
@@ -177,9 +191,13 @@ def verify_command(files: tuple[str, ...], trust: tuple[str, ...], intermediate:
     with Progress(console=stderr, transient=True, disable=not show_progress) as progress:
         task = progress.add_task("verifying", total=len(names))
         for name in names:
-            data = read_input(name)
-            report = (verifier.verify_generic(data, id_attribute=id_attr, source=name) if generic
-                      else verifier.verify(data, source=name))
+            if generic:
+                report = verifier.verify_generic(read_input(name), id_attribute=id_attr,
+                                                 source=name)
+            else:
+                with package_file(name, max_bytes) as path:
+                    report = verifier.verify(path, source=name,
+                                             limits=ParseLimits(max_bytes=max_bytes))
             reports.append(report)
             progress.advance(task)
     ordered = sorted(reports, key=lambda r: r.valid)  # failures first, else as given

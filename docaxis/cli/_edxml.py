@@ -19,6 +19,8 @@ from docaxis.cli._main import (
     InputError,
     cli,
     expand_inputs,
+    max_bytes_option,
+    package_file,
     read_input,
     stderr,
     stdout,
@@ -39,6 +41,7 @@ from docaxis.edxml import (
     StatusBuilder,
     ValidationReport,
     parse,
+    parse_file,
     validate,
     write,
 )
@@ -75,18 +78,21 @@ def _print_report(report: ValidationReport) -> None:
               show_default=True,
               help="interop: what a node accepts; strict: what docaxis writes.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@click.option("--max-bytes", type=click.IntRange(min=1), default=ParseLimits().max_bytes,
-              show_default=True, help="Size cap for one package.")
+@max_bytes_option
 def validate_command(files: tuple[str, ...], profile: str, as_json: bool, max_bytes: int) -> None:
     """Validate edXML packages (FILE may be a folder, or - for standard input).
+
+    A large package is read by streaming: memory holds its structure, not its
+    attachments.
 
     Exit status: 0 all valid, 1 some invalid, 2 usage or I/O error.
     """
     limits = ParseLimits(max_bytes=max_bytes)
     reports = []
     for name in expand_inputs(files):
-        data = read_input(name, max_bytes)
-        reports.append(validate(data, profile=profile, limits=limits, source=name))  # type: ignore[arg-type]
+        with package_file(name, max_bytes) as path:
+            reports.append(validate(path, profile=profile, limits=limits,  # type: ignore[arg-type]
+                                    source=name))
     if not reports:
         raise click.UsageError("no package files found")
     if as_json:
@@ -107,15 +113,15 @@ def _label(table: dict[Any, Any], code: Any) -> str:
     return f"{code} — {label.en} ({label.vi})" if label else f"{code} (unknown)"
 
 
-def _summary(name: str, data: bytes) -> dict[str, Any]:
-    parsed = parse(data, limits=ParseLimits(max_bytes=max(len(data), 1)))
+def _summary(name: str, path: Path, max_bytes: int) -> dict[str, Any]:
+    parsed = parse_file(path, limits=ParseLimits(max_bytes=max_bytes))
     package = parsed.package
     h = package.header
     sender = h.from_
     info: dict[str, Any] = {
         "file": name,
         "kind": parsed.kind,
-        "bytes": len(data),
+        "bytes": parsed.size,
         "sha256": parsed.sha256,
         "from": {"organ_id": sender.organ_id, "organ_name": sender.organ_name} if sender else None,
         "signature": parsed.signature.form if parsed.signature else None,
@@ -169,11 +175,12 @@ def _content_facts(attachment: Any) -> dict[str, Any]:
 @cli.command("inspect")
 @click.argument("file")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def inspect_command(file: str, as_json: bool) -> None:
+@max_bytes_option
+def inspect_command(file: str, as_json: bool, max_bytes: int) -> None:
     """Show a readable summary of one package: parties, codes, subject, attachments."""
-    data = read_input(file)
     try:
-        info = _summary(file, data)
+        with package_file(file, max_bytes) as path:
+            info = _summary(file, path, max_bytes)
     except ParseError as exc:
         stderr.print(f"[bold red]{exc.code}[/] {escape(exc.message)}")
         raise SystemExit(EXIT_INVALID) from None

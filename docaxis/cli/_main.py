@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
@@ -47,6 +51,51 @@ def read_input(name: str, max_bytes: int | None = None) -> bytes:
         return path.read_bytes()
     except OSError as exc:
         raise InputError(name, exc.strerror or str(exc)) from None
+
+
+#: the largest package a command reads unless ``--max-bytes`` says otherwise: a file
+#: larger than ``ParseLimits.stream_above`` is read by streaming, so memory holds its
+#: structure, not its attachments
+DEFAULT_MAX_BYTES = 512 * 1024 * 1024
+
+
+def max_bytes_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--max-bytes``: the largest package the command reads (checked on a file's size
+    before it is read)."""
+    return click.option(
+        "--max-bytes", type=click.IntRange(min=1), default=DEFAULT_MAX_BYTES,
+        show_default=True,
+        help="Refuse a package larger than this many bytes (judged on the file's size, "
+             "before reading it).")(command)
+
+
+@contextlib.contextmanager
+def package_file(name: str, max_bytes: int) -> Iterator[Path]:
+    """The package file ``name``; for ``-``, standard input copied in chunks to a
+    temporary file (at most ``max_bytes`` + 1 bytes, so a larger one is refused by size).
+
+    Raises
+    ------
+    InputError
+        When the file does not exist or standard input cannot be read.
+    """
+    if name != "-":
+        path = Path(name)
+        if not path.is_file():
+            raise InputError(name, "no such file")
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="docaxis-stdin-") as folder:
+        path = Path(folder) / "package.edxml"
+        left = max_bytes + 1
+        try:
+            with path.open("wb") as spool:
+                while left and (block := sys.stdin.buffer.read(min(left, 1 << 20))):
+                    spool.write(block)
+                    left -= len(block)
+        except OSError as exc:
+            raise InputError(name, exc.strerror or str(exc)) from None
+        yield path
 
 
 def expand_inputs(names: tuple[str, ...]) -> list[str]:

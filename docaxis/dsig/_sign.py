@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 from pathlib import Path
 
 from cryptography import x509
@@ -27,7 +28,7 @@ from docaxis.dsig._algorithms import (
 from docaxis.dsig._c14n import canonical
 from docaxis.dsig._errors import SignatureError
 from docaxis.dsig._keys import SigningKey, SoftwareKey, load_signing_key
-from docaxis.edxml import ParsedPackage, ParseLimits, parse
+from docaxis.edxml import ParsedPackage, ParseLimits, parse, parse_file
 
 _DS = f"{{{DSIG}}}"
 
@@ -98,20 +99,62 @@ class Signer:
             If ``data`` is not a readable edXML package.
         """
         parsed = data if isinstance(data, ParsedPackage) else parse(data, limits=limits)
+        return bytes(etree.tostring(self._signed_tree(parsed), xml_declaration=True,
+                                    encoding="UTF-8"))
+
+    def sign_file(self, source: str | os.PathLike[str], target: str | os.PathLike[str], *,
+                  limits: ParseLimits | None = None) -> int:
+        """Sign the package in file ``source`` into file ``target``; return its size.
+
+        A large package is read by streaming (:func:`docaxis.edxml.parse_file`) and its
+        attachment text copied from ``source`` to ``target`` in chunks: memory holds the
+        package's structure, never its attachments. ``target`` appears complete or not at
+        all (written beside it, flushed, then renamed).
+
+        Raises
+        ------
+        SignatureError
+            If the package already carries a signature.
+        docaxis.edxml.ParseError
+            If ``source`` is not a readable edXML package.
+        OSError
+            If a file cannot be read or written.
+        """
+        parsed = parse_file(source, limits=limits)
+        signed = etree.tostring(self._signed_tree(parsed), xml_declaration=True,
+                                encoding="UTF-8")
+        destination = Path(target)
+        partial = destination.with_name(f".{destination.name}.partial")
+        try:
+            with partial.open("wb") as out:
+                if parsed.streamed is None:
+                    out.write(signed)
+                else:
+                    parsed.streamed.splice(signed, out)
+                out.flush()
+                os.fsync(out.fileno())
+            size = partial.stat().st_size
+            partial.replace(destination)
+        finally:
+            partial.unlink(missing_ok=True)
+        return size
+
+    def _signed_tree(self, parsed: ParsedPackage) -> etree._ElementTree:
+        """The package's tree with the signature appended to its header."""
         if parsed.signature is not None:
             raise SignatureError(f"the package already carries a {parsed.signature.form} "
                                  "signature; signed bytes are never re-signed")
         root = parsed.root
         method = CANONICALIZATIONS[SIGN_C14N_URI]
-        digest = hashlib.sha256(canonical(root.getroottree(), method,
-                                          with_comments=False)).digest()
+        whole = canonical(root.getroottree(), method, with_comments=False)
+        digest = (parsed.streamed.digest(whole, "sha256") if parsed.streamed is not None
+                  else hashlib.sha256(whole).digest())
         signature = self._signature_element(base64.b64encode(digest).decode())
         parsed.locations.header.append(signature)
         signed_info = signature[0]
         value = self._sign_bytes(canonical(signed_info, method))
         signature[1].text = base64.b64encode(value).decode()
-        return bytes(etree.tostring(root.getroottree(), xml_declaration=True,
-                                    encoding="UTF-8"))
+        return root.getroottree()
 
     def _sign_bytes(self, data: bytes) -> bytes:
         return self._key.sign(data)

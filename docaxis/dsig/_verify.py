@@ -25,6 +25,7 @@ import base64
 import binascii
 import datetime as dt
 import hashlib
+import os
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -49,7 +50,15 @@ from docaxis.dsig._c14n import canonical, detached
 from docaxis.dsig._errors import Failure
 from docaxis.dsig._names import node_id_of
 from docaxis.dsig._trust import CertInfo, ChainLink, TrustStore
-from docaxis.edxml import DocumentPackage, ParsedPackage, ParseError, ParseLimits, parse, parse_xml
+from docaxis.edxml import (
+    DocumentPackage,
+    ParsedPackage,
+    ParseError,
+    ParseLimits,
+    parse,
+    parse_file,
+    parse_xml,
+)
 from docaxis.edxml._namespaces import q
 from docaxis.edxml._namespaces import strip_cid as _strip_cid
 
@@ -132,6 +141,8 @@ class VerificationReport:
     @property
     def sha256(self) -> str | None:
         """SHA-256 of the exact bytes judged: what ties this report to them."""
+        if self.data is None and self.package is not None and self.package.streamed is not None:
+            return self.package.sha256  # read by streaming: the file's
         data = self.data if self.data is not None else (
             self.package.source if self.package is not None else None)
         return hashlib.sha256(data).hexdigest() if data is not None else None
@@ -213,6 +224,8 @@ class _Run:
         self.at = policy.at or dt.datetime.now(dt.UTC)
         self.bound: tuple[str, str] | None = None  # (agency, the rule that bound it)
         self.data: bytes | None = None  # the bytes judged (for the report's SHA-256)
+        #: a package read by streaming: its attachment text, spliced into digests
+        self.streamed: Any = None
 
     def fail(self, code: str, message: str) -> None:
         self.failures.append(Failure(code, message))
@@ -253,13 +266,23 @@ class Verifier:
         self.policy = policy
 
     # ------------------------------------------------------------------ edXML profile
-    def verify(self, data: bytes | ParsedPackage, *, source: str | None = None,
+    def verify(self, data: bytes | ParsedPackage | os.PathLike[str], *,
+               source: str | None = None,
                limits: ParseLimits | None = None) -> VerificationReport:
-        """Verify an edXML package under the strict profile."""
+        """Verify an edXML package under the strict profile.
+
+        ``data`` is the package's bytes, the package parsed once, or the path of a
+        package file (a large one is read by streaming: :func:`docaxis.edxml.parse_file`;
+        every digest is the one the bytes in memory would give)."""
         run = _Run(self.policy)
         run.data = data if isinstance(data, bytes) else None
         try:
-            parsed = data if isinstance(data, ParsedPackage) else parse(data, limits=limits)
+            if isinstance(data, ParsedPackage):
+                parsed = data
+            elif isinstance(data, os.PathLike):
+                parsed = parse_file(data, limits=limits)
+            else:
+                parsed = parse(data, limits=limits)
         except ParseError as exc:
             run.fail(exc.code, exc.message)
             return self._report(run, "invalid", source)
@@ -281,6 +304,7 @@ class Verifier:
             run.fail("EDX-SIG-PLACE", "the signature must be the last child of edXMLHeader")
             return self._report(run, "invalid", source)
         attachments = _LazyAttachments(parsed)
+        run.streamed = parsed.streamed
         outcome = self._check(run, parsed.root, signature, strict=True, attachments=attachments,
                               id_attribute=None)
         run.package = parsed
@@ -461,7 +485,11 @@ class Verifier:
         except etree.C14NError as exc:
             run.fail("EDX-SIG-DIGEST", f"{plan.label} cannot be canonicalised: {exc}")
             return
-        if hashlib.new(digest_method.hash, data).digest() != plan.expected:
+        if run.streamed is not None:  # the long attachment text streamed from the file
+            computed = run.streamed.digest(data, digest_method.hash)
+        else:
+            computed = hashlib.new(digest_method.hash, data).digest()
+        if computed != plan.expected:
             run.fail("EDX-SIG-DIGEST", f"digest of {plan.label} does not match: the signed "
                      "content was changed (or re-serialised) after signing")
         names = [("enveloped-signature" if t == ENVELOPED else CANONICALIZATIONS[t].name)

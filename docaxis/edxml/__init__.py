@@ -32,6 +32,7 @@ from docaxis.edxml._errors import (
     PackageTooLarge,
     ParseError,
     RelativeNamespace,
+    StreamingRefused,
     TooManyElements,
     WrongNamespace,
 )
@@ -64,6 +65,7 @@ from docaxis.edxml._model import (
 )
 from docaxis.edxml._namespaces import DSIG_NS, EDXML_NS
 from docaxis.edxml._parser import ParsedPackage, ParseLimits, SignatureInfo, parse, parse_xml
+from docaxis.edxml._stream import StreamedSource, parse_file
 from docaxis.edxml._validator import schema_for, standards_dir, validate
 from docaxis.edxml._writer import write
 
@@ -118,6 +120,8 @@ __all__ = [
     "StatusBuilder",
     "StatusHeader",
     "StatusPackage",
+    "StreamedSource",
+    "StreamingRefused",
     "TooManyElements",
     "TraceHeader",
     "TraceHeaderList",
@@ -125,6 +129,7 @@ __all__ = [
     "WrongNamespace",
     "default_document_id",
     "parse",
+    "parse_file",
     "parse_xml",
     "schema_for",
     "standards_dir",

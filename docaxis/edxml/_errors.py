@@ -31,6 +31,7 @@ class ParseError(EdxmlError):
         if line is not None:
             where = f" (line {line}, column {column})" if column is not None else f" (line {line})"
         super().__init__(message + where)
+        self.detail = message
         self.line = line
         self.column = column
 
@@ -51,6 +52,13 @@ class PackageTooLarge(ParseError):
     """The input exceeds the configured size cap or a text node the parser's limit."""
 
     default_code = "EDX-XML-SIZE"
+
+
+class StreamingRefused(ParseError):
+    """A package read by streaming (a large file) whose structure is not small: long text
+    outside attachment content, or more markup than :attr:`ParseLimits.max_structure_bytes`."""
+
+    default_code = "EDX-XML-STREAM"
 
 
 class NestingTooDeep(ParseError):

@@ -227,15 +227,17 @@ class AttachmentContent:
     one streaming pass. Two contents are equal when their decoded bytes are equal.
     """
 
-    __slots__ = ("_digest", "_raw", "_size", "_text")
+    __slots__ = ("_digest", "_raw", "_region", "_size", "_text")
 
-    def __init__(self, *, raw: bytes | None = None, base64_text: str | None = None) -> None:
-        if (raw is None) == (base64_text is None):
-            raise TypeError("give exactly one of raw= or base64_text=")
+    def __init__(self, *, raw: bytes | None = None, base64_text: str | None = None,
+                 region: FileRegion | None = None) -> None:
+        if sum(x is not None for x in (raw, base64_text, region)) != 1:
+            raise TypeError("give exactly one of raw=, base64_text= or region=")
         self._raw = raw
         self._text = base64_text
-        self._digest: str | None = None
-        self._size: int | None = None
+        self._region = region
+        self._digest: str | None = region.sha256 if region is not None else None
+        self._size: int | None = region.size if region is not None else None
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> AttachmentContent:
@@ -246,6 +248,12 @@ class AttachmentContent:
     def from_base64(cls, text: str) -> AttachmentContent:
         """Content held as base64 text as found in a package."""
         return cls(base64_text=text)
+
+    @classmethod
+    def from_region(cls, region: FileRegion) -> AttachmentContent:
+        """Content left in the package file (a package read by streaming): decoded from
+        the file on each use, never held in memory."""
+        return cls(region=region)
 
     def iter_chunks(self) -> Iterator[bytes]:
         """Yield the decoded bytes in chunks.
@@ -258,6 +266,9 @@ class AttachmentContent:
         """
         if self._raw is not None:
             yield self._raw
+            return
+        if self._region is not None:
+            yield from self._region.decoded()
             return
         text = self._text or ""
         if any(ch in text for ch in " \t\r\n"):
@@ -317,6 +328,90 @@ class AttachmentContent:
 
     def __repr__(self) -> str:
         return f"AttachmentContent(sha256={self.sha256[:12]}…, size={self.size})"
+
+
+@dataclass(frozen=True, slots=True)
+class FileRegion:
+    """Base64 text of one attachment as it stands in a package file, read by streaming.
+
+    ``offset``/``length`` locate the raw text in ``path``; ``size`` and ``sha256`` describe
+    its decoded bytes (measured while the file was read); ``problem`` says why the text is
+    not valid base64 (None when it is).
+    """
+
+    path: str
+    offset: int
+    length: int
+    size: int
+    sha256: str
+    problem: str | None = None
+
+    def raw(self, chunk: int = 1 << 20) -> Iterator[bytes]:
+        """The raw text, in chunks, as it stands in the file."""
+        with open(self.path, "rb") as source:
+            source.seek(self.offset)
+            left = self.length
+            while left:
+                block = source.read(min(chunk, left))
+                if not block:
+                    raise OSError(f"{self.path} is shorter than when it was read")
+                left -= len(block)
+                yield block
+
+    def decoded(self) -> Iterator[bytes]:
+        """The decoded bytes, in chunks.
+
+        Raises
+        ------
+        binascii.Error
+            If the text is not valid base64.
+        """
+        if self.problem is not None:
+            raise binascii.Error(self.problem)
+        decoder = Base64Stream()
+        for block in self.raw():
+            yield decoder.feed(block)
+        yield decoder.close()
+
+
+_WHITESPACE = b" \t\r\n"
+
+
+class Base64Stream:
+    """Incremental strict base64 decoding of text that may be wrapped (XML whitespace):
+    fed any slices, it decodes whole quads and keeps the rest for the next slice.
+
+    Raises
+    ------
+    binascii.Error
+        From :meth:`feed` or :meth:`close` when the text is not valid base64 (a character
+        outside the alphabet, padding before the end, a length not a multiple of 4).
+    """
+
+    __slots__ = ("_carry", "_ended")
+
+    def __init__(self) -> None:
+        self._carry = b""
+        self._ended = False
+
+    def feed(self, block: bytes) -> bytes:
+        data = self._carry + block.translate(None, _WHITESPACE)
+        if not data:
+            return b""
+        if self._ended:
+            raise binascii.Error("base64 text continues after its padding")
+        whole = len(data) - len(data) % 4
+        self._carry = data[whole:]
+        if not whole:
+            return b""
+        if data[whole - 1:whole] == b"=":
+            self._ended = True
+        return binascii.a2b_base64(data[:whole], strict_mode=True)
+
+    def close(self) -> bytes:
+        if self._carry:
+            raise binascii.Error("base64 text length is not a multiple of 4")
+        return b""
 
 
 class _ChunkStream(io.RawIOBase):

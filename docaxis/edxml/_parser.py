@@ -73,12 +73,23 @@ class ParseLimits:
         Most elements in one package (a real one has a few hundred; default 10,000).
     max_children:
         Most child elements of one element (recipients, attachments; default 2,000).
+    stream_above:
+        A package file larger than this (default 8 MiB) is read by streaming
+        (:func:`docaxis.edxml.parse_file`): attachment content stays in the file.
+    max_structure_bytes:
+        Read by streaming, the largest structure accepted: everything but long attachment
+        text (default 10 MiB).
     """
 
     max_bytes: int = 10 * 1024 * 1024
     max_depth: int = 32
     max_elements: int = 10_000
     max_children: int = 2_000
+    #: a package *file* larger than this is read by streaming (:func:`parse_file`)
+    stream_above: int = 8 * 1024 * 1024
+    #: read by streaming, the most its structure (everything but long attachment text)
+    #: may take
+    max_structure_bytes: int = 10 * 1024 * 1024
 
     @property
     def huge_tree(self) -> bool:
@@ -129,21 +140,35 @@ class ParsedPackage:
     signature: SignatureInfo | None
     locations: Locations = field(repr=False, compare=False)
     _cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    #: a package read from a file by streaming (:func:`docaxis.edxml.parse_file`): the
+    #: file, and the attachment text left in it (``source`` is then the *skeleton*, the
+    #: file with that text replaced by markers)
+    streamed: Any = field(default=None, repr=False, compare=False)
 
     @property
     def sha256(self) -> str:
-        """Hex SHA-256 of :attr:`source`."""
+        """Hex SHA-256 of the package's bytes (:attr:`source`, or the streamed file)."""
+        if self.streamed is not None:
+            return str(self.streamed.sha256)
         digest = self._cache.get("sha256")
         if digest is None:
             digest = self._cache["sha256"] = hashlib.sha256(self.source).hexdigest()
         return str(digest)
 
     @property
+    def size(self) -> int:
+        """Bytes in the package (the file's size when streamed)."""
+        return int(self.streamed.size) if self.streamed is not None else len(self.source)
+
+    @property
     def package(self) -> m.Package:
         """The typed model (built once, on first use)."""
         package = self._cache.get("package")
         if package is None:
-            package = self._cache["package"] = _build_model(self.kind, self.locations)
+            package = _build_model(self.kind, self.locations)
+            if self.streamed is not None:
+                package = self.streamed.with_contents(package)
+            self._cache["package"] = package
         return cast(m.Package, package)
 
 

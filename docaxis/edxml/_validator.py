@@ -15,7 +15,9 @@ business block) work from facts collected during that one pass.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import os
 import re
 import threading
 from collections import Counter
@@ -51,6 +53,7 @@ from docaxis.edxml._spec import (
     NodeSpec,
     spec_of,
 )
+from docaxis.edxml._stream import parse_file
 from docaxis.edxml._values import convert
 
 
@@ -606,7 +609,7 @@ _SEVERITY_OVERRIDES_STRICT = {"EDX-SIGNATURE-LEGACY"}
 
 
 def validate(
-    data: bytes | ParsedPackage,
+    data: bytes | ParsedPackage | os.PathLike[str],
     *,
     profile: Profile = "interop",
     limits: ParseLimits | None = None,
@@ -618,7 +621,9 @@ def validate(
     Parameters
     ----------
     data:
-        Package bytes, or a :class:`ParsedPackage` already parsed (parse once).
+        Package bytes, a :class:`ParsedPackage` already parsed (parse once), or the path
+        of a package file (:func:`docaxis.edxml.parse_file`: a large one is read by
+        streaming, its attachment content never held in memory).
     profile:
         ``"interop"`` (what a node accepts: any order/prefix, lengths as warnings) or
         ``"strict"`` (what docaxis writes: canonical order, prefixes, limits as errors).
@@ -641,7 +646,8 @@ def validate(
         parsed = data
     else:
         try:
-            parsed = parse(data, limits=limits)
+            parsed = (parse_file(data, limits=limits) if isinstance(data, os.PathLike)
+                      else parse(data, limits=limits))
         except ParseError as exc:
             finding = Finding(exc.code, Severity.ERROR, exc.message, None, exc.line, exc.column)
             return ValidationReport(profile, (finding,), None, source)
@@ -674,4 +680,7 @@ def validate(
             finding = Finding(finding.code, severity, finding.message, finding.path,
                               finding.line, finding.column)
         findings.append(finding)
+    if parsed.streamed is not None:  # lines of the skeleton → lines of the file
+        findings = [dataclasses.replace(f, line=parsed.streamed.file_line(f.line))
+                    for f in findings]
     return ValidationReport(profile, tuple(findings), parsed, source)

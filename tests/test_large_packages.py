@@ -1,0 +1,318 @@
+"""Large packages read by streaming (issue #13 item 3): the same judgement and the same
+digests as the in-memory path, attachment content never held in memory."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hashlib
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from docaxis.dsig import Signer
+from docaxis.dsig._algorithms import CANONICALIZATIONS
+from docaxis.dsig._c14n import canonical, detached
+from docaxis.edxml import (
+    DocumentPackage,
+    ForbiddenDoctype,
+    PackageTooLarge,
+    ParsedPackage,
+    ParseLimits,
+    StreamingRefused,
+    parse,
+    parse_file,
+    validate,
+    write,
+)
+from docaxis.edxml import _model as m
+from tests.dsig_support import package, signer_for, verifier_for
+from tests.strategies import document_packages
+
+#: every file is read by streaming, and every run of 16 base64 characters or more is cut
+STREAM = ParseLimits(max_bytes=1 << 40, stream_above=0)
+CUT = 16
+_CONTENT = re.compile(rb"(<(?:edXML:)?ContentTransferEncoded>)([^<]*)(</)")
+_METHODS = ["http://www.w3.org/2001/10/xml-exc-c14n#", "http://www.w3.org/TR/2001/REC-xml-c14n-20010315"]
+
+
+def _rewrap(data: bytes, width: int, newline: bytes) -> bytes:
+    """The package with each attachment's base64 wrapped at ``width`` with ``newline``."""
+    def wrap(found: re.Match[bytes]) -> bytes:
+        text = found.group(2)
+        lines = [text[i:i + width] for i in range(0, len(text), width)] if width else [text]
+        return found.group(1) + newline + newline.join(lines) + newline + found.group(3)
+    return _CONTENT.sub(wrap, data)
+
+
+def _whole_digest(parsed: ParsedPackage, method: str) -> bytes:
+    """SHA-256 of the canonical form of the whole package (the enveloped transform applied
+    when it is signed) — the URI="" digest — by whichever path ``parsed`` came from."""
+    tree = parsed.root.getroottree()
+    c14n = CANONICALIZATIONS[method]
+    signature = parsed.signature.element if parsed.signature is not None else None
+    if signature is not None and signature.getparent() is not None:
+        with detached(signature):
+            data = canonical(tree, c14n, with_comments=False)
+    else:
+        data = canonical(tree, c14n, with_comments=False)
+    if parsed.streamed is not None:
+        return bytes(parsed.streamed.digest(data, "sha256"))
+    return hashlib.sha256(data).digest()
+
+
+def _judgement(parsed: ParsedPackage) -> list[tuple[str, int | None, str]]:
+    return [(f.code, f.line, str(f.severity)) for f in validate(parsed).findings]
+
+
+def _contents(parsed: ParsedPackage) -> list[tuple[str | None, int | None, str | None]]:
+    package = parsed.package
+    if not isinstance(package, DocumentPackage):
+        return []
+    facts = []
+    for attachment in package.attachments:
+        content = attachment.content
+        try:
+            facts.append((attachment.content_id, content.size if content else None,
+                          content.sha256 if content else None))
+        except ValueError:
+            facts.append((attachment.content_id, None, "not base64"))
+    return facts
+
+
+def _both(tmp_path: Path, data: bytes) -> tuple[ParsedPackage, ParsedPackage]:
+    path = tmp_path / "package.edxml"
+    path.write_bytes(data)
+    return parse(data), parse_file(path, limits=STREAM, cut_at=CUT)
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(document_packages(), st.lists(st.binary(max_size=3_000), min_size=0, max_size=2),
+       st.sampled_from([(0, b"\n"), (76, b"\n"), (64, b"\r\n"), (19, b"\r"), (0, b"")]))
+def test_streamed_and_in_memory_paths_give_the_same_digests_and_findings(
+        tmp_path: Path, generated: DocumentPackage, contents: list[bytes],
+        wrapping: tuple[int, bytes]) -> None:
+    attachments = tuple(
+        dataclasses.replace(a, content=m.AttachmentContent.from_bytes(c))
+        for a, c in zip(generated.attachments, contents, strict=False)
+    ) + generated.attachments[len(contents):]
+    data = _rewrap(write(dataclasses.replace(generated, attachments=attachments)), *wrapping)
+    try:
+        in_memory, streamed = _both(tmp_path, data)
+    except StreamingRefused:  # only for long base64-like text outside attachment content
+        outside = [el.text for el in parse(data).root.iter()
+                   if isinstance(el.tag, str) and el.text
+                   and not el.tag.endswith("}ContentTransferEncoded")]
+        assert any(re.search(r"[A-Za-z0-9+/= \t\r\n]{" + str(CUT) + ",}", t) for t in outside)
+        return
+    assert streamed.streamed is not None and streamed.sha256 == hashlib.sha256(data).hexdigest()
+    for method in _METHODS:
+        assert _whole_digest(streamed, method) == _whole_digest(in_memory, method)
+    assert _judgement(streamed) == _judgement(in_memory)
+    assert _contents(streamed) == _contents(in_memory)
+
+
+#: field samples carry base64 certificates and hashes in their (legacy) signatures:
+#: runs that long are cut only from attachments
+_SAMPLE_CUT = 4096
+
+
+def test_every_interop_sample_gives_the_same_digests_findings_and_contents(
+        vpcp: Path, tmp_path: Path) -> None:
+    checked = cut = 0
+    for sample in sorted(vpcp.iterdir()):
+        data = sample.read_bytes()
+        try:
+            in_memory = parse(data)
+        except Exception as exc:  # an unreadable sample must be unreadable both ways
+            with pytest.raises(type(exc)):
+                parse_file(sample, limits=STREAM, cut_at=_SAMPLE_CUT)
+            continue
+        streamed = parse_file(sample, limits=STREAM, cut_at=_SAMPLE_CUT)
+        cut += len(streamed.streamed.cuts)
+        for method in _METHODS:
+            assert _whole_digest(streamed, method) == _whole_digest(in_memory, method), sample
+        assert _judgement(streamed) == _judgement(in_memory), sample
+        assert _contents(streamed) == _contents(in_memory), sample
+        checked += 1
+    assert checked >= 10 and cut >= 3  # the samples' attachments were read from the file
+
+
+@pytest.mark.parametrize("wrapping", [(0, b""), (76, b"\r\n")])
+def test_a_signed_package_verifies_by_streaming_and_a_changed_byte_is_caught(  # type: ignore[no-untyped-def]
+        rsa_pki, tmp_path: Path, wrapping: tuple[int, bytes]) -> None:
+    signed = signer_for(rsa_pki, "000.00.00.G22").sign(
+        _rewrap(package(attachment=os.urandom(50_000)), *wrapping))
+    verifier = verifier_for(rsa_pki)
+    path = tmp_path / "signed.edxml"
+    path.write_bytes(signed)
+    report = verifier.verify(path, limits=STREAM)
+    assert report.valid, report.failures
+    assert report.package is not None and report.package.streamed is not None
+    assert report.sha256 == hashlib.sha256(signed).hexdigest()
+    assert report.attachments == verifier.verify(signed).attachments
+
+    # one character of the attachment changed: in the file, never in memory
+    at = signed.index(b"ContentTransferEncoded>") + 30_000
+    changed = bytearray(signed)
+    changed[at] = ord("B") if changed[at] != ord("B") else ord("C")
+    path.write_bytes(bytes(changed))
+    report = verifier.verify(path, limits=STREAM)
+    assert report.verdict == "invalid"
+    assert "EDX-SIG-DIGEST" in report.codes()
+    assert verifier.verify(bytes(changed)).codes() == report.codes()
+
+
+def test_sign_file_streams_the_attachment_through_and_verifies_in_memory(  # type: ignore[no-untyped-def]
+        rsa_pki, tmp_path: Path) -> None:
+    unsigned = tmp_path / "unsigned.edxml"
+    unsigned.write_bytes(_rewrap(package(attachment=os.urandom(200_000)), 76, b"\r\n"))
+    target = tmp_path / "signed.edxml"
+    size = signer_for(rsa_pki, "000.00.00.G22").sign_file(unsigned, target, limits=STREAM)
+    assert size == target.stat().st_size
+    report = verifier_for(rsa_pki).verify(target.read_bytes())
+    assert report.valid, report.failures
+    assert not list(tmp_path.glob(".*.partial"))
+
+
+def test_long_text_outside_an_attachment_is_refused_with_its_line(tmp_path: Path) -> None:
+    data = re.sub(rb"(<edXML:Subject>)[^<]*", rb"\g<1>\n" + b"QUJD" * 40 + b"\n", package())
+    path = tmp_path / "subject.edxml"
+    path.write_bytes(data)
+    parse(data)  # in memory it is only a long subject
+    with pytest.raises(StreamingRefused) as refused:
+        parse_file(path, limits=STREAM, cut_at=CUT)
+    assert refused.value.code == "EDX-XML-STREAM"
+    # the run begins right after the tag, on its line
+    assert refused.value.line == data[:data.index(b"<edXML:Subject>")].count(b"\n") + 1
+
+
+def test_a_large_structure_is_refused_and_a_large_file_is_refused_unread(
+        tmp_path: Path) -> None:
+    crowded = tmp_path / "crowded.edxml"
+    crowded.write_bytes(package().replace(b"V/v k", b"V/v k" + b"x&amp;" * 100_000, 1))
+    with pytest.raises(StreamingRefused, match="structure"):
+        parse_file(crowded, limits=dataclasses.replace(STREAM, max_structure_bytes=200_000))
+
+    sparse = tmp_path / "sparse.edxml"
+    with sparse.open("wb") as out:
+        out.truncate(3 << 30)  # 3 GiB that were never written: reading them would show
+    with pytest.raises(PackageTooLarge, match="--max-bytes") as refused:
+        parse_file(sparse, limits=ParseLimits(max_bytes=512 << 20))
+    assert refused.value.code == "EDX-XML-SIZE"
+    assert "3221225472 bytes" in refused.value.message
+
+
+def test_the_parser_defences_still_hold_on_the_skeleton(tmp_path: Path) -> None:
+    data = package(attachment=os.urandom(5_000))
+    doctype = data.replace(b"?>", b"?><!DOCTYPE edXML [<!ENTITY x 'y'>]>", 1)
+    path = tmp_path / "doctype.edxml"
+    path.write_bytes(doctype)
+    with pytest.raises(ForbiddenDoctype):
+        parse_file(path, limits=STREAM, cut_at=CUT)
+    # a comment in the package hides text from C14N: refused with the line in the file
+    hidden = _rewrap(data, 76, b"\n").replace(b"</edXML:AttachmentEncoded>",
+                                               b"<!-- x --></edXML:AttachmentEncoded>")
+    path.write_bytes(hidden)
+    with pytest.raises(Exception) as streamed_error:
+        parse_file(path, limits=STREAM, cut_at=CUT)
+    with pytest.raises(Exception) as memory_error:
+        parse(hidden)
+    assert type(streamed_error.value) is type(memory_error.value)
+    assert streamed_error.value.line == memory_error.value.line  # type: ignore[attr-defined]
+
+
+def test_bad_base64_in_a_streamed_attachment_is_named_where_it_is(tmp_path: Path) -> None:
+    data = _rewrap(package(attachment=os.urandom(3_000)), 76, b"\n")
+    start = data.index(b"ContentTransferEncoded>") + len(b"ContentTransferEncoded>")
+    bad = data[:start] + b"\nAAA" + data[start:]  # three characters too many
+    in_memory, streamed = _both(tmp_path, bad)
+    assert ("EDX-ATTACHMENT-BASE64" in validate(streamed).codes()
+            and validate(streamed).codes() == validate(in_memory).codes())
+    assert _judgement(streamed) == _judgement(in_memory)
+    [attachment] = streamed.package.attachments  # type: ignore[union-attr]
+    assert attachment.content is not None
+    with pytest.raises(ValueError):
+        attachment.content.read()
+
+
+def test_markers_are_new_for_every_read(tmp_path: Path) -> None:
+    path = tmp_path / "p.edxml"
+    path.write_bytes(package(attachment=os.urandom(3_000)))
+    first = parse_file(path, limits=STREAM, cut_at=CUT).streamed
+    second = parse_file(path, limits=STREAM, cut_at=CUT).streamed
+    assert first is not None and second is not None
+    assert first.cuts[0].marker != second.cuts[0].marker
+
+
+_MEASURE = textwrap.dedent("""
+    import resource, sys
+    from pathlib import Path
+    from docaxis.edxml import ParseLimits, validate
+    sys.path.insert(0, {tests!r})
+    from dsig_support import verifier_for
+    from docaxis.pki import DevPKI
+    verifier = verifier_for(DevPKI.open({pki!r}))
+    path = Path({path!r})
+    limits = ParseLimits(max_bytes=1 << 40)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    report = verifier.verify(path, limits=limits)
+    findings = validate(path, limits=limits)
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(report.verdict, findings.valid, (after - before) * 1024)
+""")
+
+
+def test_verifying_a_large_file_holds_its_structure_not_its_attachment(  # type: ignore[no-untyped-def]
+        rsa_pki, tmp_path: Path) -> None:
+    """A 96 MiB package verified and validated in a fresh process: peak RSS grows by far
+    less than the package (in memory it grows by ≈ 4× the package)."""
+    unsigned = tmp_path / "unsigned.edxml"
+    size = 72 << 20  # decoded: 96 MiB of base64
+    with unsigned.open("wb") as out:
+        head, tail = package(attachment=b"\0" * 3).split(b"AAAA", 1)
+        out.write(head)
+        block = base64.b64encode(os.urandom(3 << 20))
+        for _ in range(size // (3 << 20)):
+            out.write(block)
+        out.write(tail)
+    signed = tmp_path / "signed.edxml"
+    Signer.sign_file(signer_for(rsa_pki, "000.00.00.G22"), unsigned, signed,
+                     limits=ParseLimits(max_bytes=1 << 40))
+    assert signed.stat().st_size > 96 << 20
+    result = subprocess.run(
+        [sys.executable, "-c", _MEASURE.format(tests=str(Path(__file__).parent),
+                                               pki=str(rsa_pki.folder), path=str(signed))],
+        capture_output=True, text=True, timeout=300, check=True)
+    verdict, valid, growth = result.stdout.split()
+    assert (verdict, valid) == ("valid", "True"), result.stdout
+    assert int(growth) < 48 << 20, f"peak RSS grew by {int(growth) >> 20} MiB"
+
+
+def test_the_cli_reads_large_files_by_streaming_and_refuses_by_declared_size(  # type: ignore[no-untyped-def]
+        rsa_pki, tmp_path: Path) -> None:
+    from tests.test_cli import run
+
+    unsigned = tmp_path / "unsigned.edxml"
+    unsigned.write_bytes(package(attachment=os.urandom(9 << 20)))  # over stream_above
+    signed = tmp_path / "signed.edxml"
+    key, _cert, chain = rsa_pki.agency_paths("000.00.00.G22")
+    result = run("sign", str(unsigned), "--key", str(key), "--cert", str(chain), "-o", str(signed))
+    assert result.returncode == 0, result.stderr
+    result = run("verify", str(signed), "--trust", str(rsa_pki.root_path),
+                 "--crl", str(rsa_pki.crl_folder), "--json")
+    assert result.returncode == 0, result.stdout
+    assert hashlib.sha256(signed.read_bytes()).hexdigest().encode() in result.stdout
+    result = run("inspect", str(signed), "--json")
+    assert result.returncode == 0 and b'"size": 9437184' in result.stdout, result.stdout
+    result = run("validate", "-", "--max-bytes", "1000000", stdin=signed.read_bytes())
+    assert result.returncode == 1 and b"EDX-XML-SIZE" in result.stdout, result.stdout
+    assert b"--max-bytes" in result.stdout
