@@ -316,3 +316,51 @@ def test_the_cli_reads_large_files_by_streaming_and_refuses_by_declared_size(  #
     result = run("validate", "-", "--max-bytes", "1000000", stdin=signed.read_bytes())
     assert result.returncode == 1 and b"EDX-XML-SIZE" in result.stdout, result.stdout
     assert b"--max-bytes" in result.stdout
+
+
+_PEAK = textwrap.dedent("""
+    import resource, subprocess, sys
+    subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL)
+    print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024)
+""")
+
+
+def _peak_rss(*args: str) -> int:
+    """Peak RSS (bytes) of one CLI command run in a process of its own."""
+    result = subprocess.run([sys.executable, "-c", _PEAK, sys.executable,
+                             str(Path(__file__).parents[1] / "cli.py"), *args],
+                            capture_output=True, text=True, timeout=300, check=True)
+    return int(result.stdout.split()[-1])
+
+
+def test_every_command_handles_a_large_package_in_the_memory_of_a_small_one(
+        rsa_pki, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """new → sign → validate → verify → inspect on a 64 MiB scan and on a 1 KiB one: the
+    peak RSS of each command differs by far less than the scan (held in memory, the
+    package alone would be 85 MiB of base64)."""
+    key, _cert, chain = rsa_pki.agency_paths("000.00.00.G22")
+    peaks: dict[str, list[int]] = {}
+    for label, size in (("small", 1 << 10), ("large", 64 << 20)):
+        scan = tmp_path / f"{label}.pdf"
+        with scan.open("wb") as out:
+            for _ in range(max(1, size >> 20)):
+                out.write(os.urandom(min(size, 1 << 20)))
+        unsigned, signed = tmp_path / f"{label}.edxml", tmp_path / f"{label}-signed.edxml"
+        commands = [
+            ["new", "--from", "000.00.00.G22:Văn phòng Chính phủ", "--to",
+             "000.00.00.H41:UBND tỉnh Nghệ An", "--number", "12", "--notation", "VPCP-TTĐT",
+             "--type-name", "Công văn", "--subject", "V/v hồ sơ", "--date", "2024/05/02",
+             "--attach", str(scan), "-o", str(unsigned)],
+            ["sign", str(unsigned), "--key", str(key), "--cert", str(chain), "-o", str(signed)],
+            ["validate", str(signed)],
+            ["verify", str(signed), "--trust", str(rsa_pki.root_path), "--crl",
+             str(rsa_pki.crl_folder)],
+            ["inspect", str(signed), "--json"],
+        ]
+        peaks[label] = [_peak_rss(*command) for command in commands]
+        parsed = parse_file(signed, limits=STREAM)
+        [attachment] = parsed.package.attachments  # type: ignore[union-attr]
+        assert attachment.content is not None
+        assert attachment.content.sha256 == hashlib.sha256(scan.read_bytes()).hexdigest()
+    growth = [large - small for small, large in zip(peaks["small"], peaks["large"], strict=True)]
+    assert max(growth) < 24 << 20, [g >> 20 for g in growth]  # MiB per command

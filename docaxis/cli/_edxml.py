@@ -43,7 +43,7 @@ from docaxis.edxml import (
     parse,
     parse_file,
     validate,
-    write,
+    write_to,
 )
 from docaxis.edxml._parser import VN_TZ
 
@@ -279,15 +279,20 @@ def new_command(**options: Any) -> None:
     except BuildError as exc:
         stderr.print(f"[bold red]{exc.code}[/] {escape(exc.message)}")
         raise SystemExit(EXIT_USAGE) from None
-    data = write(package)
+    # attachments are read in chunks as they are written: never whole in memory
     if options["output"] == "-":
-        click.get_binary_stream("stdout").write(data)
-    else:
-        try:
-            Path(options["output"]).write_bytes(data)
-        except OSError as exc:
-            raise InputError(options["output"], exc.strerror or str(exc)) from None
-        stderr.print(f"wrote {escape(options['output'])} ({len(data):,} bytes)")
+        write_to(package, click.get_binary_stream("stdout"))
+        return
+    target = Path(options["output"])
+    partial = target.with_name(f".{target.name}.partial")
+    try:
+        with partial.open("wb") as out:
+            size = write_to(package, out)
+        partial.replace(target)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise InputError(options["output"], exc.strerror or str(exc)) from None
+    stderr.print(f"wrote {escape(options['output'])} ({size:,} bytes)")
 
 
 def _build(options: dict[str, Any]) -> Any:
@@ -335,5 +340,7 @@ def _build(options: dict[str, Any]) -> Any:
     if priority is not None:
         builder = builder.other_info(OtherInfo(priority=int(priority)))
     for name in [*options["attachments"], *meta.get("attachments", [])]:
-        builder = builder.attach(Path(name).name, read_input(name))
+        if not Path(name).is_file():
+            raise InputError(name, "no such file")
+        builder = builder.attach_file(name)
     return builder.build()

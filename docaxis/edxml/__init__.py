@@ -67,7 +67,7 @@ from docaxis.edxml._namespaces import DSIG_NS, EDXML_NS
 from docaxis.edxml._parser import ParsedPackage, ParseLimits, SignatureInfo, parse, parse_xml
 from docaxis.edxml._stream import StreamedSource, parse_file
 from docaxis.edxml._validator import schema_for, standards_dir, validate
-from docaxis.edxml._writer import write
+from docaxis.edxml._writer import write, write_to
 
 __all__ = [
     "BUSINESS_DOC_TYPES",
@@ -135,4 +135,5 @@ __all__ = [
     "standards_dir",
     "validate",
     "write",
+    "write_to",
 ]

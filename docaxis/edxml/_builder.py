@@ -25,8 +25,10 @@ from __future__ import annotations
 
 import datetime as dt
 import mimetypes
+import os
 import uuid
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from docaxis.edxml import _model as m
@@ -137,6 +139,28 @@ class DocumentBuilder:
             description=description or name,
             content_type=guessed,
             content=m.AttachmentContent.from_bytes(data),
+        )
+        return replace(self, _attachments=(*self._attachments, attachment))
+
+    def attach_file(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        name: str | None = None,
+        content_type: str | None = None,
+        description: str | None = None,
+        content_id: str | None = None,
+    ) -> DocumentBuilder:
+        """Add a file as an attachment without reading it into memory: its bytes are
+        base64-encoded in chunks when the package is written (:func:`write_to`)."""
+        name = name or Path(path).name
+        guessed = content_type or mimetypes.guess_type(name)[0] or "application/octet-stream"
+        attachment = m.Attachment(
+            content_id=content_id or f"cid:{uuid.uuid4()}",
+            attachment_name=name,
+            description=description or name,
+            content_type=guessed,
+            content=m.AttachmentContent.from_file(path),
         )
         return replace(self, _attachments=(*self._attachments, attachment))
 

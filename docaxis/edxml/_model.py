@@ -15,6 +15,7 @@ import binascii
 import datetime as dt
 import hashlib
 import io
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -23,6 +24,8 @@ PackageKind = Literal["document", "status"]
 
 #: Base64 text is decoded in chunks of this many characters (a multiple of 4).
 _DECODE_CHUNK = 4 * 64 * 1024
+#: An attached file is read in chunks of this many bytes (a multiple of 3).
+_FILE_CHUNK = 3 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,15 +230,16 @@ class AttachmentContent:
     one streaming pass. Two contents are equal when their decoded bytes are equal.
     """
 
-    __slots__ = ("_digest", "_raw", "_region", "_size", "_text")
+    __slots__ = ("_digest", "_file", "_raw", "_region", "_size", "_text")
 
     def __init__(self, *, raw: bytes | None = None, base64_text: str | None = None,
-                 region: FileRegion | None = None) -> None:
-        if sum(x is not None for x in (raw, base64_text, region)) != 1:
-            raise TypeError("give exactly one of raw=, base64_text= or region=")
+                 region: FileRegion | None = None, file: str | None = None) -> None:
+        if sum(x is not None for x in (raw, base64_text, region, file)) != 1:
+            raise TypeError("give exactly one of raw=, base64_text=, region= or file=")
         self._raw = raw
         self._text = base64_text
         self._region = region
+        self._file = file
         self._digest: str | None = region.sha256 if region is not None else None
         self._size: int | None = region.size if region is not None else None
 
@@ -248,6 +252,29 @@ class AttachmentContent:
     def from_base64(cls, text: str) -> AttachmentContent:
         """Content held as base64 text as found in a package."""
         return cls(base64_text=text)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> AttachmentContent:
+        """Content that is a whole file (a scan to attach): read in chunks on each use,
+        never held in memory; the writer streams its base64 (:func:`write_to`)."""
+        return cls(file=os.fspath(path))
+
+    @property
+    def in_file(self) -> bool:
+        """Whether the bytes stay in a file (read in chunks on each use)."""
+        return self._file is not None or self._region is not None
+
+    def iter_base64(self, chunk: int = 3 << 20) -> Iterator[bytes]:
+        """The content as unwrapped base64, in chunks (a multiple of 3 bytes decoded each)."""
+        carry = b""
+        for block in self.iter_chunks():
+            data = carry + block
+            whole = len(data) - len(data) % 3
+            carry = data[whole:]
+            for start in range(0, whole, chunk):
+                yield base64.b64encode(data[start:min(start + chunk, whole)])
+        if carry:
+            yield base64.b64encode(carry)
 
     @classmethod
     def from_region(cls, region: FileRegion) -> AttachmentContent:
@@ -269,6 +296,11 @@ class AttachmentContent:
             return
         if self._region is not None:
             yield from self._region.decoded()
+            return
+        if self._file is not None:
+            with open(self._file, "rb") as source:
+                while block := source.read(_FILE_CHUNK):
+                    yield block
             return
         text = self._text or ""
         if any(ch in text for ch in " \t\r\n"):

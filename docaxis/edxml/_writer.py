@@ -8,7 +8,7 @@ The writer never signs: :mod:`docaxis.dsig` adds the signature to these bytes.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, BinaryIO
 
 from docaxis.edxml import _model as m
 from docaxis.edxml._namespaces import EDXML_NS
@@ -47,12 +47,19 @@ def _format_leaf(kind: str, value: Any) -> str:
 
 
 class _Out:
-    __slots__ = ("parts",)
+    """The package as text parts; with ``streaming``, an attachment content whose bytes
+    stay in a file is a part of its own (its base64 streamed by :func:`write_to`)."""
 
-    def __init__(self) -> None:
-        self.parts: list[str] = []
+    __slots__ = ("parts", "streaming")
+
+    def __init__(self, *, streaming: bool = False) -> None:
+        self.parts: list[str | m.AttachmentContent] = []
+        self.streaming = streaming
 
     def leaf(self, indent: str, tag: str, kind: str, value: Any) -> None:
+        if self.streaming and kind == "base64" and value.in_file:
+            self.parts += [f"{indent}<{_P}{tag}>", value, f"</{_P}{tag}>\n"]
+            return
         self.parts.append(f"{indent}<{_P}{tag}>{_format_leaf(kind, value)}</{_P}{tag}>\n")
 
     def open(self, indent: str, tag: str, attributes: str = "") -> None:
@@ -96,7 +103,26 @@ def write(package: m.Package) -> bytes:
     >>> parse(write(package)).package == package  # doctest: +SKIP
     True
     """
-    out = _Out()
+    return "".join(str(part) for part in _parts(package, streaming=False)).encode("utf-8")
+
+
+def write_to(package: m.Package, out: BinaryIO) -> int:
+    """Serialise a package (as :func:`write`) into a binary stream; attachment contents
+    whose bytes are in files (:meth:`AttachmentContent.from_file`, a package read by
+    streaming) are encoded to base64 in chunks, never held in memory. Returns the number
+    of bytes written."""
+    written = 0
+    for part in _parts(package, streaming=True):
+        if isinstance(part, str):
+            written += out.write(part.encode("utf-8"))
+        else:
+            for block in part.iter_base64():
+                written += out.write(block)
+    return written
+
+
+def _parts(package: m.Package, *, streaming: bool) -> list[str | m.AttachmentContent]:
+    out = _Out(streaming=streaming)
     out.parts.append('<?xml version="1.0" encoding="UTF-8"?>\n')
     out.parts.append(f'<edXML xmlns="{EDXML_NS}" xmlns:edXML="{EDXML_NS}">\n')
     out.open("  ", "edXMLEnvelope")
@@ -122,5 +148,5 @@ def write(package: m.Package) -> bytes:
             out.node("    ", "Attachment", ATTACHMENT, attachment)
         out.close("  ", "AttachmentEncoded")
     out.parts.append("</edXML>\n")
-    return "".join(out.parts).encode("utf-8")
+    return out.parts
 
