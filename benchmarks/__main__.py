@@ -1,6 +1,6 @@
 """Run the benchmarks and print Markdown tables.
 
-``python -m benchmarks [--quick] [validate] [dsig] [hostile] [relay] [instances]`` (no name:
+``python -m benchmarks [--quick] [validate] [dsig] [hostile] [relay] [instances] [large]`` (no name:
 all of them; ``instances`` needs root and starts a private three-member RabbitMQ cluster).
 """
 
@@ -9,7 +9,14 @@ from __future__ import annotations
 import platform
 import sys
 
-from benchmarks import bench_dsig, bench_hostile, bench_instances, bench_relay, bench_validate
+from benchmarks import (
+    bench_dsig,
+    bench_hostile,
+    bench_instances,
+    bench_large,
+    bench_relay,
+    bench_validate,
+)
 
 
 def main(argv: list[str]) -> int:
@@ -27,6 +34,8 @@ def main(argv: list[str]) -> int:
         print(bench_relay.run(quick))
     if not only or "instances" in only:
         print(bench_instances.run(quick))
+    if not only or "large" in only:
+        print(bench_large.run(quick))
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import datetime as dt
 import hashlib
 import os
 import re
@@ -21,6 +22,7 @@ from docaxis.dsig import Signer
 from docaxis.dsig._algorithms import CANONICALIZATIONS
 from docaxis.dsig._c14n import canonical, detached
 from docaxis.edxml import (
+    DocumentBuilder,
     DocumentPackage,
     ForbiddenDoctype,
     PackageTooLarge,
@@ -33,11 +35,13 @@ from docaxis.edxml import (
     write,
 )
 from docaxis.edxml import _model as m
+from docaxis.node._demo import organization
 from tests.dsig_support import package, signer_for, verifier_for
 from tests.strategies import document_packages
 
 #: every file is read by streaming, and every run of 16 base64 characters or more is cut
 STREAM = ParseLimits(max_bytes=1 << 40, stream_above=0)
+BIG = ParseLimits(max_bytes=64 << 20)
 CUT = 16
 _CONTENT = re.compile(rb"(<(?:edXML:)?ContentTransferEncoded>)([^<]*)(</)")
 _METHODS = ["http://www.w3.org/2001/10/xml-exc-c14n#", "http://www.w3.org/TR/2001/REC-xml-c14n-20010315"]
@@ -364,3 +368,108 @@ def test_every_command_handles_a_large_package_in_the_memory_of_a_small_one(
         assert attachment.content.sha256 == hashlib.sha256(scan.read_bytes()).hexdigest()
     growth = [large - small for small, large in zip(peaks["small"], peaks["large"], strict=True)]
     assert max(growth) < 24 << 20, [g >> 20 for g in growth]  # MiB per command
+
+
+def test_a_large_upload_is_spooled_checked_by_streaming_kept_and_downloaded_in_ranges(
+        tmp_path: Path) -> None:
+    """POST /v1/packages of a 12 MiB package: spooled (never whole in memory), checked by
+    streaming, kept by moving the spool file; the recipient downloads it whole (its
+    SHA-256 in a header) or resumes with a Range; bound for another node, it is refused
+    with a code; the spool is left empty either way."""
+    import asyncio
+
+    from docaxis.pki import DevPKI
+    from tests.relay_support import network_pki
+    from tests.test_trust_node import _auth, _client, _start
+
+    pki: DevPKI = network_pki(tmp_path / "pki")
+
+    async def scenario() -> None:
+        network, broker = await _start(tmp_path / "net", pki)
+        try:
+            central = network.nodes["central"]
+            central.limits = BIG
+            central.spool = tmp_path / "spool"
+            token = central.store.issue_credential("000.00.00.G22")
+            scan = os.urandom(9 << 20)
+            local = network.signer("000.00.00.G22").sign(write(
+                DocumentBuilder().sender(organization("000.00.00.G22"))
+                .recipient(organization("000.00.00.G22")).code("7", "VPCP")
+                .promulgation(dt.date(2024, 5, 2), "Hà Nội").document_type(1, "Công văn")
+                .subject("V/v hồ sơ quét").attach("ho-so.pdf", scan).build()), limits=BIG)
+            assert len(local) > 12 << 20
+            async with _client(central) as api:
+                posted = await api.post("/v1/packages", content=local, headers={
+                    **_auth(token), "Content-Type": "application/xml"})
+                assert posted.status_code == 202, posted.text
+                assert posted.json()["sha256"] == hashlib.sha256(local).hexdigest()
+                assert not list(central.spool.iterdir())  # moved into the store
+                [entry] = (await api.get("/v1/agencies/000.00.00.G22/inbox",
+                                         headers=_auth(token))).json()
+                url = f"/v1/agencies/000.00.00.G22/inbox/{entry['id']}"
+                whole = await api.get(url, headers=_auth(token))
+                assert whole.status_code == 200 and whole.content == local
+                assert whole.headers["x-docaxis-sha256"] == hashlib.sha256(local).hexdigest()
+                assert whole.headers["content-length"] == str(len(local))
+                assert whole.headers["accept-ranges"] == "bytes"
+                resumed = await api.get(url, headers={**_auth(token), "Range": "bytes=1000-"})
+                assert resumed.status_code == 206 and resumed.content == local[1000:]
+                assert resumed.headers["content-range"] == f"bytes 1000-{len(local) - 1}/{len(local)}"
+                tail = await api.get(url, headers={**_auth(token), "Range": "bytes=-10"})
+                assert tail.status_code == 206 and tail.content == local[-10:]
+                beyond = await api.get(url, headers={**_auth(token),
+                                                     "Range": f"bytes={len(local)}-"})
+                assert beyond.status_code == 416 and beyond.json()["error"] == "API-RANGE"
+                assert beyond.headers["content-range"] == f"bytes */{len(local)}"
+
+                remote = network.signer("000.00.00.G22").sign(write(
+                    DocumentBuilder().sender(organization("000.00.00.G22"))
+                    .recipient(organization("000.00.00.H01")).code("8", "VPCP")
+                    .promulgation(dt.date(2024, 5, 2), "Hà Nội").document_type(1, "Công văn")
+                    .subject("V/v hồ sơ").attach("ho-so.pdf", scan).build()), limits=BIG)
+                refused = await api.post("/v1/packages", content=remote, headers=_auth(token))
+                assert refused.status_code == 422, refused.text
+                assert refused.json()["error"] == "RELAY-TOO-LARGE-FOR-HOP"
+                tampered = bytearray(local)
+                at = local.index(b"ContentTransferEncoded>") + (5 << 20)
+                tampered[at] = ord("A") if tampered[at] != ord("A") else ord("B")
+                forged = await api.post("/v1/packages", content=bytes(tampered),
+                                        headers=_auth(token))
+                assert forged.status_code == 422 and forged.json()["error"] == "EDX-SIG-DIGEST"
+                assert not list(central.spool.iterdir())
+        finally:
+            await network.stop()
+            await broker.close()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_the_store_keeps_a_package_file_without_reading_it_whole(
+        tmp_path: Path, backend: str) -> None:
+    import contextlib
+
+    from docaxis.store import Accept, PackageFacts, PackageFile, Store
+    from tests.pg_support import pg_database
+
+    with contextlib.ExitStack() as stack:
+        url = (f"sqlite:///{tmp_path / 'node.db'}" if backend == "sqlite"
+               else stack.enter_context(pg_database())[1])
+        store = Store(url, tmp_path / "blobs")
+        store.migrate()
+        stack.callback(store.close)
+        data = os.urandom((3 << 20) + 17)  # chunks of 1 MiB and a short last one
+        spooled = tmp_path / "upload"
+        spooled.write_bytes(data)
+        sha = hashlib.sha256(data).hexdigest()
+        facts = PackageFacts(kind="document", sender="000.00.00.G22", document_id="D1")
+        [accepted] = store.accept_many([Accept(b"", facts, "central", inbox=("000.00.00.G22",),
+                                               file=PackageFile(str(spooled), sha, len(data)))])
+        assert accepted.sha256 == sha and not accepted.duplicate
+        size, chunks = store.package_chunks(sha)
+        assert size == len(data) and b"".join(chunks) == data
+        assert b"".join(store.package_chunks(sha, (1 << 20) - 5, (2 << 20) + 5)[1]) == \
+            data[(1 << 20) - 5:(2 << 20) + 5]
+        assert store.package_bytes(sha) == data
+        if backend == "sqlite":  # moved, not copied
+            assert not spooled.exists()

@@ -52,6 +52,10 @@ def _node_toml(folder: Path, pki: DevPKI, *, extra_node: str = "", extra_trust: 
     ("", 'anchor = ["x.pem"]\n', "unknown key 'anchor' in [trust] (did you mean 'anchors'?)"),
     ("heartbeat = 0\n", "", "[node] heartbeat must be a whole number from 1 to 600"),
     ('prefetch = "many"\n', "", "[node] prefetch must be a whole number from 1 to 65535"),
+    ("", "[limits]\nmax_package_bytes = 10\n",
+     "[limits] max_package_bytes must be a whole number from 1024 to 2147483648"),
+    ("", "[limits]\nmax_bytes = 10\n",
+     "unknown key 'max_bytes' in [limits] (did you mean 'max_package_bytes'?)"),
 ])
 def test_a_misspelt_key_is_an_error_naming_it_and_the_file(
         tmp_path: Path, pki: DevPKI, extra_node: str, extra_trust: str, expected: str) -> None:
@@ -61,6 +65,13 @@ def test_a_misspelt_key_is_an_error_naming_it_and_the_file(
     assert expected in raised.value.message and str(path) in raised.value.message
     result = cli("node", "check", "--config", str(path))
     assert result.returncode == 2 and expected in result.stderr.replace("\n", " ")
+
+
+def test_the_package_size_limit_is_a_node_setting(tmp_path: Path, pki: DevPKI) -> None:
+    path = _node_toml(tmp_path, pki, extra_trust="[limits]\nmax_package_bytes = 65536\n")
+    assert NodeConfig.load(path).limits.max_bytes == 65536
+    (tmp_path / "d").mkdir()
+    assert NodeConfig.load(_node_toml(tmp_path / "d", pki)).limits.max_bytes == 10 << 20
 
 
 def test_prefetch_and_heartbeat_are_node_settings(tmp_path: Path, pki: DevPKI) -> None:

@@ -124,6 +124,7 @@ def test_request_bodies_are_capped_before_they_are_read(tmp_path: Path, pki: Dev
                 **_auth(token), "Content-Length": str(10 * 2**30)}, content=b"")
             assert declared.status_code == 413
             assert declared.json()["error"] == "API-TOO-LARGE"
+            assert "[limits] max_package_bytes" in declared.json()["message"]  # where to raise it
             streamed = await api.post("/v1/packages", headers=_auth(token), content=body())
             assert streamed.status_code == 413 and streamed.json()["error"] == "API-TOO-LARGE"
             assert len(read) < 100  # refused while streaming, not after reading it all

@@ -10,16 +10,18 @@ the validator and the verifier. The OpenAPI description is at ``/openapi.json``.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
@@ -27,9 +29,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from docaxis import __version__
-from docaxis.api._body import BadLength, BodyTooLarge, read_body
+from docaxis.api._body import SPOOL_ABOVE, BadLength, BodyTooLarge, receive_body
 from docaxis.api._vxp import VxpEndpoint
-from docaxis.edxml import ParseError, parse
+from docaxis.edxml import ParseError, parse, parse_file
 from docaxis.relay import Rejection, RelayNode
 from docaxis.store import (
     LOCAL_TIME,
@@ -46,9 +48,11 @@ XML = "application/xml"
 
 
 def _error(status: int, code: str, message: str,
-           reasons: list[dict[str, Any]] | None = None) -> JSONResponse:
+           reasons: list[dict[str, Any]] | None = None, *,
+           headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse(status_code=status, content={"error": code, "message": message,
-                                                     "reasons": reasons or []})
+                                                     "reasons": reasons or []},
+                        headers=headers)
 
 
 #: seconds a client is asked to wait when the store is down (HTTP 503)
@@ -172,7 +176,8 @@ def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
     said = {400: "bad request", 401: "no, unknown or revoked Bearer token",
             403: "acting for another agency", 404: "not found (or not yours)",
             413: "body over the node's package size limit",
-            415: "not an XML body", 422: "refused: the reasons carry the stable codes",
+            415: "not an XML body", 416: "the Range asked for is not within the package",
+            422: "refused: the reasons carry the stable codes",
             503: "the node's store is unavailable; retry after Retry-After seconds"}
     return {status: {"model": Problem, "description": said[status]} for status in statuses}
 
@@ -339,13 +344,23 @@ def create_app(node: RelayNode, *, systems: SystemRegistry | None = None,
             return _error(415, "API-MEDIA-TYPE", f"post the package as application/xml, "
                                                  f"not {media[:80]}")
         try:
-            data = await read_body(request, node.limits.max_bytes)
+            body = await receive_body(request, node.limits.max_bytes, node.spool)
         except BodyTooLarge as exc:
             return _error(413, "API-TOO-LARGE", str(exc))
         except BadLength as exc:
             return _error(400, "API-BAD-LENGTH", str(exc))
-        try:
-            parsed = parse(data, limits=node.limits)  # parsed once: the node checks this tree
+        if isinstance(body, bytes):
+            return await checked(body, binding, expect)
+        try:  # a large upload, spooled: read by streaming, its attachments left in the file
+            return await checked(body, binding, expect)
+        finally:
+            body.unlink(missing_ok=True)  # kept by the store if accepted (moved, not copied)
+
+    async def checked(body: bytes | Path, binding: AgencyBinding, expect: str) -> Response:
+        try:  # parsed once: the node checks this tree
+            parsed = (parse(body, limits=node.limits) if isinstance(body, bytes) else
+                      await asyncio.to_thread(parse_file, body, limits=dataclasses.replace(
+                          node.limits, stream_above=0)))
         except ParseError as exc:
             return _error(422, exc.code, exc.message, [{"line": exc.line, "column": exc.column}])
         if parsed.kind != expect:
@@ -434,15 +449,36 @@ def create_app(node: RelayNode, *, systems: SystemRegistry | None = None,
                        "content": {"application/xml": {"schema": {"type": "string",
                                                                   "format": "binary"}},
                                    "application/json": {}}},
-                 **_problems(401, 403, 404, 422, 503)})
-    def fetch(code: str, item_id: int, agency: Caller) -> Response:
+                 206: {"description": "the bytes a Range header asked for (a broken download "
+                              "resumes)", "content": {"application/xml": {"schema": {
+                                  "type": "string", "format": "binary"}}}},
+                 **_problems(401, 403, 404, 416, 422, 503)})
+    def fetch(code: str, item_id: int, agency: Caller, request: Request) -> Response:
         own(agency, code)
         item = node.store.inbox_item(code, item_id) if 0 < item_id <= _MAX_ID else None
         if item is None:
             raise HTTPException(404, ("API-NOT-FOUND", f"no inbox item {item_id}"))
         media = "application/json" if item.kind == "rejection" else XML
-        return Response(node.store.package_bytes(item.sha256), media_type=media,
-                        headers={"X-Docaxis-SHA256": item.sha256, "X-Docaxis-Kind": item.kind})
+        headers = {"X-Docaxis-SHA256": item.sha256, "X-Docaxis-Kind": item.kind,
+                   "Accept-Ranges": "bytes"}
+        wanted = request.headers.get("range")
+        size, _ = node.store.package_chunks(item.sha256, 0, 0)
+        if wanted is None and size <= SPOOL_ABOVE:
+            return Response(node.store.package_bytes(item.sha256), media_type=media,
+                            headers=headers)
+        start, end = 0, size
+        if wanted is not None:
+            span = _byte_range(wanted, size)
+            if span is None:
+                return _error(416, "API-RANGE", f"the range {wanted[:60]!r} is not within "
+                              f"the package's {size} bytes", headers={
+                                  "Content-Range": f"bytes */{size}"})
+            start, end = span
+            headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+        headers["Content-Length"] = str(end - start)
+        _, chunks = node.store.package_chunks(item.sha256, start, end)
+        return StreamingResponse(chunks, status_code=206 if wanted is not None else 200,
+                                 media_type=media, headers=headers)
 
     @app.post("/v1/agencies/{code}/inbox/{item_id}/ack", summary="Acknowledge a fetched package",
               responses=_problems(401, 403, 404, 422, 503))
@@ -488,6 +524,23 @@ def create_app(node: RelayNode, *, systems: SystemRegistry | None = None,
         return found.to_dict()
 
     return app
+
+
+def _byte_range(header: str, size: int) -> tuple[int, int] | None:
+    """``Range: bytes=a-b`` (or ``a-``, or ``-n``: the last n) as ``(start, end)``, end
+    exclusive; None when it is not one satisfiable range of this many bytes."""
+    unit, _, spec = header.strip().partition("=")
+    first, dash, last = spec.strip().partition("-")
+    if unit.strip().lower() != "bytes" or not dash or "," in spec or not (
+            (first.isdigit() or not first) and (last.isdigit() or not last)) or (
+            not first and not last):
+        return None
+    if not first:  # the last n bytes
+        count = int(last)
+        return (max(0, size - count), size) if count and size else None
+    start = int(first)
+    end = min(int(last) + 1, size) if last else size
+    return (start, end) if start < end else None
 
 
 def _zoned(value: dt.datetime | None) -> dt.datetime | None:

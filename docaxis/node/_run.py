@@ -33,6 +33,7 @@ from docaxis.dsig import (
     VerificationPolicy,
     Verifier,
 )
+from docaxis.edxml import ParseLimits
 from docaxis.node._bindings import binding_policy
 from docaxis.node._demo import build_demo_network, connect_broker, demo_pki, run_suffix, wait_for
 from docaxis.node._logging import configure_logging
@@ -109,6 +110,11 @@ class NodeConfig:
     tsa_url: str | None = None
     tsa_anchors: tuple[Path, ...] = ()
     stamp_interval: float = 60.0
+    #: [limits] max_package_bytes: the largest package this node takes (API, VXP, hops),
+    #: refused by its declared size before it is read. A node still holds a package in
+    #: memory while it checks it (≈ 4× its size): large packages across hops are issue
+    #: #13's transfer work, so the default stays 10 MiB until then
+    max_package_bytes: int = ParseLimits().max_bytes
 
     @classmethod
     def load(cls, path: Path | str) -> NodeConfig:
@@ -198,6 +204,10 @@ class NodeConfig:
         if isinstance(interval, bool) or not isinstance(interval, int | float) \
                 or not 0.05 <= interval <= 86400:
             raise ConfigError(f"{path}: [audit] stamp_interval is seconds, 0.05 to 86400")
+        limits = raw.get("limits") or {}
+        max_package_bytes = _whole(path, "limits", "max_package_bytes",
+                                   limits.get("max_package_bytes", ParseLimits().max_bytes),
+                                   1024, 1 << 31)
         return cls(node_id, directory, data, database, amqp_url,
                    node.get("listen", "127.0.0.1:8100"),
                    tuple(base / p for p in trust.get("anchors", [])),
@@ -213,7 +223,12 @@ class NodeConfig:
                    uplink_poll=float(uplink.get("poll_interval", 5)),
                    log_chain=audit.get("chain", True), tsa_url=tsa_url,
                    tsa_anchors=tuple(base / a for a in tsa_anchors),
-                   stamp_interval=float(interval))
+                   stamp_interval=float(interval), max_package_bytes=max_package_bytes)
+
+    @property
+    def limits(self) -> ParseLimits:
+        """What the node's parser accepts (``[limits]``)."""
+        return ParseLimits(max_bytes=self.max_package_bytes)
 
     def log_stamper(self, store: Store) -> LogStamper | None:
         """The stamper of this node's log (None without ``[audit] tsa_url``)."""
@@ -339,6 +354,7 @@ CONFIG_KEYS: dict[str, frozenset[str]] = {
     "vxp": frozenset({"prefix", "secret_key"}),
     "uplink": frozenset({"node", "endpoint", "system_id", "secret_file", "poll_interval"}),
     "audit": frozenset({"chain", "tsa_url", "tsa_anchors", "stamp_interval"}),
+    "limits": frozenset({"max_package_bytes"}),
 }
 
 
@@ -554,7 +570,8 @@ async def open_node(config: NodeConfig, store: Store, *,
                      prefetch=config.prefetch, lease=config.lease,
                      node_signer=config.node_signer(), uplink=uplink,
                      poll_uplink=poll_uplink, directory_source=current_directory,
-                     stamper=config.log_stamper(store)), pool
+                     stamper=config.log_stamper(store),
+                     limits=config.limits, spool=config.data / "spool"), pool
 
 
 def listen_socket(listen: str) -> socket.socket:

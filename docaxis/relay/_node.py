@@ -30,6 +30,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from docaxis.directory import Directory
 from docaxis.dsig import StatementSigner, Verifier
@@ -60,7 +61,7 @@ INLINE_CHECK_BYTES = 256 * 1024
 
 
 def _size(data: bytes | ParsedPackage) -> int:
-    return len(data.source if isinstance(data, ParsedPackage) else data)
+    return data.size if isinstance(data, ParsedPackage) else len(data)
 
 @dataclass
 class RelayNode:
@@ -115,6 +116,9 @@ class RelayNode:
     directory_interval: float = 5.0
     #: RFC 3161 timestamps of the log's chain heads (``[audit] tsa_url``; None: none)
     stamper: LogStamper | None = None
+    #: where large API uploads are spooled while they arrive and are checked (None: held
+    #: in memory, as small ones always are); files left by a crash are removed at start
+    spool: Path | None = None
     #: back-off (seconds) between looks at a store that is down
     store_backoff_min: float = 0.2
     store_backoff_max: float = 10.0
@@ -162,6 +166,7 @@ class RelayNode:
     async def start(self) -> None:
         """Start the node's parts, then consume its inbound queue."""
         self._loop = asyncio.get_running_loop()
+        self._clear_spool()
         self.receipts.start(self._loop)
         self.outbox.start(self._loop)
         if not self._watched:
@@ -189,6 +194,22 @@ class RelayNode:
                               *((("stamper", self.stamper.stamp_forever),)
                                 if self.stamper is not None else ())):
                 parts.create_task(self._supervised(name, run), name=f"{self.node_id} {name}")
+
+    def _clear_spool(self, older_than: float = 3600.0) -> None:
+        """Remove uploads a crashed process left in the spool (an hour old: a live upload
+        of another process of this node is younger), each logged."""
+        if self.spool is None or not self.spool.is_dir():
+            return
+        cutoff = time.time() - older_than
+        for leftover in self.spool.glob("*.upload"):
+            try:
+                if leftover.stat().st_mtime < cutoff:
+                    leftover.unlink()
+                    _log.warning("node.spool_removed", extra={
+                        "code": "RELAY-SPOOL-ORPHAN", "node": self.node_id,
+                        "file": leftover.name})
+            except FileNotFoundError:
+                continue  # another process of the node took it first
 
     async def _follow_directory(self) -> None:
         """Take the directory's changes (read in a thread) every ``directory_interval``."""

@@ -27,7 +27,7 @@ from docaxis.edxml import (
     validate,
 )
 from docaxis.relay._receipts import FROM_NODE, KIND, ORIGIN
-from docaxis.store import Accept, PackageFacts, Store
+from docaxis.store import Accept, PackageFacts, PackageFile, Store
 
 #: W3C Trace Context: one trace id for a package's whole path, a new span id per hop
 TRACEPARENT = "traceparent"
@@ -178,11 +178,21 @@ class Pipeline:
         if isinstance(package, StatusPackage) and inbox and package.document_id:
             # the status reached the document's sender: it is that recipient's latest word
             status = (package.document_id, package.sender or "?", package.status_code or "??")
-        return Plan(parsed, Accept(parsed.source, facts, self.node_id, received_from,
-                                    origin, tuple((node, "package", headers)
-                                                  for node in next_hops),
-                                    tuple(inbox), tuple(events), _links(package), status),
-                     origin, trace)
+        streamed = parsed.streamed
+        if streamed is not None and next_hops:
+            message = (f"a package of {streamed.size} bytes (read by streaming) reaches local "
+                       "recipients only: large transfers across hops are not built yet "
+                       f"(issue #13); {', '.join(a for v in next_hops.values() for a in v)} "
+                       "are served by other nodes")
+            raise Rejection(message, [{"code": "RELAY-TOO-LARGE-FOR-HOP", "message": message}],
+                            code="RELAY-TOO-LARGE-FOR-HOP")
+        return Plan(parsed, Accept(b"" if streamed is not None else parsed.source, facts,
+                                   self.node_id, received_from, origin,
+                                   tuple((node, "package", headers) for node in next_hops),
+                                   tuple(inbox), tuple(events), _links(package), status,
+                                   file=PackageFile(streamed.path, streamed.sha256, streamed.size)
+                                   if streamed is not None else None),
+                    origin, trace)
 
     def _authorize_status(self, package: StatusPackage, document_sender: str) -> None:
         """A status is accepted only from a recipient of the document it answers (the

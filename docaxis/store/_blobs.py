@@ -16,23 +16,28 @@ re-delivered package is appended again. Every read checks the SHA-256.
 
 Stores written by the first schema revision kept one file per blob
 (``<root>/<aa>/<sha256>``); :meth:`BlobStore.get` still reads those (``BlobRef`` with no
-segment).
+segment). Large packages (a spooled upload read by streaming) are kept that way too
+(:meth:`BlobStore.put_file`: the spool file renamed, never copied through memory) and
+read in chunks (:meth:`BlobStore.chunks`).
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import itertools
 import logging
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 #: A segment is closed and a new one started past this size.
 SEGMENT_BYTES = 256 * 1024 * 1024
+#: Large blobs are read and copied in chunks of this many bytes.
+_FILE_CHUNK = 1 << 20
 
 
 class BlobError(OSError):
@@ -125,6 +130,83 @@ class BlobStore:
                 raise
             self._size = offset
         return refs
+
+    def put_file(self, path: Path | str, sha256: str, size: int) -> BlobRef:
+        """Keep a large package that is already in a file (a spooled upload): the file is
+        moved (renamed; copied in chunks across file systems) to a file of its own,
+        ``<root>/<aa>/<sha256>``, and made durable, name included, before this returns —
+        never a second copy in memory.
+
+        Raises
+        ------
+        OSError
+            If the disk refuses (nothing is referenced then).
+        """
+        target = self.legacy_path(sha256)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        source = Path(path)
+        try:
+            os.replace(source, target)
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+            partial = target.with_name(f"{target.name}.partial-{os.getpid()}")
+            try:
+                with source.open("rb") as reader, partial.open("wb") as writer:
+                    while block := reader.read(_FILE_CHUNK):
+                        writer.write(block)
+                os.replace(partial, target)
+            finally:
+                partial.unlink(missing_ok=True)
+        descriptor = os.open(target, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+        for folder in (target.parent, self.root):
+            descriptor = os.open(folder, os.O_RDONLY)
+            try:
+                os.fsync(descriptor)
+            finally:
+                os.close(descriptor)
+        return BlobRef(sha256, None, 0, size)
+
+    def chunks(self, ref: BlobRef, start: int = 0, end: int | None = None,
+               ) -> Iterator[bytes]:
+        """The blob's bytes ``start:end`` in chunks, read as they are sent (never whole).
+        Read from the start to the end, its SHA-256 is checked at the end.
+
+        Raises
+        ------
+        BlobError
+            If it is missing or (read whole) its bytes do not match its SHA-256.
+        """
+        end = ref.size if end is None else min(end, ref.size)
+        whole = start == 0 and end == ref.size
+        digest = hashlib.sha256() if whole else None
+        try:
+            if ref.segment is None:
+                descriptor = os.open(self.legacy_path(ref.sha256), os.O_RDONLY)
+                base = 0
+            else:
+                descriptor, base = self._reader(ref.segment), ref.offset
+        except FileNotFoundError:
+            raise BlobError(f"blob {ref.sha256} is missing on disk") from None
+        try:
+            position = start
+            while position < end:
+                block = os.pread(descriptor, min(_FILE_CHUNK, end - position), base + position)
+                if not block:
+                    raise BlobError(f"blob {ref.sha256} is shorter on disk than recorded")
+                if digest is not None:
+                    digest.update(block)
+                position += len(block)
+                yield block
+        finally:
+            if ref.segment is None:
+                os.close(descriptor)
+        if digest is not None and digest.hexdigest() != ref.sha256:
+            raise BlobError(f"blob {ref.sha256} is corrupt on disk")
 
     def _abandon_segment(self) -> None:
         fd, self._fd = self._fd, None

@@ -12,6 +12,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 import hmac
+import itertools
 import json
 import logging
 import os
@@ -115,6 +116,16 @@ class PackageFacts:
 
 
 @dataclass(frozen=True)
+class PackageFile:
+    """A package's bytes in a file (a large upload, spooled while it arrived): the store
+    takes the file itself, never reading it into memory."""
+
+    path: str
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
 class Accept:
     """One package to log, with what it causes at this node."""
 
@@ -132,6 +143,16 @@ class Accept:
     linked: tuple[tuple[str, str, str | None, str | None], ...] = ()
     #: a recipient's status this package brings home: ``(document_id, recipient, code)``
     status: tuple[str, str, str] | None = None
+    #: the package's bytes are in this file, not in ``data`` (a large package)
+    file: PackageFile | None = None
+
+    @property
+    def sha256(self) -> str:
+        return self.file.sha256 if self.file is not None else hashlib.sha256(self.data).hexdigest()
+
+    @property
+    def size(self) -> int:
+        return self.file.size if self.file is not None else len(self.data)
 
 
 @dataclass(frozen=True)
@@ -430,8 +451,7 @@ class Store:
         """
         if not items:
             return []
-        keys = [business_key(i.facts.sender, i.facts.document_id,
-                             hashlib.sha256(i.data).hexdigest()) for i in items]
+        keys = [business_key(i.facts.sender, i.facts.document_id, i.sha256) for i in items]
         # what is logged already, and the new bytes, before the writer's turn: SQLite has
         # one writer at a time (for the whole node), so its turn holds only the inserts.
         # Another process may log one of these meanwhile: its INSERT below then does
@@ -444,11 +464,17 @@ class Store:
                 fresh.setdefault(key, index)
         if self.bytes_in_database:  # written below, in the same transaction as the rows
             refs = {key: BlobRef(key.rsplit("|", 1)[1], IN_DATABASE, 0,
-                                 len(items[index].data)) for key, index in fresh.items()}
+                                 items[index].size) for key, index in fresh.items()}
         else:
-            refs = dict(zip(fresh, self.blobs.put_many(
-                [items[i].data for i in fresh.values()],
-                [key.rsplit("|", 1)[1] for key in fresh]), strict=True))
+            small = {key: index for key, index in fresh.items() if items[index].file is None}
+            refs = dict(zip(small, self.blobs.put_many(
+                [items[i].data for i in small.values()],
+                [key.rsplit("|", 1)[1] for key in small]), strict=True))
+            for key, index in fresh.items():  # a large package: its spool file, moved
+                package_file = items[index].file
+                if package_file is not None:
+                    refs[key] = self.blobs.put_file(package_file.path, package_file.sha256,
+                                                    package_file.size)
         # Core statements on the session's connection: the ORM's execution path costs
         # more per statement than the statement itself here
         with self.transaction() as session:
@@ -510,11 +536,16 @@ class Store:
             if self.bytes_in_database and inserted:
                 chunks = [{"sha256": refs[key].sha256, "seq": seq,
                            "data": items[fresh[key]].data[start:start + BLOB_CHUNK]}
-                          for key in fresh if key in inserted
+                          for key in fresh if key in inserted and items[fresh[key]].file is None
                           for seq, start in enumerate(range(
                               0, max(len(items[fresh[key]].data), 1), BLOB_CHUNK))]
-                connection.execute(self._insert(BlobChunkRow).on_conflict_do_nothing(),
-                                   chunks)
+                if chunks:
+                    connection.execute(self._insert(BlobChunkRow).on_conflict_do_nothing(),
+                                       chunks)
+                for key in fresh:  # a large package: one chunk at a time from its file
+                    package_file = items[fresh[key]].file
+                    if key in inserted and package_file is not None:
+                        self._chunks_from_file(connection, package_file)
             if inbox:  # Core executemany (the ORM's bulk path costs more per row)
                 connection.execute(insert(_table(InboxRow)), inbox)
             self._append_events(connection, events)
@@ -532,6 +563,19 @@ class Store:
                 at = logged.get(key, now)
                 results.append(Acceptance(sha256, key, at, True))
         return results
+
+    def _chunks_from_file(self, connection: Any, package_file: PackageFile) -> None:
+        """A large package's bytes into the database, one chunk in memory at a time."""
+        insert_chunk = self._insert(BlobChunkRow).on_conflict_do_nothing()
+        with open(package_file.path, "rb") as source:
+            for seq in itertools.count():
+                block = source.read(BLOB_CHUNK)
+                if not block and seq:  # (an empty package keeps one empty chunk)
+                    break
+                connection.execute(insert_chunk, [{"sha256": package_file.sha256, "seq": seq,
+                                                   "data": block}])
+                if len(block) < BLOB_CHUNK:
+                    break
 
     def _insert(self, model: type[Any]) -> Any:
         """An INSERT that can say ON CONFLICT DO NOTHING on this database."""
@@ -582,6 +626,50 @@ class Store:
         if row[0] == IN_DATABASE:
             return self._bytes_from_database(sha256, row[2])
         return self.blobs.get(BlobRef(sha256, row[0], row[1] or 0, row[2]))
+
+    def package_chunks(self, sha256: str, start: int = 0, end: int | None = None,
+                       ) -> tuple[int, Iterator[bytes]]:
+        """A package's size and its bytes ``start:end`` in chunks, read while they are
+        sent (a large package is never whole in memory); read whole, its SHA-256 is
+        checked at the end (:class:`BlobError`).
+
+        Raises
+        ------
+        KeyError
+            No such package.
+        """
+        with self.session() as session:
+            row = session.execute(select(PackageRow.blob_segment, PackageRow.blob_offset,
+                                         PackageRow.size)
+                                  .where(PackageRow.sha256 == sha256)).first()
+        if row is None:
+            raise KeyError(sha256)
+        size = int(row[2])
+        if row[0] == IN_DATABASE:
+            return size, self._chunks_from_database(sha256, size, start,
+                                                    size if end is None else min(end, size))
+        return size, self.blobs.chunks(BlobRef(sha256, row[0], row[1] or 0, size), start, end)
+
+    def _chunks_from_database(self, sha256: str, size: int, start: int,
+                              end: int) -> Iterator[bytes]:
+        chunks = _table(BlobChunkRow).c
+        whole = start == 0 and end == size
+        digest = hashlib.sha256() if whole else None
+        first = start // BLOB_CHUNK
+        for seq in range(first, max(first, (end - 1) // BLOB_CHUNK + 1)):
+            with self.engine.connect() as connection:
+                block = connection.scalar(select(chunks.data).where(
+                    chunks.sha256 == sha256, chunks.seq == seq))
+            if block is None:
+                raise BlobError(f"the bytes kept in the database for {sha256} are missing "
+                                f"(chunk {seq})")
+            offset = seq * BLOB_CHUNK
+            if digest is not None:
+                digest.update(block)
+            yield bytes(block[max(0, start - offset):end - offset])
+        if digest is not None and digest.hexdigest() != sha256:
+            raise BlobError(f"the bytes kept in the database for {sha256} are corrupt "
+                            "(SHA-256 checked)")
 
     def _bytes_from_database(self, sha256: str, size: int) -> bytes:
         chunks = _table(BlobChunkRow).c
