@@ -473,3 +473,100 @@ def test_the_store_keeps_a_package_file_without_reading_it_whole(
         assert store.package_bytes(sha) == data
         if backend == "sqlite":  # moved, not copied
             assert not spooled.exists()
+
+
+def test_a_full_disk_while_spooling_answers_503_keeps_nothing_and_recovers(
+        tmp_path: Path) -> None:
+    """The spool on a 16 MiB tmpfs, 8 MiB of it taken: a 12 MiB upload fills the disk —
+    503 API-UNAVAILABLE with Retry-After, no partial file left; space freed, the same
+    upload is accepted (the spool file then copied across file systems into the store)."""
+    import asyncio
+    import shutil
+
+    from tests.relay_support import network_pki
+    from tests.test_trust_node import _auth, _client, _start
+
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("needs root to mount a small tmpfs (CI runs as root)")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(disk)],
+                             capture_output=True, check=False)
+    if mounted.returncode:
+        pytest.skip(f"cannot mount tmpfs here: {mounted.stderr.decode().strip()}")
+    pki = network_pki(tmp_path / "pki")
+
+    async def scenario() -> None:
+        network, broker = await _start(tmp_path / "net", pki)
+        try:
+            central = network.nodes["central"]
+            central.limits = BIG
+            central.spool = disk / "spool"
+            token = central.store.issue_credential("000.00.00.G22")
+            package_bytes = network.signer("000.00.00.G22").sign(write(
+                DocumentBuilder().sender(organization("000.00.00.G22"))
+                .recipient(organization("000.00.00.G22")).code("9", "VPCP")
+                .promulgation(dt.date(2024, 5, 2), "Hà Nội").document_type(1, "Công văn")
+                .subject("V/v hồ sơ").attach("ho-so.pdf", os.urandom(9 << 20)).build()),
+                limits=BIG)
+            filler = disk / "filler"
+            filler.write_bytes(b"\0" * (8 << 20))
+            async with _client(central) as api:
+                full = await api.post("/v1/packages", content=package_bytes,
+                                      headers=_auth(token))
+                assert full.status_code == 503, full.text
+                assert full.json()["error"] == "API-UNAVAILABLE"
+                assert "retry-after" in full.headers
+                assert not list(central.spool.iterdir())  # the partial upload is gone
+                filler.unlink()  # the operator frees space
+                again = await api.post("/v1/packages", content=package_bytes,
+                                       headers=_auth(token))
+                assert again.status_code == 202, again.text
+                [entry] = (await api.get("/v1/agencies/000.00.00.G22/inbox",
+                                         headers=_auth(token))).json()
+                fetched = await api.get(f"/v1/agencies/000.00.00.G22/inbox/{entry['id']}",
+                                        headers=_auth(token))
+                assert fetched.content == package_bytes
+        finally:
+            await network.stop()
+            await broker.close()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def test_uploads_a_crashed_process_left_in_the_spool_are_removed_at_start(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import asyncio
+    import logging
+    import time
+
+    from docaxis.transport import InMemoryBroker
+    from tests.relay_support import build_network, network_pki
+    from tests.test_relay import FAST
+
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    old, young = spool / "a.upload", spool / "b.upload"
+    old.write_bytes(b"x" * 100)
+    young.write_bytes(b"y" * 100)
+    two_hours_ago = time.time() - 7200
+    os.utime(old, (two_hours_ago, two_hours_ago))
+
+    async def scenario() -> None:
+        broker = InMemoryBroker(FAST)
+        await broker.connect()
+        network = build_network(tmp_path / "net", network_pki(tmp_path / "pki"),
+                                lambda _node: broker)
+        network.nodes["central"].spool = spool
+        await network.start()
+        await network.stop()
+        await broker.close()
+
+    with caplog.at_level(logging.WARNING, logger="docaxis.relay"):
+        asyncio.run(scenario())
+    assert not old.exists() and young.exists()  # another process may be receiving that one
+    [record] = [r for r in caplog.records if getattr(r, "code", "") == "RELAY-SPOOL-ORPHAN"]
+    assert record.file == "a.upload"  # type: ignore[attr-defined]
