@@ -23,7 +23,7 @@ import signal
 from pathlib import Path
 
 FAULT_POINTS = ("after-commit", "after-publish", "while-consuming", "after-uplink-commit",
-                "check", "plan", "commit")
+                "check", "plan", "commit", "mid-transfer", "mid-reassembly")
 
 
 class InjectedFault(RuntimeError):

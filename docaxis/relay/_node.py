@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import functools
 import hashlib
 import json
 import logging
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -34,7 +36,7 @@ from pathlib import Path
 
 from docaxis.directory import Directory
 from docaxis.dsig import StatementSigner, Verifier
-from docaxis.edxml import ParsedPackage, ParseLimits
+from docaxis.edxml import ParsedPackage, ParseError, ParseLimits, parse_file
 from docaxis.relay._faults import fault_point
 from docaxis.relay._metrics import NodeMetrics
 from docaxis.relay._outbox import Outbox
@@ -49,6 +51,13 @@ from docaxis.relay._pipeline import (
 from docaxis.relay._receipts import FROM_NODE, KIND, ORIGIN, HopEvidence, HopReceipt
 from docaxis.relay._refusals import refusal_status
 from docaxis.relay._stamper import LogStamper
+from docaxis.relay._transfers import (
+    LANE_PREFETCH,
+    Chunk,
+    Reassembly,
+    TransferError,
+    transfer_lane,
+)
 from docaxis.relay._uplink import VxpUplink
 from docaxis.store import UNAVAILABLE, Accept, Acceptance, Event, Store
 from docaxis.transport import Broker, Consumer, Message, Reject
@@ -131,6 +140,8 @@ class RelayNode:
     _store_down_since: float | None = field(default=None, init=False, repr=False)
     _store_backoff: float = field(default=0.2, init=False, repr=False)
     _consumer: Consumer | None = field(default=None, init=False, repr=False)
+    _lane: Consumer | None = field(default=None, init=False, repr=False)
+    _reassembly: Reassembly | None = field(default=None, init=False, repr=False)
     _parts: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
     #: refusals being written to the log (in threads)
     _recording: set[asyncio.Task[None]] = field(default_factory=set, init=False, repr=False)
@@ -166,6 +177,9 @@ class RelayNode:
     async def start(self) -> None:
         """Start the node's parts, then consume its inbound queue."""
         self._loop = asyncio.get_running_loop()
+        if self.spool is None:  # embedded (tests, demo): a spool of this process's own
+            self.spool = Path(tempfile.mkdtemp(prefix=f"docaxis-{self.node_id}-spool-"))
+        self._reassembly = Reassembly(self.spool)
         self._clear_spool()
         self.receipts.start(self._loop)
         self.outbox.start(self._loop)
@@ -177,6 +191,9 @@ class RelayNode:
         await broker.declare_node(self.node_id)
         self._consumer = await broker.consume(self.node_id, self.on_message,
                                               prefetch=self.prefetch)
+        await broker.declare_node(transfer_lane(self.node_id))
+        self._lane = await broker.consume(transfer_lane(self.node_id), self.on_chunk,
+                                          prefetch=LANE_PREFETCH)
 
     async def _run_parts(self) -> None:
         """Every part of the node as one task group: cancelled together by :meth:`stop`."""
@@ -210,6 +227,11 @@ class RelayNode:
                         "file": leftover.name})
             except FileNotFoundError:
                 continue  # another process of the node took it first
+        if self._reassembly is not None:
+            for sha256 in self._reassembly.abandoned():
+                _log.warning("node.transfer_abandoned", extra={
+                    "code": "RELAY-TRANSFER-ABANDONED", "node": self.node_id,
+                    "sha256": sha256})
 
     async def _follow_directory(self) -> None:
         """Take the directory's changes (read in a thread) every ``directory_interval``."""
@@ -254,6 +276,9 @@ class RelayNode:
         still held are sent, hand-overs confirmed but not yet marked are marked."""
         if self._consumer is not None:
             await self._consumer.stop(timeout=5)
+        if self._lane is not None:
+            await self._lane.stop(timeout=5)
+            self._lane = None
         if self._parts is not None:
             self._parts.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -413,6 +438,95 @@ class RelayNode:
         self._incoming.put_nowait((message, future))
         await future
 
+    async def on_chunk(self, message: Message) -> None:
+        """Transfer-lane handler: keep one chunk of a large package (``_transfers``);
+        returns (→ ack) once it is on disk — the chunk that completes the package once
+        the package is committed here (or refused and parked)."""
+        try:
+            chunk = Chunk.read(message.headers)
+        except ValueError as exc:
+            raise Reject(f"RELAY-TRANSFER: {exc}") from None
+        assert self._reassembly is not None
+        reassembly = self._reassembly
+        delay = self.store_backoff_min
+        while True:
+            try:
+                if await asyncio.to_thread(self.store.has_package, chunk.sha256):
+                    return  # logged here already: a repeat (a re-sent transfer)
+                complete = await asyncio.to_thread(reassembly.keep, chunk, message.body)
+                break
+            except ValueError as exc:
+                raise Reject(f"RELAY-TRANSFER: {exc}") from None
+            except UNAVAILABLE as exc:  # the disk (or the store) is not the chunk's fault
+                _log.warning("node.transfer_wait", extra={
+                    "code": "RELAY-TRANSFER-WAIT", "node": self.node_id,
+                    "sha256": chunk.sha256, "chunk": chunk.index, "error": repr(exc)[:300]})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.store_backoff_max)
+        fault_point("mid-reassembly")
+        if not complete:
+            return
+        with reassembly.completing(chunk.sha256) as mine:
+            if mine:
+                await self._complete_transfer(chunk, message)
+
+    async def _complete_transfer(self, chunk: Chunk, message: Message) -> None:
+        """Every chunk is here: check the package as one (size, SHA-256, then the node's
+        whole check by streaming), commit it, and forget the transfer's files."""
+        assert self._reassembly is not None
+        reassembly = self._reassembly
+        origin = message.headers.get(ORIGIN) or ""
+        try:
+            path = await asyncio.to_thread(reassembly.check, chunk)
+        except TransferError as exc:
+            await asyncio.to_thread(reassembly.forget, chunk.sha256)
+            _log.error("node.transfer_corrupt", extra={
+                "code": "RELAY-TRANSFER-CORRUPT", "node": self.node_id,
+                "sha256": chunk.sha256, "origin": origin, "error": str(exc)})
+            raise Reject(f"RELAY-TRANSFER-CORRUPT: {exc}") from None
+        except FileNotFoundError:
+            return  # completed by another process of this node meanwhile
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        plan = await self._checked_file(path, chunk, message, future)
+        if plan is not None:
+            await self._commit_batch([(plan, future)])
+        await asyncio.to_thread(reassembly.forget, chunk.sha256)
+        await future
+
+    async def _checked_file(self, path: Path, chunk: Chunk, message: Message,
+                            future: asyncio.Future[None]) -> Plan | None:
+        """The plan of a package reassembled in ``path`` (checked by streaming, in a
+        thread), or None when it was refused (its future settled)."""
+        origin = message.headers.get(ORIGIN) or ""
+        came_from = message.headers.get(FROM_NODE)
+        parent = self.directory.nodes[self.node_id].parent
+        limits = dataclasses.replace(self.limits, stream_above=0)
+
+        def check_and_plan() -> Plan:
+            with self.metrics.stage.labels("check").time():
+                parsed = self.pipeline.check(parse_file(path, limits=limits))
+            return self.pipeline.plan(
+                parsed, received_from=came_from, origin=origin,
+                from_parent=came_from is not None and came_from == parent,
+                trace=child_traceparent(message.headers.get(TRACEPARENT)))
+
+        while True:
+            try:
+                return await asyncio.to_thread(check_and_plan)
+            except ParseError as exc:
+                reasons: list[dict[str, object]] = [{"code": exc.code, "message": exc.message,
+                                                     "line": exc.line}]
+                self._refuse(b"", message.message_id, future, origin, exc.code, exc.message,
+                             reasons, message.headers.get(TRACEPARENT), sha256=chunk.sha256)
+                return None
+            except Rejection as exc:
+                self._refuse(b"", message.message_id, future, origin, exc.code, exc.message,
+                             exc.reasons, message.headers.get(TRACEPARENT),
+                             sha256=chunk.sha256)
+                return None
+            except UNAVAILABLE as exc:
+                await self._wait_for_store(exc)
+
     async def _receive_forever(self) -> None:
         """Take what has arrived (up to ``batch_size``), check each package, commit them all
         in one transaction, then let the transport acknowledge them.
@@ -472,9 +586,11 @@ class RelayNode:
 
     def _refuse(self, body: bytes, message_id: str | None, future: asyncio.Future[None],
                 origin: str, code: str, text: str, reasons: list[dict[str, object]],
-                trace: str | None = None) -> None:
-        """Park a hop message (the transport's dead-letter queue) and tell its origin."""
-        sha256 = _sha(body)
+                trace: str | None = None, *, sha256: str | None = None) -> None:
+        """Park a hop message (the transport's dead-letter queue) and tell its origin
+        (``sha256``: the package's, when ``body`` is not all of it — a large one's
+        structure)."""
+        sha256 = sha256 or _sha(body)
         self.metrics.refused.labels(code, "hop").inc()
         _log.warning("relay.refused", extra={
             "code": code, "node": self.node_id, "message_id": message_id, "sha256": sha256,
@@ -617,7 +733,7 @@ class RelayNode:
                     if kind in ("received", "delivered", "routed", "unroutable"))
         for origin, batch in receipts.items():
             self.receipts.notify(origin, batch)
-        self.outbox.hand_over_soon([(item, plan.accept.data)
+        self.outbox.hand_over_soon([(item, None if plan.accept.file else plan.accept.data)
                               for plan, acceptance in zip(plans, acceptances, strict=True)
                               for item in acceptance.handovers])
         return acceptances

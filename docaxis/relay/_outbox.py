@@ -24,10 +24,21 @@ import asyncio
 import datetime as dt
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from docaxis.relay._faults import fault_point
+from docaxis.relay._transfers import (
+    CHUNK_COUNT,
+    CHUNK_INDEX,
+    TRANSFER,
+    TRANSFER_ABOVE,
+    TRANSFER_CHUNK,
+    TRANSFER_SIZE,
+    chunk_count,
+    transfer_lane,
+)
 from docaxis.store import BlobError, OutboxItem, is_alive
 from docaxis.transport import Message
 
@@ -45,7 +56,7 @@ class Outbox:
     #: outbox rows being handed over by this process right now
     in_flight: set[int] = field(default_factory=set, init=False)
     _loop: asyncio.AbstractEventLoop | None = field(default=None, init=False, repr=False)
-    _handovers: asyncio.Queue[list[tuple[OutboxItem, bytes]]] = field(
+    _handovers: asyncio.Queue[list[tuple[OutboxItem, bytes | None]]] = field(
         default_factory=asyncio.Queue, init=False, repr=False)
     _handed: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
     #: outbox rows whose bytes could not be read (reported once each)
@@ -75,7 +86,7 @@ class Outbox:
             self._handed.clear()
             await self._handed.wait()
 
-    def hand_over_soon(self, items: list[tuple[OutboxItem, bytes]]) -> None:
+    def hand_over_soon(self, items: list[tuple[OutboxItem, bytes | None]]) -> None:
         """Queue just-committed hand-overs (with their bytes, already in memory) for the
         hand-over task. Callable from any thread: the node's state (the in-flight set, the
         queue) is changed on the event loop only. A node that is not running leaves them
@@ -85,7 +96,7 @@ class Outbox:
             return
         loop.call_soon_threadsafe(self._queue_handovers, items)
 
-    def _queue_handovers(self, items: list[tuple[OutboxItem, bytes]]) -> None:
+    def _queue_handovers(self, items: list[tuple[OutboxItem, bytes | None]]) -> None:
         """(On the event loop.) Mark the hand-overs in flight and queue them."""
         self.in_flight.update(item.id for item, _ in items)
         self._handovers.put_nowait(items)
@@ -139,12 +150,38 @@ class Outbox:
         self.in_flight.difference_update(item.id for item in items)
         self._handed.set()
 
-    async def _publish_all(self, items: list[tuple[OutboxItem, bytes]]) -> None:
-        async def publish(item: OutboxItem, data: bytes) -> None:
+    async def _publish_all(self, items: list[tuple[OutboxItem, bytes | None]]) -> None:
+        async def publish(item: OutboxItem, data: bytes | None) -> None:
+            if data is None:  # a large package: in chunks, from the store
+                await self._transfer(item)
+                return
             await self.node.links(item.destination_node).publish(item.destination_node, Message(
                 data, item.headers, message_id=f"{item.sha256}:{self.node.node_id}"))
 
         await asyncio.gather(*(publish(item, data) for item, data in items))
+
+    async def _transfer(self, item: OutboxItem) -> None:
+        """Hand a large package over in chunks to the next node's transfer lane, each
+        with its confirm, read from the store as they go (``_transfers``).
+
+        Raises
+        ------
+        TransportError, BlobError, OSError
+            The transfer is incomplete: the row stays pending and is sent again whole.
+        """
+        size, blocks = await asyncio.to_thread(self.node.store.package_chunks, item.sha256)
+        count = chunk_count(size)
+        lane = transfer_lane(item.destination_node)
+        broker = self.node.links(item.destination_node)
+        chunks = _regrouped(blocks, TRANSFER_CHUNK)
+        for index in range(count):
+            body = await asyncio.to_thread(next, chunks, b"")
+            await broker.publish(lane, Message(body, {
+                **item.headers, TRANSFER: item.sha256, CHUNK_INDEX: str(index),
+                CHUNK_COUNT: str(count), TRANSFER_SIZE: str(size)},
+                message_id=f"{item.sha256}:{self.node.node_id}:{index}"))
+            fault_point("mid-transfer")
+        await asyncio.to_thread(next, chunks, b"")  # the end of the blob: its SHA-256 checked
 
     async def dispatch_once(self, batch: int = 256, *, older_than: float = 0.0) -> int:
         """Sweep the outbox once: hand over the pending rows this process should send now
@@ -206,13 +243,15 @@ class Outbox:
         return old
 
     def _with_bytes(self, items: list[OutboxItem]) -> tuple[
-            list[tuple[OutboxItem, bytes]], list[tuple[OutboxItem, Exception]]]:
+            list[tuple[OutboxItem, bytes | None]], list[tuple[OutboxItem, Exception]]]:
         """(In a thread.) The items with their bytes, and those whose bytes cannot be read."""
-        loaded: list[tuple[OutboxItem, bytes]] = []
+        loaded: list[tuple[OutboxItem, bytes | None]] = []
         unreadable: list[tuple[OutboxItem, Exception]] = []
         for item in items:
             try:
-                loaded.append((item, self.node.store.package_bytes(item.sha256)))
+                size, _ = self.node.store.package_chunks(item.sha256, 0, 0)
+                loaded.append((item, None if size > TRANSFER_ABOVE
+                               else self.node.store.package_bytes(item.sha256)))
             except (BlobError, KeyError) as exc:
                 unreadable.append((item, exc))
         return loaded, unreadable
@@ -246,3 +285,15 @@ class Outbox:
                                                     "node": self.node.node_id,
                                                     "error": repr(exc)[:300]})
                 await asyncio.sleep(0.5)
+
+
+def _regrouped(blocks: Iterator[bytes], size: int) -> Iterator[bytes]:
+    """``blocks`` as blocks of ``size`` bytes (the last one shorter)."""
+    pending = bytearray()
+    for block in blocks:
+        pending += block
+        while len(pending) >= size:
+            yield bytes(pending[:size])
+            del pending[:size]
+    if pending:
+        yield bytes(pending)

@@ -178,14 +178,7 @@ class Pipeline:
         if isinstance(package, StatusPackage) and inbox and package.document_id:
             # the status reached the document's sender: it is that recipient's latest word
             status = (package.document_id, package.sender or "?", package.status_code or "??")
-        streamed = parsed.streamed
-        if streamed is not None and next_hops:
-            message = (f"a package of {streamed.size} bytes (read by streaming) reaches local "
-                       "recipients only: large transfers across hops are not built yet "
-                       f"(issue #13); {', '.join(a for v in next_hops.values() for a in v)} "
-                       "are served by other nodes")
-            raise Rejection(message, [{"code": "RELAY-TOO-LARGE-FOR-HOP", "message": message}],
-                            code="RELAY-TOO-LARGE-FOR-HOP")
+        streamed = parsed.streamed  # a large package: its bytes stay in their file
         return Plan(parsed, Accept(b"" if streamed is not None else parsed.source, facts,
                                    self.node_id, received_from, origin,
                                    tuple((node, "package", headers) for node in next_hops),

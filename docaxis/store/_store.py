@@ -682,6 +682,12 @@ class Store:
                             "bytes, SHA-256 checked)")
         return data
 
+    def has_package(self, sha256: str) -> bool:
+        """Whether a package with these bytes is logged here."""
+        with self.engine.connect() as connection:
+            return connection.scalar(select(PackageRow.sha256).where(
+                PackageRow.sha256 == sha256).limit(1)) is not None
+
     def package(self, sha256: str) -> PackageRow | None:
         with self.session() as session:
             return session.scalar(select(PackageRow).where(PackageRow.sha256 == sha256))
