@@ -657,3 +657,24 @@ def test_a_200_mib_package_crosses_three_hops_on_rabbitmq(tmp_path: Path) -> Non
     with private_vhost("docaxis-large") as vhost:
         asyncio.run(_large_across(tmp_path, f"amqp://guest:guest@127.0.0.1:5672/{vhost}",
                                   200 << 20))
+
+
+def test_what_a_node_holds_in_memory_stays_capped_whatever_its_package_limit(
+        tmp_path: Path) -> None:
+    """A node taking 512 MiB packages reads them by streaming; a hop message (or a VXP
+    body) is held whole in memory, and is refused past 10 MiB by the same check."""
+    from docaxis.relay import Rejection
+    from docaxis.relay._pipeline import Pipeline
+    from tests.relay_support import build_network, network_pki
+
+    network = build_network(tmp_path / "net", network_pki(tmp_path / "pki"), lambda _n: None)
+    central = network.nodes["central"]
+    limits = ParseLimits(max_bytes=512 << 20)
+    assert limits.in_memory().max_bytes == 10 << 20
+    pipeline = Pipeline("central", central.directory, central.store, central.verifier, limits)
+    held = network.document("000.00.00.G22", ["000.00.00.H01"])
+    assert pipeline.check(held).package.sender == "000.00.00.G22"
+    too_big = held.replace(b"</edXML>", b" " * (11 << 20) + b"</edXML>")
+    with pytest.raises(Rejection) as refused:
+        pipeline.check(too_big)
+    assert refused.value.code == "EDX-XML-SIZE"

@@ -71,7 +71,7 @@ def test_the_package_size_limit_is_a_node_setting(tmp_path: Path, pki: DevPKI) -
     path = _node_toml(tmp_path, pki, extra_trust="[limits]\nmax_package_bytes = 65536\n")
     assert NodeConfig.load(path).limits.max_bytes == 65536
     (tmp_path / "d").mkdir()
-    assert NodeConfig.load(_node_toml(tmp_path / "d", pki)).limits.max_bytes == 10 << 20
+    assert NodeConfig.load(_node_toml(tmp_path / "d", pki)).limits.max_bytes == 512 << 20
 
 
 def test_prefetch_and_heartbeat_are_node_settings(tmp_path: Path, pki: DevPKI) -> None:

@@ -358,7 +358,7 @@ def create_app(node: RelayNode, *, systems: SystemRegistry | None = None,
 
     async def checked(body: bytes | Path, binding: AgencyBinding, expect: str) -> Response:
         try:  # parsed once: the node checks this tree
-            parsed = (parse(body, limits=node.limits) if isinstance(body, bytes) else
+            parsed = (parse(body, limits=node.limits.in_memory()) if isinstance(body, bytes) else
                       await asyncio.to_thread(parse_file, body, limits=dataclasses.replace(
                           node.limits, stream_above=0)))
         except ParseError as exc:

@@ -149,7 +149,9 @@ class VxpEndpoint:
         signer = From, From within the system's agencies, dedup): ``DocId`` is the
         package's SHA-256 (24 hex digits), the same for a retried send."""
         try:
-            data = strip_crlf(await read_body(request, self.node.limits.max_bytes + 2))
+            # held in memory (a VXP body is the package itself): the in-memory cap at most
+            data = strip_crlf(await read_body(
+                request, self.node.limits.in_memory().max_bytes + 2))
         except (BodyTooLarge, BadLength) as exc:
             raise VxpError("VXP-TOO-LARGE" if isinstance(exc, BodyTooLarge)
                            else "VXP-BAD-REQUEST", str(exc)) from None
@@ -162,7 +164,7 @@ class VxpEndpoint:
                                             "hash-file names")
         expect = PACKAGE_KIND[_message_type(signed)]
         try:
-            parsed = parse(data, limits=self.node.limits)
+            parsed = parse(data, limits=self.node.limits.in_memory())
         except ParseError as exc:
             raise VxpError(exc.code, f"{exc.message} (line {exc.line})") from None
         if parsed.kind != expect:

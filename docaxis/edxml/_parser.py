@@ -95,8 +95,20 @@ class ParseLimits:
     def huge_tree(self) -> bool:
         return self.max_bytes > LIBXML2_TEXT_LIMIT
 
+    def in_memory(self) -> ParseLimits:
+        """These limits for a package held whole in memory: ``max_bytes`` at most
+        :data:`IN_MEMORY_MAX_BYTES` (a node taking packages of hundreds of MiB reads them
+        from files, by streaming; never a hop message or a VXP body that large)."""
+        if self.max_bytes <= IN_MEMORY_MAX_BYTES:
+            return self
+        return ParseLimits(IN_MEMORY_MAX_BYTES, self.max_depth, self.max_elements,
+                           self.max_children, self.stream_above, self.max_structure_bytes)
+
 
 _DEFAULT_LIMITS = ParseLimits()
+#: the most any path parses held whole in memory (a larger package is read by streaming
+#: from a file, or refused): :meth:`ParseLimits.in_memory`
+IN_MEMORY_MAX_BYTES: Final = 10 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,6 +53,10 @@ class ConfigError(DocaxisError):
     default_code = "CONFIG-INVALID"
 
 
+
+#: [limits] max_package_bytes unless node.toml says otherwise
+DEFAULT_MAX_PACKAGE_BYTES = 512 * 1024 * 1024
+
 @dataclass(frozen=True)
 class NodeConfig:
     """What ``node.toml`` says (paths resolved against the file's folder)."""
@@ -110,11 +114,11 @@ class NodeConfig:
     tsa_url: str | None = None
     tsa_anchors: tuple[Path, ...] = ()
     stamp_interval: float = 60.0
-    #: [limits] max_package_bytes: the largest package this node takes (API, VXP, hops),
-    #: refused by its declared size before it is read. A node still holds a package in
-    #: memory while it checks it (≈ 4× its size): large packages across hops are issue
-    #: #13's transfer work, so the default stays 10 MiB until then
-    max_package_bytes: int = ParseLimits().max_bytes
+    #: [limits] max_package_bytes: the largest package this node takes through its API
+    #: and from its neighbours, refused by its declared size before it is read. A package
+    #: over 8 MiB is spooled and checked by streaming, and crosses hops in chunks; VXP
+    #: bodies and single hop messages are held in memory and capped at 10 MiB
+    max_package_bytes: int = DEFAULT_MAX_PACKAGE_BYTES
 
     @classmethod
     def load(cls, path: Path | str) -> NodeConfig:
@@ -206,7 +210,7 @@ class NodeConfig:
             raise ConfigError(f"{path}: [audit] stamp_interval is seconds, 0.05 to 86400")
         limits = raw.get("limits") or {}
         max_package_bytes = _whole(path, "limits", "max_package_bytes",
-                                   limits.get("max_package_bytes", ParseLimits().max_bytes),
+                                   limits.get("max_package_bytes", DEFAULT_MAX_PACKAGE_BYTES),
                                    1024, 1 << 31)
         return cls(node_id, directory, data, database, amqp_url,
                    node.get("listen", "127.0.0.1:8100"),

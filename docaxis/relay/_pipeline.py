@@ -96,8 +96,8 @@ class Pipeline:
         if isinstance(data, ParsedPackage):
             parsed = data
         else:
-            try:
-                parsed = parse(data, limits=self.limits)
+            try:  # held whole in memory: never more than the in-memory cap
+                parsed = parse(data, limits=self.limits.in_memory())
             except ParseError as exc:
                 raise Rejection(exc.message, [{"code": exc.code, "message": exc.message,
                                                "line": exc.line, "column": exc.column}],
