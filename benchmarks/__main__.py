@@ -36,6 +36,7 @@ def main(argv: list[str]) -> int:
         print(bench_instances.run(quick))
     if not only or "large" in only:
         print(bench_large.run(quick))
+        print(bench_large.run_nodes(quick))
     return 0
 
 

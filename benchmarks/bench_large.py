@@ -21,6 +21,7 @@ import sys
 import tempfile
 import textwrap
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from docaxis.pki import DevPKI
@@ -118,4 +119,163 @@ def run(quick: bool = False) -> str:
                 lines.append(f"| {size // MIB} MiB | {package / MIB:,.0f} MiB | {command} | "
                              f"{rate:,.0f} | {ratio:.2f}× | {package / net / 1e6:,.0f} | "
                              f"{baseline / net:.2f}× | {growth} |")
+    return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------- across four hops
+
+def _rss(pid: int) -> tuple[int, int]:
+    """A process's resident set and its peak since the last reset (bytes)."""
+    fields = dict(line.split(":", 1) for line in
+                  Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    return (int(fields["VmRSS"].split()[0]) * 1024, int(fields["VmHWM"].split()[0]) * 1024)
+
+
+def _reset_peak(pid: int) -> bool:
+    """Reset the process's peak RSS to its current RSS (Linux; root or the owner)."""
+    try:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+async def _across(bench: object, size: int, folder: Path) -> list[str]:
+    """Post a package with a ``size``-byte scan at a commune; it crosses four hops
+    (``bench_relay.ROUTE``) to a province's inbox. Each node is a ``docaxis serve``
+    process; reported per node: peak RSS growth over its idle RSS, and the hop into it
+    (package MB/s from the previous node's acceptance to this one's)."""
+    import asyncio
+    import datetime as dt
+    import hashlib
+
+    import httpx
+
+    from benchmarks.bench_relay import RECIPIENT, ROUTE, SENDER, _free_port, _serve, _wait_up
+    from docaxis.edxml import DocumentBuilder, ParseLimits, write_to
+    from docaxis.node._demo import organization
+    from docaxis.node._run import NodeConfig
+
+    limits = ParseLimits(max_bytes=4 << 30)
+    scan, unsigned, signed = folder / "scan.pdf", folder / "u.edxml", folder / "s.edxml"
+    _scan(scan, size)
+    with unsigned.open("wb") as out:
+        write_to(DocumentBuilder().sender(organization(SENDER))
+                 .recipient(organization(RECIPIENT)).code(str(size), "UBND")
+                 .promulgation(dt.date(2024, 5, 2), "Hòa Tiến").document_type(1, "Công văn")
+                 .subject("V/v hồ sơ").attach_file(scan).build(), out)
+    bench.network.signer(SENDER).sign_file(unsigned, signed, limits=limits)  # type: ignore[attr-defined]
+    scan.unlink()
+    unsigned.unlink()
+    total = signed.stat().st_size
+    digest = hashlib.sha256()
+    started = time.perf_counter()
+    with signed.open("rb") as source:
+        while block := source.read(1 << 20):
+            digest.update(block)
+    sha = digest.hexdigest()
+    sha_seconds = time.perf_counter() - started
+    sha_tool = shutil.which("sha256sum")
+    if sha_tool is not None:
+        started = time.perf_counter()
+        subprocess.run([sha_tool, str(signed)], check=True, capture_output=True)
+        sha_seconds = time.perf_counter() - started
+    ports = {node: _free_port() for node in ROUTE}
+    configs = {}
+    for node in ROUTE:
+        config = bench.node_config(node, f"large-{size}-{node}", ports[node])  # type: ignore[attr-defined]
+        with config.open("a", encoding="utf-8") as out:
+            out.write(f"\n[limits]\nmax_package_bytes = {2 << 30}\n")
+        configs[node] = config
+    first = NodeConfig.load(configs[ROUTE[0]]).open_store()
+    token = first.issue_credential(SENDER)
+    first.close()
+    servers = {node: _serve(configs[node]) for node in ROUTE}
+    lines = []
+    try:
+        async with httpx.AsyncClient(timeout=3600) as client:
+            for node in ROUTE:
+                await _wait_up(client, f"http://127.0.0.1:{ports[node]}/health")
+            await asyncio.sleep(1.0)  # let start-up settle before the idle RSS
+            idle = {}
+            for node, server in servers.items():
+                idle[node] = _rss(server.pid)[0]
+                _reset_peak(server.pid)
+
+            async def body() -> AsyncIterator[bytes]:
+                with signed.open("rb") as source:
+                    while block := source.read(1 << 20):
+                        yield block
+
+            posted = time.perf_counter()
+            answer = await client.post(
+                f"http://127.0.0.1:{ports[ROUTE[0]]}/v1/packages", content=body(),
+                headers={"Authorization": f"Bearer {token}",
+                         "Content-Length": str(total)})
+            answer.raise_for_status()
+            api_seconds = time.perf_counter() - posted
+            stores = {node: NodeConfig.load(configs[node]).open_store() for node in ROUTE}
+            deadline = time.perf_counter() + 3600
+            while not stores[ROUTE[-1]].has_package(sha):
+                if time.perf_counter() > deadline:
+                    raise TimeoutError("the package did not arrive")
+                await asyncio.sleep(0.2)
+            at = {}
+            for node in ROUTE:
+                row = stores[node].package(sha)
+                assert row is not None
+                at[node] = row.received_at.replace(tzinfo=dt.UTC).timestamp() if \
+                    row.received_at.tzinfo is None else row.received_at.timestamp()
+                stores[node].close()
+            for index, node in enumerate(ROUTE):
+                peak = _rss(servers[node].pid)[1]
+                if index == 0:
+                    hop = f"API in: {total / api_seconds / 1e6:,.0f} MB/s " \
+                          f"({sha_seconds / api_seconds:.2f}×)"
+                else:
+                    seconds = at[node] - at[ROUTE[index - 1]]
+                    hop = f"{total / seconds / 1e6:,.0f} MB/s ({sha_seconds / seconds:.2f}×)"
+                lines.append(f"| {size // MIB} MiB | {node} | {idle[node] / MIB:,.0f} MiB | "
+                             f"{(peak - idle[node]) / MIB:,.1f} MiB | {hop} |")
+    finally:
+        for server in servers.values():
+            server.terminate()
+        for server in servers.values():
+            server.wait(timeout=60)
+        signed.unlink()
+    lines.append(f"| {size // MIB} MiB | sha256sum of the package (baseline) | | | "
+                 f"{total / sha_seconds / 1e6:,.0f} MB/s (1.00×) |")
+    return lines
+
+
+def run_nodes(quick: bool = False) -> str:
+    """The node half of the benchmark (RabbitMQ needed)."""
+    import asyncio
+    import uuid
+
+    from benchmarks.bench_relay import RABBITMQCTL, _Bench
+
+    if RABBITMQCTL is None:
+        return "### large packages across four hops\n\n(skipped: RabbitMQ is not installed)\n"
+    sizes = [64 * MIB] if quick else [64 * MIB, 256 * MIB, 1024 * MIB]
+    vhost = f"docaxis-large-{uuid.uuid4().hex[:8]}"
+    subprocess.run([RABBITMQCTL, "add_vhost", vhost], check=True, capture_output=True)
+    subprocess.run([RABBITMQCTL, "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"],
+                   check=True, capture_output=True)
+    lines = ["### large packages across four hops (a `docaxis serve` process per node)", "",
+             "| scan | node | idle RSS | peak RSS growth | hop into it: MB/s (× sha256sum) |",
+             "|---|---|---:|---:|---|"]
+    try:
+        with tempfile.TemporaryDirectory(prefix="docaxis-large-nodes-") as name:
+            async def measure() -> None:
+                bench = _Bench(f"amqp://guest:guest@127.0.0.1:5672/{vhost}", Path(name), 0)
+                await bench.setup()
+                try:
+                    for size in sizes:
+                        lines.extend(await _across(bench, size, Path(name)))
+                finally:
+                    await bench.close()
+            asyncio.run(measure())
+    finally:
+        subprocess.run([RABBITMQCTL, "delete_vhost", vhost], check=False, capture_output=True)
     return "\n".join(lines) + "\n"
