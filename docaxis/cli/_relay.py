@@ -35,6 +35,7 @@ from docaxis.node import (
     run_loop,
     serve,
 )
+from docaxis.relay import transfer_lane
 from docaxis.store import (
     KINDS,
     LOCAL_TIME,
@@ -528,8 +529,10 @@ def system_revoke(config_path: str, system_id: str) -> None:
               help="Delete a parked message (or all) for good.")
 @click.option("--reason", help="Why (recorded in the trace of the document; required with "
                                "--discard).")
+@click.option("--transfers", is_flag=True,
+              help="The node's transfer lane (chunks of large packages) instead of its queue.")
 def parked_command(config_path: str | None, replay_id: str | None, discard_id: str | None,
-                   reason: str | None) -> None:
+                   reason: str | None, transfers: bool) -> None:
     """List the messages parked in this node's dead-letter queue (document, reason), or
     replay or discard one or all of them — the decision and its reason go into the trace
     of each document concerned."""
@@ -544,17 +547,19 @@ def parked_command(config_path: str | None, replay_id: str | None, discard_id: s
         stderr.print("this node runs the in-process broker: nothing is parked across restarts")
         raise SystemExit(EXIT_OK)
 
+    queue = transfer_lane(config.node_id) if transfers else config.node_id
+
     async def run() -> None:
         from docaxis.transport import PARKED_REASON_HEADER, RabbitMQBroker
 
         broker = RabbitMQBroker(config.amqp_url or "")
         await broker.connect()
         try:
-            messages = await broker.parked(config.node_id)
+            messages = await broker.parked(queue)
             chosen_id = replay_id or discard_id
             if chosen_id is None:
                 table = Table("message id", "document", "kind", "attempt", "reason",
-                              title=f"parked at {config.node_id}", title_justify="left")
+                              title=f"parked at {queue}", title_justify="left")
                 for message in messages:
                     document, kind = describe_parked(message)
                     table.add_row(message.message_id, escape(document or "—"), kind,
@@ -568,10 +573,10 @@ def parked_command(config_path: str | None, replay_id: str | None, discard_id: s
                 stderr.print(f"no parked message {escape(chosen_id)}")
                 raise SystemExit(EXIT_INVALID)
             if replay_id:
-                count = await broker.replay_parked(config.node_id, target)
+                count = await broker.replay_parked(queue, target)
                 action = "parked_replayed"
             else:
-                count = await broker.discard_parked(config.node_id, target)
+                count = await broker.discard_parked(queue, target)
                 action = "parked_discarded"
             record_parked_decision(config, concerned, action, reason)
             verb = "replayed" if replay_id else "discarded"
