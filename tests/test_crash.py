@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from docaxis.dsig import Signer
-from docaxis.edxml import DocumentBuilder, write
+from docaxis.edxml import DocumentBuilder, ParseLimits, write
 from docaxis.pki import DevPKI
 from docaxis.store import Store
 from tests.relay_support import free_port, organization, private_vhost, stop_processes
@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RABBITMQCTL = shutil.which("rabbitmqctl")
 pytestmark = pytest.mark.skipif(RABBITMQCTL is None, reason="needs RabbitMQ (.ci/run starts it)")
 SENDER, RECIPIENT = "000.00.00.H43", "000.00.00.H01"
+_LARGE = ParseLimits(max_bytes=64 << 20)
 
 
 
@@ -417,3 +418,75 @@ def test_an_instance_frozen_past_the_bounds_loses_nothing_and_doubles_nothing(
         finally:
             hanoi.close()
         assert len(inbox) == 40 and len({item.document_id for item in inbox}) == 40
+
+
+def _large_package(pki: DevPKI, number: str) -> bytes:
+    """A 12 MiB package: spooled at the API, three 4 MiB chunks on each hop."""
+    key, _cert, chain = pki.agency_paths(SENDER)
+    package = (DocumentBuilder().sender(organization(SENDER)).recipient(organization(RECIPIENT))
+               .code(number, "UBND").promulgation(dt.date(2024, 5, 2))
+               .document_type(1, "Công văn").subject(f"V/v hồ sơ lớn {number}")
+               .attach("ho-so.pdf", os.urandom(9 << 20)).build())
+    return Signer.from_files(key, chain).sign(write(package), limits=_LARGE)
+
+
+def _leftovers(cluster: Cluster) -> list[str]:
+    """Transfer and upload files left in any node's spool."""
+    return [f"{node}/{path.name}" for node in cluster.ports
+            for path in (cluster.folder / "var" / node / "spool").glob("*")]
+
+
+@pytest.mark.parametrize(("node", "fault"), [("danang", "mid-transfer"),
+                                             ("central", "mid-reassembly")])
+def test_a_large_transfer_survives_a_sigkill_of_either_end(
+    cluster: Cluster, node: str, fault: str,
+) -> None:
+    """The sender killed after its first chunk, or the receiver after keeping one (before
+    acknowledging it): restarted, the package arrives once, and no chunk, transfer or
+    upload file is left anywhere."""
+    for name in ("central", "danang", "hanoi"):
+        cluster.start(name, fault if name == node else None)
+    package = _large_package(cluster.pki, "61")
+    answered = cluster.post(package)
+    assert answered.status_code == 202, answered.text
+    wait_until(lambda: cluster.died(node), 60, f"{node} to die at {fault}")
+    assert cluster.processes[node].returncode == -signal.SIGKILL
+    cluster.start(node)  # restarted without the fault
+    wait_until(lambda: cluster.delivered() >= 1, 90, "delivery")
+    wait_until(cluster.settled, 60, "every outbox and queue to drain")
+    assert cluster.delivered() == 1
+    store = cluster.store("hanoi")
+    try:
+        [item] = store.inbox(RECIPIENT, include_acknowledged=True)
+        assert b"".join(store.package_chunks(item.sha256)[1]) == package
+    finally:
+        store.close()
+    assert _leftovers(cluster) == []
+    assert _parked(cluster) == 0
+
+
+def test_a_large_transfer_survives_a_broker_restart(cluster: Cluster) -> None:
+    """RabbitMQ stopped and started while chunks are on their way: the package arrives
+    once; nothing is left over."""
+    for name in ("central", "danang", "hanoi"):
+        cluster.start(name)
+    packages = [_large_package(cluster.pki, f"7{i}") for i in range(3)]
+    assert cluster.post(packages[0]).status_code == 202  # its hand-over starts now
+    subprocess.run([RABBITMQCTL or "", "stop_app"], check=True, capture_output=True)
+    subprocess.run([RABBITMQCTL or "", "start_app"], check=True, capture_output=True)
+    for package in packages[1:]:
+        assert cluster.post(package).status_code == 202
+    wait_until(lambda: cluster.delivered() >= 3, 180, "three deliveries after the restart")
+    wait_until(cluster.settled, 90, "every outbox and queue to drain")
+    assert cluster.delivered() == 3
+    assert _leftovers(cluster) == []
+    assert _parked(cluster) == 0
+
+
+def _parked(cluster: Cluster) -> int:
+    """Messages in any parking queue of the cluster's vhost."""
+    listing = subprocess.run([RABBITMQCTL or "", "list_queues", "-q", "-p", cluster.vhost,
+                              "name", "messages"], capture_output=True, text=True,
+                             check=True).stdout
+    return sum(int(line.split()[-1]) for line in listing.splitlines()
+               if line.split() and line.split()[0].endswith(".parked"))

@@ -477,7 +477,9 @@ class RelayNode:
         reassembly = self._reassembly
         origin = message.headers.get(ORIGIN) or ""
         try:
-            path = await asyncio.to_thread(reassembly.check, chunk)
+            path = await asyncio.to_thread(reassembly.check, chunk)  # its size
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            plan = await self._checked_file(path, chunk, message, future)
         except TransferError as exc:
             await asyncio.to_thread(reassembly.forget, chunk.sha256)
             _log.error("node.transfer_corrupt", extra={
@@ -486,8 +488,6 @@ class RelayNode:
             raise Reject(f"RELAY-TRANSFER-CORRUPT: {exc}") from None
         except FileNotFoundError:
             return  # completed by another process of this node meanwhile
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        plan = await self._checked_file(path, chunk, message, future)
         if plan is not None:
             await self._commit_batch([(plan, future)])
         await asyncio.to_thread(reassembly.forget, chunk.sha256)
@@ -504,7 +504,11 @@ class RelayNode:
 
         def check_and_plan() -> Plan:
             with self.metrics.stage.labels("check").time():
-                parsed = self.pipeline.check(parse_file(path, limits=limits))
+                parsed = parse_file(path, limits=limits)  # (hashes the file as it reads it)
+                if parsed.sha256 != chunk.sha256:
+                    raise TransferError(f"the chunks of {chunk.sha256[:12]}… do not make the "
+                                        "package they name (SHA-256)")
+                parsed = self.pipeline.check(parsed)
             return self.pipeline.plan(
                 parsed, received_from=came_from, origin=origin,
                 from_parent=came_from is not None and came_from == parent,

@@ -174,13 +174,23 @@ class Outbox:
         lane = transfer_lane(item.destination_node)
         broker = self.node.links(item.destination_node)
         chunks = _regrouped(blocks, TRANSFER_CHUNK)
-        for index in range(count):
-            body = await asyncio.to_thread(next, chunks, b"")
-            await broker.publish(lane, Message(body, {
-                **item.headers, TRANSFER: item.sha256, CHUNK_INDEX: str(index),
-                CHUNK_COUNT: str(count), TRANSFER_SIZE: str(size)},
-                message_id=f"{item.sha256}:{self.node.node_id}:{index}"))
-            fault_point("mid-transfer")
+        # two chunks in flight: the next is read and sent while the one before is confirmed
+        pending: list[asyncio.Future[None]] = []
+        try:
+            for index in range(count):
+                body = await asyncio.to_thread(next, chunks, b"")
+                pending.append(asyncio.ensure_future(broker.publish(lane, Message(body, {
+                    **item.headers, TRANSFER: item.sha256, CHUNK_INDEX: str(index),
+                    CHUNK_COUNT: str(count), TRANSFER_SIZE: str(size)},
+                    message_id=f"{item.sha256}:{self.node.node_id}:{index}"))))
+                if len(pending) > 1:
+                    await pending.pop(0)
+                fault_point("mid-transfer")
+            while pending:
+                await pending.pop(0)
+        finally:
+            for future in pending:  # a failure: the rest is sent again with the transfer
+                future.cancel()
         await asyncio.to_thread(next, chunks, b"")  # the end of the blob: its SHA-256 checked
 
     async def dispatch_once(self, batch: int = 256, *, older_than: float = 0.0) -> int:
