@@ -132,15 +132,8 @@ class DocumentBuilder:
         content_id: str | None = None,
     ) -> DocumentBuilder:
         """Add an attachment (and its manifest reference)."""
-        guessed = content_type or mimetypes.guess_type(name)[0] or "application/octet-stream"
-        attachment = m.Attachment(
-            content_id=content_id or f"cid:{uuid.uuid4()}",
-            attachment_name=name,
-            description=description or name,
-            content_type=guessed,
-            content=m.AttachmentContent.from_bytes(data),
-        )
-        return replace(self, _attachments=(*self._attachments, attachment))
+        return self._attach(name, m.AttachmentContent.from_bytes(data), content_type,
+                            description, content_id)
 
     def attach_file(
         self,
@@ -153,14 +146,18 @@ class DocumentBuilder:
     ) -> DocumentBuilder:
         """Add a file as an attachment without reading it into memory: its bytes are
         base64-encoded in chunks when the package is written (:func:`write_to`)."""
-        name = name or Path(path).name
+        return self._attach(name or Path(path).name, m.AttachmentContent.from_file(path),
+                            content_type, description, content_id)
+
+    def _attach(self, name: str, content: m.AttachmentContent, content_type: str | None,
+                description: str | None, content_id: str | None) -> DocumentBuilder:
         guessed = content_type or mimetypes.guess_type(name)[0] or "application/octet-stream"
         attachment = m.Attachment(
             content_id=content_id or f"cid:{uuid.uuid4()}",
             attachment_name=name,
             description=description or name,
             content_type=guessed,
-            content=m.AttachmentContent.from_file(path),
+            content=content,
         )
         return replace(self, _attachments=(*self._attachments, attachment))
 

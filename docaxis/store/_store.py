@@ -617,12 +617,7 @@ class Store:
         BlobError
             If its bytes are missing or corrupt on disk.
         """
-        with self.session() as session:
-            row = session.execute(select(PackageRow.blob_segment, PackageRow.blob_offset,
-                                         PackageRow.size)
-                                  .where(PackageRow.sha256 == sha256)).first()
-        if row is None:
-            raise KeyError(sha256)
+        row = self._blob_row(sha256)
         if row[0] == IN_DATABASE:
             return self._bytes_from_database(sha256, row[2])
         return self.blobs.get(BlobRef(sha256, row[0], row[1] or 0, row[2]))
@@ -638,17 +633,28 @@ class Store:
         KeyError
             No such package.
         """
+        row = self._blob_row(sha256)
+        size = int(row[2])
+        if row[0] == IN_DATABASE:
+            return size, self._chunks_from_database(sha256, size, start,
+                                                    size if end is None else min(end, size))
+        return size, self.blobs.chunks(BlobRef(sha256, row[0], row[1] or 0, size), start, end)
+
+    def _blob_row(self, sha256: str) -> Any:
+        """Where a package's bytes are: (segment, offset, size).
+
+        Raises
+        ------
+        KeyError
+            No such package.
+        """
         with self.session() as session:
             row = session.execute(select(PackageRow.blob_segment, PackageRow.blob_offset,
                                          PackageRow.size)
                                   .where(PackageRow.sha256 == sha256)).first()
         if row is None:
             raise KeyError(sha256)
-        size = int(row[2])
-        if row[0] == IN_DATABASE:
-            return size, self._chunks_from_database(sha256, size, start,
-                                                    size if end is None else min(end, size))
-        return size, self.blobs.chunks(BlobRef(sha256, row[0], row[1] or 0, size), start, end)
+        return row
 
     def _chunks_from_database(self, sha256: str, size: int, start: int,
                               end: int) -> Iterator[bytes]:
