@@ -67,3 +67,13 @@ def rsa_pki(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untype
     pki = DevPKI.init(tmp_path_factory.mktemp("pki-rsa"), key_type="rsa2048")
     pki.issue_agency("000.00.00.G22", "Văn phòng Chính phủ", tier="central", key_type="rsa2048")
     return pki
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``slow`` run only with ``DOCAXIS_SLOW=1`` (the README says how)."""
+    if os.environ.get("DOCAXIS_SLOW") == "1":
+        return
+    skip = pytest.mark.skip(reason="slow: run with DOCAXIS_SLOW=1")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
