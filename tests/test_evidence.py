@@ -65,6 +65,11 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Exported]:
         await wait_until(lambda: len(hanoi.store.inbox(RECIPIENT)) == 1, 20)
         hanoi.submit(network.status(RECIPIENT, document, "03"), agency=RECIPIENT)
         await wait_until(lambda: any(i.kind == "status" for i in danang.store.inbox(SENDER)), 20)
+        document_id = parse(document).package.document_id or ""
+        # the last record the export covers: Hà Nội's signed receipt of the delivery (hop
+        # receipts travel on their own, 0.2 s apart): only then wait for the stamps
+        await wait_until(lambda: any(e.kind == "hop:delivered" for e in danang.store.trace(
+            document_id, sender=SENDER).events), 20)
         await wait_until(lambda: all(n.store.unstamped()[0] == 0
                                      for n in network.nodes.values()), 20)
         for node in network.nodes.values():

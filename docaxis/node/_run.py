@@ -38,7 +38,13 @@ from docaxis.node._bindings import binding_policy
 from docaxis.node._demo import build_demo_network, connect_broker, demo_pki, run_suffix, wait_for
 from docaxis.node._logging import configure_logging
 from docaxis.pki import DevTimestampAuthority, TimestampServer, serve_tsa
-from docaxis.relay import LogStamper, RelayNode, VxpUplink, share_between_processes
+from docaxis.relay import (
+    LogStamper,
+    RelayNode,
+    VxpUplink,
+    share_between_processes,
+    transfer_lane,
+)
 from docaxis.store import UNAVAILABLE, SecretBox, Store, SystemRegistry, Trace
 from docaxis.transport import HEARTBEAT, Broker, InMemoryBroker, RabbitMQBroker
 from docaxis.vxp import VxpClient
@@ -849,6 +855,7 @@ async def _close_demo(network: Any, broker: Broker, suffix: str,
         if suffix:
             for node_id in network.nodes:
                 await broker.delete_node(node_id)
+                await broker.delete_node(transfer_lane(node_id))
         await broker.close()
     finally:
         tsa.stop()
