@@ -138,6 +138,9 @@ def test_a_tsa_outage_stops_no_relaying_and_leaves_nothing_unstamped_once_it_ret
         assert "docaxis_log_unstamped_records 0.0" not in scrape
 
         server.available.set()  # back
+        # the last records: Hà Nội's signed receipts of the four deliveries (hop receipts
+        # travel on their own): only then wait for every record's stamp
+        await wait_until(lambda: _records(danang, "hop:delivered") == 4, 20)
         await wait_until(lambda: all(unstamped(n) == 0 for n in network.nodes), 20)
         assert danang.stamper.failing is None
         for node in network.nodes.values():
@@ -174,6 +177,7 @@ def test_a_consistently_rewritten_log_is_caught_by_its_stamps(
         for number in ("1", "2"):
             danang.submit(network.document(SENDER, [RECIPIENT], number=number), agency=SENDER)
         await wait_until(lambda: len(hanoi.store.inbox(RECIPIENT)) == 2, 20)
+        await wait_until(lambda: _records(danang, "hop:delivered") == 2, 20)
         await wait_until(lambda: danang.store.unstamped()[0] == 0, 20)
         for node in network.nodes.values():
             await node.stop()
@@ -334,3 +338,11 @@ def test_a_chain_whose_writer_is_gone_is_closed_once_stamped(
     assert [h[0] for h in store.unstamped_heads()] == []
     assert store.audit(check_packages=False, stamps=_verifier(pki)).intact
     store.close()
+
+
+def _records(node: object, kind: str) -> int:
+    """Records of ``kind`` in ``node``'s log (hop receipts arrive after the package)."""
+    store = node.store  # type: ignore[attr-defined]
+    with store.engine.connect() as connection:
+        return int(connection.exec_driver_sql(
+            "SELECT count(*) FROM events WHERE kind = ?", (kind,)).scalar() or 0)

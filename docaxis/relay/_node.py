@@ -28,6 +28,7 @@ import functools
 import hashlib
 import json
 import logging
+import shutil
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -125,8 +126,9 @@ class RelayNode:
     directory_interval: float = 5.0
     #: RFC 3161 timestamps of the log's chain heads (``[audit] tsa_url``; None: none)
     stamper: LogStamper | None = None
-    #: where large API uploads are spooled while they arrive and are checked (None: held
-    #: in memory, as small ones always are); files left by a crash are removed at start
+    #: where large API uploads are spooled while they arrive and are checked, and large
+    #: packages from other nodes reassembled from their chunks (None: a temporary folder
+    #: of this process's own, removed at stop); what a crash left is removed at start
     spool: Path | None = None
     #: back-off (seconds) between looks at a store that is down
     store_backoff_min: float = 0.2
@@ -142,6 +144,7 @@ class RelayNode:
     _consumer: Consumer | None = field(default=None, init=False, repr=False)
     _lane: Consumer | None = field(default=None, init=False, repr=False)
     _reassembly: Reassembly | None = field(default=None, init=False, repr=False)
+    _temporary_spool: Path | None = field(default=None, init=False, repr=False)
     _parts: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
     #: refusals being written to the log (in threads)
     _recording: set[asyncio.Task[None]] = field(default_factory=set, init=False, repr=False)
@@ -178,7 +181,8 @@ class RelayNode:
         """Start the node's parts, then consume its inbound queue."""
         self._loop = asyncio.get_running_loop()
         if self.spool is None:  # embedded (tests, demo): a spool of this process's own
-            self.spool = Path(tempfile.mkdtemp(prefix=f"docaxis-{self.node_id}-spool-"))
+            self.spool = self._temporary_spool = Path(
+                tempfile.mkdtemp(prefix=f"docaxis-{self.node_id}-spool-"))
         self._reassembly = Reassembly(self.spool)
         self._clear_spool()
         self.receipts.start(self._loop)
@@ -290,6 +294,9 @@ class RelayNode:
         await self.outbox.close()
         if self.uplink is not None:
             await self.uplink.close()
+        if self._temporary_spool is not None:
+            shutil.rmtree(self._temporary_spool, ignore_errors=True)
+            self.spool = self._temporary_spool = None
         self._loop = None
 
     # -- agency-facing -----------------------------------------------------------------
