@@ -427,7 +427,9 @@ class Base64Stream:
         self._ended = False
 
     def feed(self, block: bytes) -> bytes:
-        data = self._carry + block.translate(None, _WHITESPACE)
+        data = block.translate(None, _WHITESPACE)
+        if self._carry:
+            data = self._carry + data
         if not data:
             return b""
         if self._ended:
@@ -438,7 +440,8 @@ class Base64Stream:
             return b""
         if data[whole - 1:whole] == b"=":
             self._ended = True
-        return binascii.a2b_base64(data[:whole], strict_mode=True)
+        return binascii.a2b_base64(memoryview(data)[:whole] if whole < len(data) else data,
+                                   strict_mode=True)
 
     def close(self) -> bytes:
         if self._carry:

@@ -169,7 +169,8 @@ class Outbox:
         TransportError, BlobError, OSError
             The transfer is incomplete: the row stays pending and is sent again whole.
         """
-        size, blocks = await asyncio.to_thread(self.node.store.package_chunks, item.sha256)
+        size, blocks = await asyncio.to_thread(self.node.store.package_chunks, item.sha256,
+                                               block=TRANSFER_CHUNK)
         count = chunk_count(size)
         lane = transfer_lane(item.destination_node)
         broker = self.node.links(item.destination_node)
@@ -298,12 +299,18 @@ class Outbox:
 
 
 def _regrouped(blocks: Iterator[bytes], size: int) -> Iterator[bytes]:
-    """``blocks`` as blocks of ``size`` bytes (the last one shorter)."""
-    pending = bytearray()
+    """``blocks`` as blocks of ``size`` bytes (the last one shorter): a block that is
+    already that size passes as it is; smaller ones are joined once."""
+    parts: list[bytes] = []
+    have = 0
     for block in blocks:
-        pending += block
-        while len(pending) >= size:
-            yield bytes(pending[:size])
-            del pending[:size]
-    if pending:
-        yield bytes(pending)
+        while block:
+            take = min(size - have, len(block))
+            parts.append(block[:take])  # (the block itself when it is taken whole)
+            block = block[take:]
+            have += take
+            if have == size:
+                yield parts[0] if len(parts) == 1 else b"".join(parts)
+                parts, have = [], 0
+    if parts:
+        yield b"".join(parts)

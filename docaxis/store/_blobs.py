@@ -171,8 +171,8 @@ class BlobStore:
                 os.close(descriptor)
         return BlobRef(sha256, None, 0, size)
 
-    def chunks(self, ref: BlobRef, start: int = 0, end: int | None = None,
-               ) -> Iterator[bytes]:
+    def chunks(self, ref: BlobRef, start: int = 0, end: int | None = None, *,
+               block: int = _FILE_CHUNK) -> Iterator[bytes]:
         """The blob's bytes ``start:end`` in chunks, read as they are sent (never whole).
         Read from the start to the end, its SHA-256 is checked at the end.
 
@@ -195,13 +195,13 @@ class BlobStore:
         try:
             position = start
             while position < end:
-                block = os.pread(descriptor, min(_FILE_CHUNK, end - position), base + position)
-                if not block:
+                data = os.pread(descriptor, min(block, end - position), base + position)
+                if not data:
                     raise BlobError(f"blob {ref.sha256} is shorter on disk than recorded")
                 if digest is not None:
-                    digest.update(block)
-                position += len(block)
-                yield block
+                    digest.update(data)
+                position += len(data)
+                yield data
         finally:
             if ref.segment is None:
                 os.close(descriptor)

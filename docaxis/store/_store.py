@@ -622,11 +622,12 @@ class Store:
             return self._bytes_from_database(sha256, row[2])
         return self.blobs.get(BlobRef(sha256, row[0], row[1] or 0, row[2]))
 
-    def package_chunks(self, sha256: str, start: int = 0, end: int | None = None,
-                       ) -> tuple[int, Iterator[bytes]]:
-        """A package's size and its bytes ``start:end`` in chunks, read while they are
-        sent (a large package is never whole in memory); read whole, its SHA-256 is
-        checked at the end (:class:`BlobError`).
+    def package_chunks(self, sha256: str, start: int = 0, end: int | None = None, *,
+                       block: int = 1 << 20) -> tuple[int, Iterator[bytes]]:
+        """A package's size and its bytes ``start:end`` in chunks (of ``block`` bytes
+        where the bytes are in a file), read while they are sent (a large package is
+        never whole in memory); read whole, its SHA-256 is checked at the end
+        (:class:`BlobError`).
 
         Raises
         ------
@@ -638,7 +639,8 @@ class Store:
         if row[0] == IN_DATABASE:
             return size, self._chunks_from_database(sha256, size, start,
                                                     size if end is None else min(end, size))
-        return size, self.blobs.chunks(BlobRef(sha256, row[0], row[1] or 0, size), start, end)
+        return size, self.blobs.chunks(BlobRef(sha256, row[0], row[1] or 0, size), start, end,
+                                       block=block)
 
     def _blob_row(self, sha256: str) -> Any:
         """Where a package's bytes are: (segment, offset, size).
