@@ -793,3 +793,33 @@ def test_a_full_disk_at_the_receiving_node_holds_the_transfer_until_space_return
             asyncio.run(scenario())
     finally:
         subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def test_a_package_too_large_for_a_vxp_axis_is_not_sent_and_says_why(tmp_path: Path) -> None:
+    """A VXP axis takes a package in one ``sendEdoc`` body: a package over the in-memory
+    cap bound for it is not sent; its trace says so (``VXP-UPLINK-TOO-LARGE``) and the
+    outbox does not retry it for ever."""
+    import asyncio
+
+    from docaxis.relay import VxpUplink
+    from docaxis.store import Accept, PackageFacts, PackageFile
+    from docaxis.vxp import VxpClient
+    from tests.relay_support import build_network, network_pki
+
+    network = build_network(tmp_path / "net", network_pki(tmp_path / "pki"), lambda _n: None)
+    central = network.nodes["central"]
+    central.uplink = VxpUplink("national", VxpClient("http://127.0.0.1:9/vxp", "X", "s"))
+    central.uplink.attach(central)
+    data = os.urandom((10 << 20) + 1)
+    spooled = tmp_path / "large.upload"
+    spooled.write_bytes(data)
+    sha = hashlib.sha256(data).hexdigest()
+    facts = PackageFacts(kind="document", sender="000.00.00.G22", document_id="D-LARGE")
+    [accepted] = central.store.accept_many([Accept(
+        b"", facts, "central", outbox=(("national", "package", {}),),
+        file=PackageFile(str(spooled), sha, len(data)))])
+    [item] = accepted.handovers
+    assert asyncio.run(central.outbox._for_uplink(item)) is None  # not sent
+    events = central.store.trace("D-LARGE", sender="000.00.00.G22").events
+    assert [e.kind for e in events if e.kind == "refused-by-axis"] == ["refused-by-axis"]
+    assert any("VXP-UPLINK-TOO-LARGE" in (e.detail or "") for e in events)

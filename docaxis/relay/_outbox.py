@@ -152,6 +152,11 @@ class Outbox:
 
     async def _publish_all(self, items: list[tuple[OutboxItem, bytes | None]]) -> None:
         async def publish(item: OutboxItem, data: bytes | None) -> None:
+            uplink = self.node.uplink
+            if data is None and uplink is not None and item.destination_node == uplink.node:
+                data = await self._for_uplink(item)  # VXP has no chunks: one body or none
+                if data is None:
+                    return
             if data is None:  # a large package: in chunks, from the store
                 await self._transfer(item)
                 return
@@ -159,6 +164,19 @@ class Outbox:
                 data, item.headers, message_id=f"{item.sha256}:{self.node.node_id}"))
 
         await asyncio.gather(*(publish(item, data) for item, data in items))
+
+    async def _for_uplink(self, item: OutboxItem) -> bytes | None:
+        """A large package's bytes for a VXP axis (``sendEdoc`` carries one body, held in
+        memory): up to the in-memory cap; above it None, and the uplink says why."""
+        uplink = self.node.uplink
+        assert uplink is not None
+        size, _ = await asyncio.to_thread(self.node.store.package_chunks, item.sha256, 0, 0)
+        limit = self.node.limits.in_memory().max_bytes
+        if size <= limit:
+            return await asyncio.to_thread(self.node.store.package_bytes, item.sha256)
+        await uplink.too_large(item.sha256, size, item.document_id, item.document_sender,
+                               limit)
+        return None
 
     async def _transfer(self, item: OutboxItem) -> None:
         """Hand a large package over in chunks to the next node's transfer lane, each

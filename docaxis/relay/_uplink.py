@@ -85,6 +85,23 @@ class VxpUplink:
                 "error": repr(exc)[:300]})
 
     # -- hand-over (the outbox's link) -------------------------------------------------
+    async def too_large(self, sha256: str, size: int, document_id: str | None,
+                        owner: str | None, limit: int) -> None:
+        """A package too large for ``sendEdoc`` (one body, held in memory at both ends):
+        not sent, said in its document's trace and logged as an alarm — like a package
+        the axis refuses (sending it again would not change the answer)."""
+        _log.error("uplink.too_large", extra={
+            "code": "VXP-UPLINK-TOO-LARGE", "node": self.node, "sha256": sha256,
+            "document_id": document_id, "size": size, "limit": limit})
+        relay = self._relay
+        if relay is None:
+            return
+        await asyncio.to_thread(relay.store.add_events, [Event(
+            self.node, "refused-by-axis", dt.datetime.now(dt.UTC),
+            detail=f"VXP-UPLINK-TOO-LARGE: {size} bytes; the VXP axis takes packages of at "
+                   f"most {limit} bytes in one sendEdoc", sha256=sha256)],
+            documents=[(document_id, owner)])
+
     async def publish(self, node: str, message: Message) -> None:
         """Hand a package over by ``sendEdoc``. Raises (the outbox retries) when the axis
         cannot be reached or answers ``VXP-UNAVAILABLE``; a package the axis refuses is
