@@ -12,7 +12,7 @@ import re
 import subprocess
 import sys
 import textwrap
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -469,25 +469,33 @@ def test_the_store_keeps_a_package_file_without_reading_it_whole(
             assert not spooled.exists()
 
 
+@pytest.fixture
+def disk(tmp_path: Path) -> Iterator[Path]:
+    """A 16 MiB tmpfs (root only: CI runs as root; elsewhere the test skips)."""
+    import shutil
+
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("needs root to mount a small tmpfs (CI runs as root)")
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)],
+                             capture_output=True, check=False)
+    if mounted.returncode:
+        pytest.skip(f"cannot mount tmpfs here: {mounted.stderr.decode().strip()}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)  # lazy: even if still busy
+
+
 def test_a_full_disk_while_spooling_answers_503_keeps_nothing_and_recovers(
-        tmp_path: Path) -> None:
+        tmp_path: Path, disk: Path) -> None:
     """The spool on a 16 MiB tmpfs, 8 MiB of it taken: a 12 MiB upload fills the disk —
     503 API-UNAVAILABLE with Retry-After, no partial file left; space freed, the same
     upload is accepted (the spool file then copied across file systems into the store)."""
     import asyncio
-    import shutil
 
     from tests.relay_support import network_pki
     from tests.test_trust_node import _auth, _client, _start
 
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip("needs root to mount a small tmpfs (CI runs as root)")
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(disk)],
-                             capture_output=True, check=False)
-    if mounted.returncode:
-        pytest.skip(f"cannot mount tmpfs here: {mounted.stderr.decode().strip()}")
     pki = network_pki(tmp_path / "pki")
 
     async def scenario() -> None:
@@ -525,10 +533,7 @@ def test_a_full_disk_while_spooling_answers_503_keeps_nothing_and_recovers(
             await network.stop()
             await broker.close()
 
-    try:
-        asyncio.run(scenario())
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], check=False)
+    asyncio.run(scenario())
 
 
 def test_uploads_a_crashed_process_left_in_the_spool_are_removed_at_start(
@@ -727,13 +732,12 @@ def test_two_large_transfers_and_many_small_packages_interleave(tmp_path: Path) 
 
 
 def test_a_full_disk_at_the_receiving_node_holds_the_transfer_until_space_returns(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+        tmp_path: Path, disk: Path, caplog: pytest.LogCaptureFixture) -> None:
     """Central's spool on a 16 MiB tmpfs, 10 MiB of it taken: a 12 MiB package from Đà
     Nẵng to Hà Nội waits at central (``RELAY-TRANSFER-WAIT``: the disk is not the
     package's fault — nothing parked, nothing refused); space freed, it goes on."""
     import asyncio
     import logging
-    import shutil
 
     from docaxis.transport import InMemoryBroker
     from tests.relay_support import build_network, network_pki
@@ -741,14 +745,6 @@ def test_a_full_disk_at_the_receiving_node_holds_the_transfer_until_space_return
     from tests.test_transport import wait_until
     from tests.test_trust_node import _auth, _client
 
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip("needs root to mount a small tmpfs (CI runs as root)")
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(disk)],
-                             capture_output=True, check=False)
-    if mounted.returncode:
-        pytest.skip(f"cannot mount tmpfs here: {mounted.stderr.decode().strip()}")
     filler = disk / "filler"
     filler.write_bytes(b"\0" * (10 << 20))
 
@@ -788,11 +784,8 @@ def test_a_full_disk_at_the_receiving_node_holds_the_transfer_until_space_return
             await network.stop()
             await broker.close()
 
-    try:
-        with caplog.at_level(logging.WARNING, logger="docaxis.relay"):
-            asyncio.run(scenario())
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], check=False)
+    with caplog.at_level(logging.WARNING, logger="docaxis.relay"):
+        asyncio.run(scenario())
 
 
 def test_a_package_too_large_for_a_vxp_axis_is_not_sent_and_says_why(tmp_path: Path) -> None:
