@@ -14,6 +14,7 @@ import sys
 import textwrap
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -372,6 +373,18 @@ def test_every_command_handles_a_large_package_in_the_memory_of_a_small_one(
     assert max(growth) < 24 << 20, [g >> 20 for g in growth]  # MiB per command
 
 
+def _signed(network: Any, sender: str, recipient: str, number: str,
+            scan: bytes | None = None) -> bytes:
+    """A signed document package with a scan (9 MiB of random bytes unless given): over
+    the 8 MiB above which an upload is spooled, and crossing hops in chunks."""
+    return bytes(network.signer(sender).sign(write(
+        DocumentBuilder().sender(organization(sender)).recipient(organization(recipient))
+        .code(number, "VPCP").promulgation(dt.date(2024, 5, 2), "Hà Nội")
+        .document_type(1, "Công văn").subject("V/v hồ sơ quét")
+        .attach("ho-so.pdf", scan if scan is not None else os.urandom(9 << 20)).build()),
+        limits=BIG))
+
+
 def test_a_large_upload_is_spooled_checked_by_streaming_kept_and_downloaded_in_ranges(
         tmp_path: Path) -> None:
     """POST /v1/packages of a 12 MiB package: spooled (never whole in memory), checked by
@@ -394,11 +407,7 @@ def test_a_large_upload_is_spooled_checked_by_streaming_kept_and_downloaded_in_r
             central.spool = tmp_path / "spool"
             token = central.store.issue_credential("000.00.00.G22")
             scan = os.urandom(9 << 20)
-            local = network.signer("000.00.00.G22").sign(write(
-                DocumentBuilder().sender(organization("000.00.00.G22"))
-                .recipient(organization("000.00.00.G22")).code("7", "VPCP")
-                .promulgation(dt.date(2024, 5, 2), "Hà Nội").document_type(1, "Công văn")
-                .subject("V/v hồ sơ quét").attach("ho-so.pdf", scan).build()), limits=BIG)
+            local = _signed(network, "000.00.00.G22", "000.00.00.G22", "7", scan)
             assert len(local) > 12 << 20
             async with _client(central) as api:
                 posted = await api.post("/v1/packages", content=local, headers={
@@ -505,12 +514,7 @@ def test_a_full_disk_while_spooling_answers_503_keeps_nothing_and_recovers(
             central.limits = BIG
             central.spool = disk / "spool"
             token = central.store.issue_credential("000.00.00.G22")
-            package_bytes = network.signer("000.00.00.G22").sign(write(
-                DocumentBuilder().sender(organization("000.00.00.G22"))
-                .recipient(organization("000.00.00.G22")).code("9", "VPCP")
-                .promulgation(dt.date(2024, 5, 2), "Hà Nội").document_type(1, "Công văn")
-                .subject("V/v hồ sơ").attach("ho-so.pdf", os.urandom(9 << 20)).build()),
-                limits=BIG)
+            package_bytes = _signed(network, "000.00.00.G22", "000.00.00.G22", "9")
             filler = disk / "filler"
             filler.write_bytes(b"\0" * (8 << 20))
             async with _client(central) as api:
@@ -707,12 +711,8 @@ def test_two_large_transfers_and_many_small_packages_interleave(tmp_path: Path) 
                 node.limits = BIG
             central, hanoi = network.nodes["central"], network.nodes["hanoi"]
             token = central.store.issue_credential("000.00.00.G22")
-            large = [network.signer("000.00.00.G22").sign(write(
-                DocumentBuilder().sender(organization("000.00.00.G22"))
-                .recipient(organization("000.00.00.H01")).code(f"L{i}", "VPCP")
-                .promulgation(dt.date(2024, 5, 2), "Hà Nội").document_type(1, "Công văn")
-                .subject("V/v hồ sơ").attach("ho-so.pdf", os.urandom(9 << 20)).build()),
-                limits=BIG) for i in range(2)]
+            large = [_signed(network, "000.00.00.G22", "000.00.00.H01", f"L{i}")
+                     for i in range(2)]
             small = [network.document("000.00.00.G22", ["000.00.00.H01"], number=f"S{i}")
                      for i in range(20)]
             async with _client(central) as api:
@@ -762,12 +762,7 @@ def test_a_full_disk_at_the_receiving_node_holds_the_transfer_until_space_return
         try:
             danang = network.nodes["danang"]
             token = danang.store.issue_credential("000.00.00.H43")
-            package_bytes = network.signer("000.00.00.H43").sign(write(
-                DocumentBuilder().sender(organization("000.00.00.H43"))
-                .recipient(organization("000.00.00.H01")).code("11", "UBND")
-                .promulgation(dt.date(2024, 5, 2), "Đà Nẵng").document_type(1, "Công văn")
-                .subject("V/v hồ sơ").attach("ho-so.pdf", os.urandom(9 << 20)).build()),
-                limits=BIG)
+            package_bytes = _signed(network, "000.00.00.H43", "000.00.00.H01", "11")
             async with _client(danang) as api:
                 posted = await api.post("/v1/packages", content=package_bytes,
                                         headers=_auth(token))

@@ -349,12 +349,11 @@ def create_app(node: RelayNode, *, systems: SystemRegistry | None = None,
             return _error(413, "API-TOO-LARGE", str(exc))
         except BadLength as exc:
             return _error(400, "API-BAD-LENGTH", str(exc))
-        if isinstance(body, bytes):
-            return await checked(body, binding, expect)
-        try:  # a large upload, spooled: read by streaming, its attachments left in the file
+        try:  # a large upload is spooled: read by streaming, its attachments left in the file
             return await checked(body, binding, expect)
         finally:
-            body.unlink(missing_ok=True)  # kept by the store if accepted (moved, not copied)
+            if isinstance(body, Path):  # kept by the store if accepted (moved, not copied)
+                body.unlink(missing_ok=True)
 
     async def checked(body: bytes | Path, binding: AgencyBinding, expect: str) -> Response:
         try:  # parsed once: the node checks this tree
@@ -462,11 +461,9 @@ def create_app(node: RelayNode, *, systems: SystemRegistry | None = None,
         headers = {"X-Docaxis-SHA256": item.sha256, "X-Docaxis-Kind": item.kind,
                    "Accept-Ranges": "bytes"}
         wanted = request.headers.get("range")
-        size, _ = node.store.package_chunks(item.sha256, 0, 0)
+        size, chunks = node.store.package_chunks(item.sha256)  # (read as they are sent)
         if wanted is None and size <= SPOOL_ABOVE:
-            return Response(node.store.package_bytes(item.sha256), media_type=media,
-                            headers=headers)
-        start, end = 0, size
+            return Response(b"".join(chunks), media_type=media, headers=headers)
         if wanted is not None:
             span = _byte_range(wanted, size)
             if span is None:
@@ -475,8 +472,8 @@ def create_app(node: RelayNode, *, systems: SystemRegistry | None = None,
                                   "Content-Range": f"bytes */{size}"})
             start, end = span
             headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
-        headers["Content-Length"] = str(end - start)
-        _, chunks = node.store.package_chunks(item.sha256, start, end)
+            _, chunks = node.store.package_chunks(item.sha256, start, end)
+        headers["Content-Length"] = str(end - start if wanted is not None else size)
         return StreamingResponse(chunks, status_code=206 if wanted is not None else 200,
                                  media_type=media, headers=headers)
 

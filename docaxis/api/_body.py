@@ -44,16 +44,9 @@ async def read_body(request: Request, limit: int) -> bytes:
     BadLength
         ``Content-Length`` present but not a non-negative integer.
     """
-    _declared(request, limit)
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge(f"the body is over {limit} bytes, the most this node accepts "
-                               "([limits] max_package_bytes in its node.toml)")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    body = await receive_body(request, limit, None)
+    assert isinstance(body, bytes)  # (no spool: never a file)
+    return body
 
 
 #: a body larger than this is spooled to a file as it arrives, never held in memory

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import datetime as dt
 import functools
 import hashlib
@@ -37,7 +36,7 @@ from pathlib import Path
 
 from docaxis.directory import Directory
 from docaxis.dsig import StatementSigner, Verifier
-from docaxis.edxml import ParsedPackage, ParseError, ParseLimits, parse_file
+from docaxis.edxml import ParsedPackage, ParseLimits
 from docaxis.relay._faults import fault_point
 from docaxis.relay._metrics import NodeMetrics
 from docaxis.relay._outbox import Outbox
@@ -486,7 +485,7 @@ class RelayNode:
         try:
             path = await asyncio.to_thread(reassembly.check, chunk)  # its size
             future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            plan = await self._checked_file(path, chunk, message, future)
+            plan = await self._checked(message, future, reassembled=(path, chunk.sha256))
         except TransferError as exc:
             await asyncio.to_thread(reassembly.forget, chunk.sha256)
             _log.error("node.transfer_corrupt", extra={
@@ -499,44 +498,6 @@ class RelayNode:
             await self._commit_batch([(plan, future)])
         await asyncio.to_thread(reassembly.forget, chunk.sha256)
         await future
-
-    async def _checked_file(self, path: Path, chunk: Chunk, message: Message,
-                            future: asyncio.Future[None]) -> Plan | None:
-        """The plan of a package reassembled in ``path`` (checked by streaming, in a
-        thread), or None when it was refused (its future settled)."""
-        origin = message.headers.get(ORIGIN) or ""
-        came_from = message.headers.get(FROM_NODE)
-        parent = self.directory.nodes[self.node_id].parent
-        limits = dataclasses.replace(self.limits, stream_above=0)
-
-        def check_and_plan() -> Plan:
-            with self.metrics.stage.labels("check").time():
-                parsed = parse_file(path, limits=limits)  # (hashes the file as it reads it)
-                if parsed.sha256 != chunk.sha256:
-                    raise TransferError(f"the chunks of {chunk.sha256[:12]}… do not make the "
-                                        "package they name (SHA-256)")
-                parsed = self.pipeline.check(parsed)
-            return self.pipeline.plan(
-                parsed, received_from=came_from, origin=origin,
-                from_parent=came_from is not None and came_from == parent,
-                trace=child_traceparent(message.headers.get(TRACEPARENT)))
-
-        while True:
-            try:
-                return await asyncio.to_thread(check_and_plan)
-            except ParseError as exc:
-                reasons: list[dict[str, object]] = [{"code": exc.code, "message": exc.message,
-                                                     "line": exc.line}]
-                self._refuse(b"", message.message_id, future, origin, exc.code, exc.message,
-                             reasons, message.headers.get(TRACEPARENT), sha256=chunk.sha256)
-                return None
-            except Rejection as exc:
-                self._refuse(b"", message.message_id, future, origin, exc.code, exc.message,
-                             exc.reasons, message.headers.get(TRACEPARENT),
-                             sha256=chunk.sha256)
-                return None
-            except UNAVAILABLE as exc:
-                await self._wait_for_store(exc)
 
     async def _receive_forever(self) -> None:
         """Take what has arrived (up to ``batch_size``), check each package, commit them all
@@ -561,38 +522,60 @@ class RelayNode:
             fault_point("while-consuming")
             await self._commit_batch(plans)
 
-    async def _checked(self, message: Message,
-                       future: asyncio.Future[None]) -> Plan | None:
-        """The plan of one hop message, or None when it was refused (its future settled)."""
+    async def _checked(self, message: Message, future: asyncio.Future[None], *,
+                       reassembled: tuple[Path, str] | None = None) -> Plan | None:
+        """The plan of one hop message — or, with ``reassembled`` (file, SHA-256), of the
+        large package its transfer reassembled (checked by streaming, in a thread) — or
+        None when it was refused (its future settled).
+
+        Raises
+        ------
+        TransferError
+            The reassembled file is not the package its transfer names.
+        """
         origin = message.headers.get(ORIGIN) or ""
         came_from = message.headers.get(FROM_NODE)
         parent = self.directory.nodes[self.node_id].parent
+        body = message.body if reassembled is None else b""
+        sha256 = reassembled[1] if reassembled is not None else None
+
+        def check_and_plan() -> Plan:
+            fault_point("check")
+            with self.metrics.stage.labels("check").time():
+                parsed = self.pipeline.check(message.body if reassembled is None
+                                             else reassembled[0])
+            if sha256 is not None and parsed.sha256 != sha256:  # (hashed while read)
+                raise TransferError(f"the chunks of {sha256[:12]}… do not make the package "
+                                    "they name (SHA-256)")
+            fault_point("plan")
+            return self.pipeline.plan(
+                parsed, received_from=came_from, origin=origin,
+                from_parent=came_from is not None and came_from == parent,
+                trace=child_traceparent(message.headers.get(TRACEPARENT)))
+
         while True:
-            try:
-                fault_point("check")
-                with self.metrics.stage.labels("check").time():
-                    parsed = self.pipeline.check(message.body)
-                fault_point("plan")
-                return self.pipeline.plan(
-                    parsed, received_from=came_from, origin=origin,
-                    from_parent=came_from is not None and came_from == parent,
-                    trace=child_traceparent(message.headers.get(TRACEPARENT)))
+            try:  # a small package on the loop; a large one, read from its file, in a thread
+                return (check_and_plan() if reassembled is None
+                        else await asyncio.to_thread(check_and_plan))
             except Rejection as exc:
-                self._refuse(message.body, message.message_id, future, origin, exc.code,
-                             exc.message, exc.reasons, message.headers.get(TRACEPARENT))
+                self._refuse(body, message.message_id, future, origin, exc.code,
+                             exc.message, exc.reasons, message.headers.get(TRACEPARENT),
+                             sha256=sha256)
                 return None
             except UNAVAILABLE as exc:  # the store, read while planning: wait for it
                 await self._wait_for_store(exc)
+            except TransferError:
+                raise
             except Exception as exc:  # a bug or a crash in a library: park this one only
                 _log.error("relay.internal_error", exc_info=True, extra={
                     "code": "RELAY-INTERNAL", "node": self.node_id,
-                    "message_id": message.message_id, "sha256": _sha(message.body),
+                    "message_id": message.message_id, "sha256": sha256 or _sha(body),
                     "stage": "check/plan"})
-                self._refuse(message.body, message.message_id, future, origin,
+                self._refuse(body, message.message_id, future, origin,
                              "RELAY-INTERNAL",
                              f"unexpected {type(exc).__name__} while checking: {exc}",
                              [{"code": "RELAY-INTERNAL", "message": repr(exc)[:500]}],
-                             message.headers.get(TRACEPARENT))
+                             message.headers.get(TRACEPARENT), sha256=sha256)
                 return None
 
     def _refuse(self, body: bytes, message_id: str | None, future: asyncio.Future[None],

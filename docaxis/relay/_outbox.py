@@ -170,10 +170,10 @@ class Outbox:
         memory): up to the in-memory cap; above it None, and the uplink says why."""
         uplink = self.node.uplink
         assert uplink is not None
-        size, _ = await asyncio.to_thread(self.node.store.package_chunks, item.sha256, 0, 0)
+        size, chunks = await asyncio.to_thread(self.node.store.package_chunks, item.sha256)
         limit = self.node.limits.in_memory().max_bytes
         if size <= limit:
-            return await asyncio.to_thread(self.node.store.package_bytes, item.sha256)
+            return await asyncio.to_thread(b"".join, chunks)
         await uplink.too_large(item.sha256, size, item.document_id, item.document_sender,
                                limit)
         return None
@@ -278,9 +278,8 @@ class Outbox:
         unreadable: list[tuple[OutboxItem, Exception]] = []
         for item in items:
             try:
-                size, _ = self.node.store.package_chunks(item.sha256, 0, 0)
-                loaded.append((item, None if size > TRANSFER_ABOVE
-                               else self.node.store.package_bytes(item.sha256)))
+                size, chunks = self.node.store.package_chunks(item.sha256)
+                loaded.append((item, None if size > TRANSFER_ABOVE else b"".join(chunks)))
             except (BlobError, KeyError) as exc:
                 unreadable.append((item, exc))
         return loaded, unreadable

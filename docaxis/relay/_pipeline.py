@@ -11,8 +11,10 @@ Threads may call it freely.
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from docaxis._errors import DocaxisError
 from docaxis.directory import Directory, UnknownDestination
@@ -24,6 +26,7 @@ from docaxis.edxml import (
     ParseLimits,
     StatusPackage,
     parse,
+    parse_file,
     validate,
 )
 from docaxis.relay._receipts import FROM_NODE, KIND, ORIGIN
@@ -85,8 +88,10 @@ class Pipeline:
     verifier: Verifier
     limits: ParseLimits = field(default_factory=ParseLimits)
 
-    def check(self, data: bytes | ParsedPackage) -> ParsedPackage:
-        """Parse (unless parsed already), validate (interop profile) and verify a package.
+    def check(self, data: bytes | ParsedPackage | Path) -> ParsedPackage:
+        """Parse (unless parsed already), validate (interop profile) and verify a package:
+        its bytes (held in memory: never more than the in-memory cap), or a package file
+        (read by streaming: a large upload, a transfer reassembled).
 
         Raises
         ------
@@ -96,8 +101,11 @@ class Pipeline:
         if isinstance(data, ParsedPackage):
             parsed = data
         else:
-            try:  # held whole in memory: never more than the in-memory cap
-                parsed = parse(data, limits=self.limits.in_memory())
+            try:
+                parsed = (parse_file(data, limits=dataclasses.replace(self.limits,
+                                                                      stream_above=0))
+                          if isinstance(data, Path)
+                          else parse(data, limits=self.limits.in_memory()))
             except ParseError as exc:
                 raise Rejection(exc.message, [{"code": exc.code, "message": exc.message,
                                                "line": exc.line, "column": exc.column}],
