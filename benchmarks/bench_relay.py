@@ -85,21 +85,74 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def _tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) used so far by process ``pid`` and its children (a node's
+    worker processes are children of its ``serve``); Linux ``/proc``."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        if stat.parent.name == str(pid) or fields[1] == str(pid):  # itself, or its child
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+class _CpuWindow:
+    """The CPU a node's processes spend per package in steady state: their CPU time read
+    when 10 % and when 90 % of ``count`` packages are through (the rate's own window —
+    start-up, which costs more than a thousand packages, excluded). CPU time, unlike a
+    rate, does not move with what else the shared machine runs at the moment."""
+
+    def __init__(self, pid: int, count: int) -> None:
+        self.pid, self.low, self.high = pid, count // 10, count * 9 // 10
+        self._first: tuple[float, int] | None = None
+        self._last: tuple[float, int] | None = None
+
+    def seen(self, done: int) -> None:
+        """Call as packages get through (``done`` so far)."""
+        if self._first is None and done >= self.low:
+            self._first = (_tree_cpu(self.pid), done)
+        elif self._first is not None and self._last is None and done >= self.high:
+            self._last = (_tree_cpu(self.pid), done)
+
+    @property
+    def per_package_ms(self) -> float:
+        """Milliseconds of CPU per package between the two marks (nan if not reached)."""
+        if self._first is None or self._last is None or self._last[1] == self._first[1]:
+            return float("nan")
+        return ((self._last[0] - self._first[0]) * 1000
+                / (self._last[1] - self._first[1]))
+
+
 async def _steady_rate(depth: Callable[[], Awaitable[int]], count: int,
                        timeout: float = 300.0,
-                       alive: Callable[[], bool] = lambda: True) -> float:
-    """Packages per second arriving in a queue, between 10 % and 90 % of ``count``."""
+                       alive: Callable[[], bool] = lambda: True,
+                       progress: Callable[[int], None] = lambda _done: None) -> float:
+    """Packages per second arriving in a queue, between 10 % and 90 % of ``count``
+    (``progress`` is told each count seen)."""
     low, high = count // 10, count * 9 // 10
     deadline = time.perf_counter() + timeout
     first: tuple[float, int] | None = None
     while time.perf_counter() < deadline and alive():
         seen, now = await depth(), time.perf_counter()
+        progress(seen)
         if first is None and seen >= low:
             first = (now, seen)
         if first is not None and seen >= high:
             return (seen - first[1]) / (now - first[0])
         await asyncio.sleep(0.005)
     raise TimeoutError("the consumer stalled")
+
+
+async def _follow(store: Store, window: _CpuWindow, count: int) -> None:
+    """Tell ``window`` how many packages the store has accepted, until all ``count``."""
+    while (seen := _accepted_count(store)) < count:
+        window.seen(seen)
+        await asyncio.sleep(0.1)
+    window.seen(seen)
 
 
 async def _wait_depth(depth: Callable[[], Awaitable[int]], count: int,
@@ -126,6 +179,8 @@ class _Bench:
 
     def __init__(self, url: str, folder: Path, count: int) -> None:
         self.url, self.folder, self.count = url, folder, count
+        #: CPU per package (ms) of the node's processes in the last hop or ingress run
+        self.last_cpu_ms = float("nan")
 
     async def setup(self) -> None:
         self.pki = demo_pki(self.folder / "keys", key_type="rsa2048")
@@ -184,9 +239,11 @@ class _Bench:
                     {"x-docaxis-kind": "package", "x-docaxis-origin": "danang",
                      "x-docaxis-from-node": "danang"})
         server = _serve(config, workers)
+        window = _CpuWindow(server.pid, self.count)
         try:
             rate = await _steady_rate(lambda: self._depth(inbound_queue_name("hanoi")),
-                                      self.count, alive=lambda: server.poll() is None)
+                                      self.count, alive=lambda: server.poll() is None,
+                                      progress=window.seen)
         except TimeoutError:
             server.terminate()
             raise TimeoutError((server.stderr.read() if server.stderr else b"").decode()
@@ -194,6 +251,7 @@ class _Bench:
         finally:
             server.terminate()
             server.wait(timeout=60)
+        self.last_cpu_ms = window.per_package_ms
         return rate
 
     async def ingress(self, workers: int, run: int, in_flight: int = 16,
@@ -217,9 +275,12 @@ class _Bench:
             token = store.issue_credential("000.00.00.G22")
         server = _serve(config, workers)
         base = f"http://127.0.0.1:{port}"
+        window = _CpuWindow(server.pid, self.count)
+        watch: asyncio.Task[None] | None = None
         try:
             async with httpx.AsyncClient(timeout=60) as client:
                 await _wait_up(client, f"{base}/health", processes=workers)
+                watch = asyncio.create_task(_follow(store, window, self.count))
                 if WRK is not None:
                     await self._post_with_wrk(base, token, in_flight, store, protocol)
                 elif protocol == "vxp":
@@ -228,9 +289,12 @@ class _Bench:
                     await self._post_with_httpx(client, base, token, in_flight)
             accepted = sorted(_acceptance_times(store))
         finally:
+            if watch is not None:
+                watch.cancel()
             server.terminate()
             server.wait(timeout=60)
             store.close()
+        self.last_cpu_ms = window.per_package_ms
         if len(accepted) < self.count:
             raise RuntimeError(f"{len(accepted)} of {self.count} packages accepted")
         low, high = int(len(accepted) * 0.1), int(len(accepted) * 0.9)
@@ -327,9 +391,12 @@ class _Bench:
         return rate
 
 
-async def _hop(bench: _Bench, rounds: int, workers: tuple[int, ...]) -> dict[str, list[float]]:
-    """Every candidate once per round, interleaved; each candidate's rate per round."""
+async def _hop(bench: _Bench, rounds: int, workers: tuple[int, ...],
+               ) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Every candidate once per round, interleaved; each candidate's rate per round, and
+    the CPU per package (ms) of the node's processes in each round of a node candidate."""
     rates: dict[str, list[float]] = {}
+    cpu: dict[str, list[float]] = {}
     for run in range(rounds):
         candidates: dict[str, Callable[[], Awaitable[float]]] = {"raw": bench.raw}
         for n in workers:
@@ -342,8 +409,10 @@ async def _hop(bench: _Bench, rounds: int, workers: tuple[int, ...]) -> dict[str
             candidates[f"vxp workers={n}"] = lambda n=n, run=run: bench.ingress(
                 n, run, protocol="vxp")
         for name, measure in candidates.items():
+            bench.last_cpu_ms = float("nan")
             rates.setdefault(name, []).append(await measure())
-    return rates
+            cpu.setdefault(name, []).append(bench.last_cpu_ms)
+    return rates, cpu
 
 
 def _side_by_side(rates: dict[str, list[float]], workers: tuple[int, ...], measured: str,
@@ -439,15 +508,16 @@ async def _wait_up(client: httpx.AsyncClient, url: str, timeout: float = 60,
 
 
 async def _measure(url: str, folder: Path, count: int, rounds: int, workers: tuple[int, ...],
-                   latency_count: int) -> tuple[dict[str, list[float]], list[float]]:
+                   latency_count: int,
+                   ) -> tuple[dict[str, list[float]], dict[str, list[float]], list[float]]:
     bench = _Bench(url, folder, count)
     await bench.setup()
     try:
-        rates = await _hop(bench, rounds, workers)
+        rates, cpu = await _hop(bench, rounds, workers)
         latencies = await _latency(bench, latency_count, rate=20.0)
     finally:
         await bench.close()
-    return rates, latencies
+    return rates, cpu, latencies
 
 
 def run(quick: bool = False) -> str:
@@ -458,7 +528,7 @@ def run(quick: bool = False) -> str:
     workers = (1, 2)
     count = 2000 if quick else 5000
     try:
-        rates, latencies = asyncio.run(_measure(
+        rates, cpu, latencies = asyncio.run(_measure(
             url, Path(tempfile.mkdtemp()), count, 1 if quick else 3, workers,
             50 if quick else 200))
     finally:
@@ -490,6 +560,14 @@ def run(quick: bool = False) -> str:
               "(best round) | hop (best round) "
               "| ingress / hop | ingress / hop in each round |", "|---|---:|---:|---:|---|"]
     lines += _side_by_side(rates, workers, "ingress workers={n}", "workers={n}")
+    lines += ["", "### CPU per package of the node's processes, steady state (10–90 %), the "
+              "same runs", "", "| workers | POST /v1/packages (best round) | hop (best round) "
+              "| ingress / hop | ingress / hop in each round |", "|---|---:|---:|---:|---|"]
+    for n in workers:
+        ours, theirs = cpu[f"ingress workers={n}"], cpu[f"workers={n}"]
+        each = ", ".join(f"{o / t:.2f}×" for o, t in zip(ours, theirs, strict=True))
+        lines.append(f"| {n} | {min(ours):.2f} ms | {min(theirs):.2f} ms | "
+                     f"{min(ours) / min(theirs):.2f}× | {each} |")
     lines += ["", f"### VXP sendEdoc next to POST /v1/packages, the same node, {count} packages",
               "", f"| workers | sendEdoc, 16 in flight from {'wrk' if WRK else 'VxpClient'} "
               "(best round) | POST /v1/packages (best round) | sendEdoc / POST "

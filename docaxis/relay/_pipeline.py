@@ -49,10 +49,10 @@ class Rejection(DocaxisError):
 
 @dataclass(frozen=True)
 class Plan:
-    """A checked package and what committing it here causes (the store's :class:`Accept`),
-    with its origin node and the ``traceparent`` its hand-overs carry."""
+    """What committing a checked package here causes (the store's :class:`Accept`), with its
+    origin node and the ``traceparent`` its hand-overs carry. Plain data: the parsed tree
+    is not held while the plan waits for its transaction."""
 
-    parsed: ParsedPackage
     accept: Accept
     origin: str
     trace: str = ""
@@ -187,12 +187,12 @@ class Pipeline:
             # the status reached the document's sender: it is that recipient's latest word
             status = (package.document_id, package.sender or "?", package.status_code or "??")
         streamed = parsed.streamed  # a large package: its bytes stay in their file
-        return Plan(parsed, Accept(b"" if streamed is not None else parsed.source, facts,
-                                   self.node_id, received_from, origin,
-                                   tuple((node, "package", headers) for node in next_hops),
-                                   tuple(inbox), tuple(events), _links(package), status,
-                                   file=PackageFile(streamed.path, streamed.sha256, streamed.size)
-                                   if streamed is not None else None),
+        return Plan(Accept(b"" if streamed is not None else parsed.source, facts, self.node_id,
+                           received_from, origin,
+                           tuple((node, "package", headers) for node in next_hops),
+                           tuple(inbox), tuple(events), _links(package), status,
+                           file=PackageFile(streamed.path, streamed.sha256, streamed.size)
+                           if streamed is not None else None),
                     origin, trace)
 
     def _authorize_status(self, package: StatusPackage, document_sender: str) -> None:
