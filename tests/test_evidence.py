@@ -8,6 +8,7 @@ container is exported at Đà Nẵng (the library call and the CLI).
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -21,11 +22,18 @@ from pathlib import Path
 import pytest
 
 from docaxis.dsig import TimestampVerifier
-from docaxis.edxml import parse
-from docaxis.evidence import MIMETYPE, EvidenceError, export_container, verify_container
+from docaxis.edxml import ParseLimits, parse, parse_file
+from docaxis.evidence import (
+    MIMETYPE,
+    EvidenceError,
+    export_container,
+    verify_container,
+    write_container,
+)
 from docaxis.pki import DevPKI, DevTimestampAuthority, load_certificates, serve_tsa
 from docaxis.relay import LogStamper
 from tests.relay_support import Network, build_network, network_pki
+from tests.test_large_packages import _peak_rss, _signed
 from tests.test_transport import FAST, run, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -189,28 +197,33 @@ def test_an_unknown_document_is_a_clear_error(exported: Exported) -> None:
     assert caught.value.code == "EVIDENCE-UNKNOWN"
 
 
-def test_the_cli_exports_and_verifies(exported: Exported, tmp_path: Path) -> None:
-    danang = exported.network.nodes["danang"]
-    store_url = str(danang.store.engine.url)
-    data = tmp_path / "danang-data"
+def _node_config(network: Network, pki: DevPKI, folder: Path) -> Path:
+    """A node.toml for Đà Nẵng's store as the test network left it (for the CLI)."""
+    danang = network.nodes["danang"]
+    data = folder / "danang-data"
     data.mkdir()
     (data / "blobs").symlink_to(danang.store.blobs.root)
-    nodes = exported.pki.folder / "nodes" / "danang"
-    config = tmp_path / "node.toml"
-    (tmp_path / "network.toml").write_text(exported.network.directory.to_toml(),
-                                           encoding="utf-8")
+    nodes = pki.folder / "nodes" / "danang"
+    config = folder / "node.toml"
+    (folder / "network.toml").write_text(network.directory.to_toml(), encoding="utf-8")
     config.write_text(
         f'[node]\nid = "danang"\ndirectory = "network.toml"\ndata = "{data}"\n'
-        f'database = "{store_url}"\n'
+        f'database = "{danang.store.engine.url}"\n'
         f'key = "{nodes / "key.pem"}"\ncertificate = "{nodes / "chain.pem"}"\n\n'
-        f'[trust]\nanchors = ["{exported.pki.root_path}"]\ncrls = ["{exported.pki.crl_folder}"]\n',
+        f'[trust]\nanchors = ["{pki.root_path}"]\ncrls = ["{pki.crl_folder}"]\n',
         encoding="utf-8")
-    output = tmp_path / "evidence.asice"
+    return config
 
-    def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, str(ROOT / "cli.py"), *args],
-                              capture_output=True, text=True, timeout=120,
-                              env={**os.environ, "COLUMNS": "200"})
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(ROOT / "cli.py"), *args],
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "COLUMNS": "200"})
+
+
+def test_the_cli_exports_and_verifies(exported: Exported, tmp_path: Path) -> None:
+    config = _node_config(exported.network, exported.pki, tmp_path)
+    output = tmp_path / "evidence.asice"
 
     done = cli("evidence", "export", exported.document_id, "--config", str(config), "-o",
                str(output))
@@ -222,3 +235,104 @@ def test_the_cli_exports_and_verifies(exported: Exported, tmp_path: Path) -> Non
     output.write_bytes(_rewritten(output.read_bytes(), {"package.edxml": b"<x/>"}))
     bad = cli("evidence", "verify", str(output), "--trust", str(exported.pki.root_path))
     assert bad.returncode == 1 and "EVIDENCE-DIGEST" in bad.stdout
+
+
+# -- a large package: written and checked by streaming --------------------------------
+@dataclass
+class Large:
+    network: Network
+    pki: DevPKI
+    #: "small" and "large" (a 40 MiB scan) -> (DocumentId, SHA-256)
+    documents: dict[str, tuple[str, str]]
+    folder: Path
+
+
+@pytest.fixture(scope="module")
+def large(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Large]:
+    """Đà Nẵng has logged a small document and one with a 40 MiB scan (a 53 MiB package,
+    posted as a file, as the API does with a large upload)."""
+    folder = tmp_path_factory.mktemp("large-evidence")
+    pki = network_pki(folder / "pki")
+
+    async def scenario() -> tuple[Network, dict[str, tuple[str, str]]]:
+        from docaxis.transport import InMemoryBroker
+
+        broker = InMemoryBroker(FAST)
+        await broker.connect()
+        network = build_network(folder / "nodes", pki, lambda _node: broker)
+        danang = network.nodes["danang"]
+        documents = {}
+        for label, number, scan in (("small", "31", 1 << 10), ("large", "32", 40 << 20)):
+            path = folder / f"{number}.edxml"
+            path.write_bytes(_signed(network, SENDER, RECIPIENT, number,
+                                     scan=os.urandom(scan)))
+            parsed = parse_file(path, limits=ParseLimits(max_bytes=1 << 30, stream_above=0))
+            danang.submit(parsed, agency=SENDER)
+            documents[label] = (parsed.package.document_id or "", parsed.sha256)
+        await broker.close()
+        return network, documents
+
+    network, documents = run(scenario())
+    yield Large(network, pki, documents, folder)
+
+
+def test_a_large_package_goes_into_its_evidence_and_is_checked_by_streaming(
+        large: Large, tmp_path: Path) -> None:
+    """A 53 MiB package — over what the parser holds in memory — goes into its container
+    and is checked from it by streaming: valid, the package's SHA-256 named, and a
+    changed byte in it caught (the manifest's digest and the package's signature)."""
+    danang = large.network.nodes["danang"]
+    assert danang.node_signer is not None
+    document_id, sha256 = large.documents["large"]
+    output = tmp_path / "large.asice"
+    with output.open("wb") as out:
+        write_container(danang.store, document_id, out, node_id="danang",
+                        signer=danang.node_signer, verifier=danang.verifier)
+    report = verify_container(output, _anchors(large.pki))
+    assert report.valid, report.failures
+    assert report.sha256 == sha256 and report.document_id == document_id
+    with zipfile.ZipFile(output) as archive:
+        summary = json.loads(archive.read("report.json"))
+        package = archive.read("package.edxml")
+    assert summary["valid"] is True and hashlib.sha256(package).hexdigest() == sha256
+    changed = verify_container(_rewritten(output.read_bytes(),
+                                          {"package.edxml": _altered(package)}),
+                               _anchors(large.pki))
+    assert {"EVIDENCE-DIGEST", "EVIDENCE-PACKAGE"} <= {code for code, _ in changed.failures}
+
+
+def test_the_cli_exports_and_verifies_a_large_package_in_the_memory_of_a_small_one(
+        large: Large, tmp_path: Path) -> None:
+    """``evidence export`` and ``evidence verify`` of the 53 MiB package peak within
+    24 MiB of the same commands on a small one (held whole, the package alone is 53 MiB,
+    the container 40 MiB more)."""
+    config = _node_config(large.network, large.pki, tmp_path)
+    peaks: dict[str, list[int]] = {}
+    for label, (document_id, _sha256) in large.documents.items():
+        output = tmp_path / f"{label}.asice"
+        peaks[label] = [
+            _peak_rss("evidence", "export", document_id, "--config", str(config), "-o",
+                      str(output)),
+            _peak_rss("evidence", "verify", str(output), "--trust", str(large.pki.root_path))]
+    growth = [b - s for s, b in zip(peaks["small"], peaks["large"], strict=True)]
+    assert max(growth) < 24 << 20, [g >> 20 for g in growth]  # MiB: export, verify
+
+
+def test_a_package_the_store_cannot_give_back_stops_the_export_and_leaves_no_file(
+        large: Large, tmp_path: Path) -> None:
+    """The large package's file damaged on disk: the export says so with its code, exits
+    1 and leaves no half-written container (the file restored afterwards)."""
+    config = _node_config(large.network, large.pki, tmp_path)
+    document_id, sha256 = large.documents["large"]
+    blob = large.network.nodes["danang"].store.blobs.legacy_path(sha256)
+    original = blob.read_bytes()
+    try:
+        blob.write_bytes(_altered(original))
+        output = tmp_path / "damaged.asice"
+        done = cli("evidence", "export", document_id, "--config", str(config), "-o",
+                   str(output))
+        assert done.returncode == 1 and "STORE-BLOB-UNREADABLE" in done.stderr, \
+            done.stdout + done.stderr
+        assert not output.exists()
+    finally:
+        blob.write_bytes(original)

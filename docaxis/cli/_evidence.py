@@ -11,8 +11,9 @@ from rich.markup import escape
 
 from docaxis.cli._main import EXIT_INVALID, EXIT_OK, EXIT_USAGE, cli, stderr, stdout
 from docaxis.dsig import TimestampError, TimestampVerifier
-from docaxis.evidence import EvidenceError, export_container, verify_container
+from docaxis.evidence import EvidenceError, verify_container, write_container
 from docaxis.node import ConfigError, NodeConfig, node_verifier
+from docaxis.store import BlobError
 
 
 @cli.group("evidence")
@@ -42,16 +43,24 @@ def evidence_export(document_id: str, config_path: str, sender: str | None,
     except ConfigError as exc:
         stderr.print(f"[bold red]{exc.code}[/] {escape(exc.message)}")
         raise SystemExit(EXIT_USAGE) from None
-    try:
-        data = export_container(store, document_id, node_id=config.node_id, signer=signer,
-                                verifier=node_verifier(config, store), sender=sender)
+    try:  # written as it is made: a large package never whole in memory
+        with output.open("wb") as out:
+            write_container(store, document_id, out, node_id=config.node_id, signer=signer,
+                            verifier=node_verifier(config, store), sender=sender)
     except (EvidenceError, ConfigError) as exc:
+        output.unlink(missing_ok=True)  # no half-written container left behind
         stderr.print(f"[bold red]{exc.code}[/] {escape(exc.message)}")
         raise SystemExit(EXIT_USAGE) from None
+    except BlobError as exc:  # the log names a package the blob store cannot give back
+        output.unlink(missing_ok=True)
+        stderr.print(f"[bold red]STORE-BLOB-UNREADABLE[/] {escape(str(exc))}")
+        raise SystemExit(EXIT_INVALID) from None
+    except BaseException:
+        output.unlink(missing_ok=True)
+        raise
     finally:
         store.close()
-    output.write_bytes(data)
-    stdout.print(f"wrote {escape(str(output))} ({len(data):,} bytes)")
+    stdout.print(f"wrote {escape(str(output))} ({output.stat().st_size:,} bytes)")
 
 
 @evidence_group.command("verify")
@@ -74,7 +83,7 @@ def evidence_verify(container: Path, anchors: tuple[str, ...], tsa_anchors: tupl
     except (OSError, ValueError, TimestampError) as exc:
         stderr.print(f"[bold red]EVIDENCE-ANCHORS[/] {escape(str(exc))}")
         raise SystemExit(EXIT_USAGE) from None
-    report = verify_container(container.read_bytes(), roots, tsa=tsa)
+    report = verify_container(container, roots, tsa=tsa)  # a large package by streaming
     if as_json:
         click.echo(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
     else:

@@ -14,7 +14,8 @@ from docaxis.evidence._asice import (
     EvidenceError,
     export_container,
     verify_container,
+    write_container,
 )
 
 __all__ = ["MIMETYPE", "ContainerReport", "EvidenceError", "export_container",
-           "verify_container"]
+           "verify_container", "write_container"]

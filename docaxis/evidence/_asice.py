@@ -6,7 +6,9 @@ naming each data object with its SHA-256; ``META-INF/signature.p7s``, a CMS deta
 signature of the manifest by the exporting node's key. The data objects:
 
 ``package.edxml``
-    the package's exact bytes, as logged;
+    the package's exact bytes, as logged (a large one written and read by streaming:
+    :func:`write_container` and :func:`verify_container` hold no more of it in memory
+    than of a small one);
 ``report.json``
     the exporting node's verification report (SHA-256, DocumentId, signer, trust inputs);
 ``log/records.json``
@@ -37,10 +39,12 @@ import datetime as dt
 import hashlib
 import io
 import json
+import os
+import tempfile
 import zipfile
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
-from typing import Any
+from pathlib import Path, PurePosixPath
+from typing import IO, Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -60,8 +64,8 @@ from docaxis.dsig import (
     verify_detached,
     verify_statement,
 )
-from docaxis.edxml import ParseError, StatusPackage, parse
-from docaxis.store import Head, Store, manifest
+from docaxis.edxml import ParseError, ParseLimits, StatusPackage, parse
+from docaxis.store import DocumentSummary, Head, Store, manifest
 from docaxis.store._chain import HASHED_FIELDS, record_hash
 
 MIMETYPE = "application/vnd.etsi.asic-e+zip"
@@ -76,6 +80,12 @@ MAX_SEGMENT = 20_000
 #: the largest container :func:`verify_container` opens, and the largest file in it
 MAX_CONTAINER = 2 * 1024**3
 MAX_MEMBER = 1024**3
+#: a package larger than this goes through a temporary file, read by streaming, when a
+#: container is written or checked; smaller ones (and every other file) are held in memory
+SPOOL_ABOVE = 8 * 1024 * 1024
+#: how a spooled package is read: by streaming, up to the largest package a node takes
+_FILE_LIMITS = ParseLimits(max_bytes=2 * 1024**3, stream_above=0)
+_BLOCK = 1024 * 1024
 _MEDIA = {".edxml": "application/xml", ".json": "application/json",
           ".tsr": "application/timestamp-reply", ".crl": "application/pkix-crl"}
 
@@ -123,7 +133,8 @@ class ContainerReport:
 def export_container(store: Store, document_id: str, *, node_id: str,
                      signer: StatementSigner, verifier: Verifier,
                      sender: str | None = None) -> bytes:
-    """The evidence container of one document logged at this node.
+    """The evidence container of one document logged at this node, in memory (for a
+    package of any size, :func:`write_container` writes it to a file by streaming).
 
     Raises
     ------
@@ -131,6 +142,42 @@ def export_container(store: Store, document_id: str, *, node_id: str,
         ``EVIDENCE-UNKNOWN`` when no document has this DocumentId here,
         ``EVIDENCE-AMBIGUOUS`` when several senders used it (give ``sender``).
     """
+    out = io.BytesIO()
+    write_container(store, document_id, out, node_id=node_id, signer=signer,
+                    verifier=verifier, sender=sender)
+    return out.getvalue()
+
+
+def write_container(store: Store, document_id: str, output: IO[bytes], *, node_id: str,
+                    signer: StatementSigner, verifier: Verifier,
+                    sender: str | None = None) -> None:
+    """Write the evidence container of one document logged at this node to ``output`` (a
+    binary file open for writing). A package over :data:`SPOOL_ABOVE` bytes is copied
+    from the store to a temporary file, verified from it by streaming and copied into the
+    container in blocks: the memory this takes does not grow with the package.
+
+    Raises
+    ------
+    EvidenceError
+        As :func:`export_container`.
+    BlobError
+        The package's bytes in the store are missing or not what was logged.
+    """
+    document = _document(store, document_id, node_id, sender)
+    with tempfile.TemporaryDirectory(prefix="docaxis-evidence-") as spool:
+        package, package_digest = _package(store, document.sha256, Path(spool))
+        report = verifier.verify(package, limits=_FILE_LIMITS if isinstance(package, Path)
+                                 else None)
+        files = _evidence_files(store, document, document_id, node_id, verifier,
+                                _json(report.to_dict()))
+        digests = {"package.edxml": package_digest,
+                   **{name: hashlib.sha256(data).digest() for name, data in files.items()}}
+        manifest_xml = _manifest(digests)
+        _zip(output, package, files, manifest_xml, sign_detached(signer, manifest_xml))
+
+
+def _document(store: Store, document_id: str, node_id: str,
+              sender: str | None) -> DocumentSummary:
     found = [d for d in store.find_documents(document_id)
              if d.document_id == document_id and d.kind != "status"
              and (sender is None or d.sender == sender)]
@@ -141,11 +188,28 @@ def export_container(store: Store, document_id: str, *, node_id: str,
         raise EvidenceError(f"{document_id!r} was sent by several agencies "
                             f"({', '.join(sorted(str(d.sender) for d in found))}): give the "
                             "sender", code="EVIDENCE-AMBIGUOUS")
-    document = found[0]
-    data = store.package_bytes(document.sha256)
-    report = verifier.verify(data)
-    files: dict[str, bytes] = {"package.edxml": data,
-                               "report.json": _json(report.to_dict())}
+    return found[0]
+
+
+def _package(store: Store, sha256: str, spool: Path) -> tuple[bytes | Path, bytes]:
+    """The logged package — its bytes, or over :data:`SPOOL_ABOVE` a file in ``spool`` —
+    and its SHA-256 (the store checks it against the log as it reads)."""
+    size, chunks = store.package_chunks(sha256, block=_BLOCK)
+    if size <= SPOOL_ABOVE:
+        data = b"".join(chunks)
+        return data, hashlib.sha256(data).digest()
+    path, digest = spool / "package.edxml", hashlib.sha256()
+    with path.open("wb") as out:
+        for chunk in chunks:
+            digest.update(chunk)
+            out.write(chunk)
+    return path, digest.digest()
+
+
+def _evidence_files(store: Store, document: DocumentSummary, document_id: str, node_id: str,
+                    verifier: Verifier, report: bytes) -> dict[str, bytes]:
+    """Every file of the container but the package, the manifest and its signature."""
+    files: dict[str, bytes] = {"report.json": report}
     records = store.evidence_records(document.sha256, document_id, document.sender)
     segments: dict[str, list[dict[str, Any]]] = {}
     stamps: dict[int, Any] = {}
@@ -183,56 +247,73 @@ def export_container(store: Store, document_id: str, *, node_id: str,
         "document_id": document_id, "sender": document.sender, "sha256": document.sha256,
         "exported_by": node_id, "exported_at": dt.datetime.now(dt.UTC).isoformat(),
         "docaxis_version": __version__})
-    manifest_xml = _manifest(files)
-    return _zip(files, manifest_xml, sign_detached(signer, manifest_xml))
+    return files
 
 
 def _json(value: object) -> bytes:
     return json.dumps(value, ensure_ascii=False, indent=2, default=str).encode()
 
 
-def _manifest(files: dict[str, bytes]) -> bytes:
+def _manifest(digests: dict[str, bytes]) -> bytes:
+    """The manifest naming each data object (name -> its SHA-256) with its digest."""
     root = etree.Element(f"{{{ASIC}}}ASiCManifest", nsmap={"asic": ASIC, "ds": DS})
     etree.SubElement(root, f"{{{ASIC}}}SigReference", URI=SIGNATURE,
                      MimeType="application/pkcs7-signature")
-    for name, data in files.items():
+    for name, digest in digests.items():
         reference = etree.SubElement(root, f"{{{ASIC}}}DataObjectReference", URI=name,
                                      MimeType=_MEDIA.get(PurePosixPath(name).suffix,
                                                          "application/octet-stream"))
         etree.SubElement(reference, f"{{{DS}}}DigestMethod", Algorithm=SHA256_URI)
         etree.SubElement(reference, f"{{{DS}}}DigestValue").text = base64.b64encode(
-            hashlib.sha256(data).digest()).decode()
+            digest).decode()
     return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8"))
 
 
-def _zip(files: dict[str, bytes], manifest_xml: bytes, signature: bytes) -> bytes:
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w") as archive:
+def _zip(output: IO[bytes], package: bytes | Path, files: dict[str, bytes],
+         manifest_xml: bytes, signature: bytes) -> None:
+    with zipfile.ZipFile(output, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         archive.writestr(zipfile.ZipInfo("mimetype"), MIMETYPE.encode(),
                          compress_type=zipfile.ZIP_STORED)
+        if isinstance(package, Path):  # in blocks, from its file
+            with package.open("rb") as source, \
+                    archive.open("package.edxml", "w", force_zip64=True) as member:
+                while block := source.read(_BLOCK):
+                    member.write(block)
+        else:
+            archive.writestr("package.edxml", package)
         for name, data in files.items():
-            archive.writestr(name, data, compress_type=zipfile.ZIP_DEFLATED)
-        archive.writestr(MANIFEST, manifest_xml, compress_type=zipfile.ZIP_DEFLATED)
-        archive.writestr(SIGNATURE, signature, compress_type=zipfile.ZIP_DEFLATED)
-    return out.getvalue()
+            archive.writestr(name, data)
+        archive.writestr(MANIFEST, manifest_xml)
+        archive.writestr(SIGNATURE, signature)
 
 
 # -- verification ----------------------------------------------------------------------
-def verify_container(data: bytes, anchors: list[x509.Certificate], *,
+def verify_container(source: bytes | os.PathLike[str], anchors: list[x509.Certificate], *,
                      tsa: TimestampVerifier | None = None) -> ContainerReport:
-    """Check an evidence container offline (see the module's docstring); ``tsa``: the
-    timestamping authority's anchors (default: ``anchors``)."""
+    """Check an evidence container offline (see the module's docstring): its bytes, or the
+    path of the file (a package over :data:`SPOOL_ABOVE` bytes in it is then checked by
+    streaming from a temporary file, never whole in memory); ``tsa``: the timestamping
+    authority's anchors (default: ``anchors``)."""
     report = ContainerReport()
-    files = _read_zip(data, report)
-    if files is None:
-        return report
-    report.files = len(files)
+    with tempfile.TemporaryDirectory(prefix="docaxis-evidence-") as spool:
+        opened = _read_zip(source, report, Path(spool))
+        if opened is not None:
+            _verify(*opened, report, anchors, tsa)
+    return report
+
+
+def _verify(files: dict[str, bytes], digests: dict[str, bytes], package_file: Path | None,
+            report: ContainerReport, anchors: list[x509.Certificate],
+            tsa: TimestampVerifier | None) -> None:
+    report.files = len(digests)
     manifest_xml = files.pop(MANIFEST, None)
     signature = files.pop(SIGNATURE, None)
+    digests.pop(MANIFEST, None)
+    digests.pop(SIGNATURE, None)
     if manifest_xml is None or signature is None:
         report.fail("EVIDENCE-CONTAINER", f"{MANIFEST} and {SIGNATURE} are required")
-        return report
-    _check_manifest(manifest_xml, files, report)
+        return
+    _check_manifest(manifest_xml, digests, report)
     crls = [x509.load_der_x509_crl(body) for name, body in files.items()
             if name.startswith("trust/") and name.endswith(".crl") and _is_crl(body)]
     trust = TrustStore(list(anchors), crls=crls)
@@ -245,18 +326,19 @@ def verify_container(data: bytes, anchors: list[x509.Certificate], *,
     if not check.valid:
         report.fail("EVIDENCE-SIGNATURE", "the manifest's signature does not verify: "
                     + "; ".join(f"{f.code} {f.message}" for f in check.failures))
-    package = files.get("package.edxml")
+    package: bytes | Path | None = package_file or files.get("package.edxml")
     summary = _load_json(files.get("report.json"), "report.json", report)
     if package is None:
         report.fail("EVIDENCE-CONTAINER", "package.edxml is missing")
     else:
-        report.sha256 = hashlib.sha256(package).hexdigest()
+        report.sha256 = digests["package.edxml"].hex()
         if summary and summary.get("sha256") != report.sha256:
             report.fail("EVIDENCE-REPORT", "report.json judged other bytes than "
                         "package.edxml (its SHA-256 differs)")
         when = _time(summary.get("verification_time")) if summary else exported_at
         verifier = Verifier(VerificationPolicy(trust, at=when))
-        verdict = verifier.verify(package)
+        verdict = verifier.verify(package, limits=_FILE_LIMITS if isinstance(package, Path)
+                                  else None)
         if not verdict.valid:
             report.fail("EVIDENCE-PACKAGE", "package.edxml does not verify: " + ", ".join(
                 f.code for f in verdict.failures))
@@ -270,7 +352,6 @@ def verify_container(data: bytes, anchors: list[x509.Certificate], *,
                                 + ", ".join(f.code for f in status.failures))
     _check_hops(files, report, trust, exported_at)
     _check_log(files, report, tsa or TimestampVerifier(tuple(anchors)))
-    return report
 
 
 def _check_hops(files: dict[str, bytes], report: ContainerReport, trust: TrustStore,
@@ -297,12 +378,21 @@ def _check_hops(files: dict[str, bytes], report: ContainerReport, trust: TrustSt
             report.fail("EVIDENCE-HOP", f"{name} says nothing of this package")
 
 
-def _read_zip(data: bytes, report: ContainerReport) -> dict[str, bytes] | None:
-    if len(data) > MAX_CONTAINER:
+def _read_zip(source: bytes | os.PathLike[str], report: ContainerReport, spool: Path,
+              ) -> tuple[dict[str, bytes], dict[str, bytes], Path | None] | None:
+    """The container's files (name -> bytes; the package, when over :data:`SPOOL_ABOVE`
+    bytes, written to a file in ``spool`` instead), the SHA-256 of every one, and that
+    file; None (the report says why) when it is not a container one may open."""
+    size = len(source) if isinstance(source, bytes) else os.path.getsize(source)
+    if size > MAX_CONTAINER:
         report.fail("EVIDENCE-CONTAINER", f"over {MAX_CONTAINER} bytes")
         return None
+    files: dict[str, bytes] = {}
+    digests: dict[str, bytes] = {}
+    package_file: Path | None = None
     try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        with zipfile.ZipFile(io.BytesIO(source) if isinstance(source, bytes)
+                             else source) as archive:
             entries = archive.infolist()
             if not entries or entries[0].filename != "mimetype" \
                     or entries[0].compress_type != zipfile.ZIP_STORED \
@@ -310,25 +400,51 @@ def _read_zip(data: bytes, report: ContainerReport) -> dict[str, bytes] | None:
                 report.fail("EVIDENCE-CONTAINER", "not an ASiC-E container: the first file "
                             f"must be 'mimetype', stored, saying {MIMETYPE}")
                 return None
-            files: dict[str, bytes] = {}
             for entry in entries[1:]:
                 name = entry.filename
-                if name in files or name.startswith("/") or ".." in name.split("/"):
+                if name in digests or name.startswith("/") or ".." in name.split("/"):
                     report.fail("EVIDENCE-CONTAINER", f"file name {name!r} is repeated or "
                                 "leaves the container")
                     return None
-                if entry.file_size > MAX_MEMBER:
+                if name == "package.edxml" and entry.file_size > SPOOL_ABOVE:
+                    package_file = spool / "package.edxml"
+                    with package_file.open("wb") as out:
+                        digest = _copy_member(archive, entry, out)
+                else:
+                    body = io.BytesIO()
+                    digest = _copy_member(archive, entry, body)
+                    files[name] = body.getvalue()
+                if digest is None:
                     report.fail("EVIDENCE-CONTAINER", f"{name} is over {MAX_MEMBER} bytes")
                     return None
-                files[name] = archive.read(entry)
+                digests[name] = digest
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
         report.fail("EVIDENCE-CONTAINER", f"not a readable ZIP: {exc}")
         return None
-    return files
+    return files, digests, package_file
 
 
-def _check_manifest(manifest_xml: bytes, files: dict[str, bytes],
+def _copy_member(archive: zipfile.ZipFile, entry: zipfile.ZipInfo,
+                 out: IO[bytes]) -> bytes | None:
+    """Copy one file of the archive to ``out`` in blocks, its SHA-256 computed on the way;
+    None once it passes :data:`MAX_MEMBER` bytes, whatever its header declared."""
+    if entry.file_size > MAX_MEMBER:
+        return None
+    digest, copied = hashlib.sha256(), 0
+    with archive.open(entry) as member:
+        while block := member.read(_BLOCK):
+            copied += len(block)
+            if copied > MAX_MEMBER:
+                return None
+            digest.update(block)
+            out.write(block)
+    return digest.digest()
+
+
+def _check_manifest(manifest_xml: bytes, digests: dict[str, bytes],
                     report: ContainerReport) -> None:
+    """Every data object listed, with the SHA-256 the manifest names (``digests``: name ->
+    SHA-256 of each file in the container but the manifest and its signature)."""
     parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
                              huge_tree=False)
     try:
@@ -342,15 +458,14 @@ def _check_manifest(manifest_xml: bytes, files: dict[str, bytes],
         method = reference.find(f"{{{DS}}}DigestMethod")
         value = reference.find(f"{{{DS}}}DigestValue")
         listed.add(name)
-        if name not in files:
+        if name not in digests:
             report.fail("EVIDENCE-MISSING", f"{name} is listed in the manifest but not in "
                         "the container")
         elif method is None or method.get("Algorithm") != SHA256_URI or value is None \
-                or value.text != base64.b64encode(hashlib.sha256(files[name]).digest()
-                                                  ).decode():
+                or value.text != base64.b64encode(digests[name]).decode():
             report.fail("EVIDENCE-DIGEST", f"{name} is not the file the manifest lists "
                         "(its SHA-256 differs): altered")
-    for name in sorted(set(files) - listed):
+    for name in sorted(set(digests) - listed):
         report.fail("EVIDENCE-UNLISTED", f"{name} is in the container but not in the "
                     "signed manifest")
 
