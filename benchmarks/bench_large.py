@@ -2,12 +2,14 @@
 1 GiB scans, next to ``sha256sum`` of the same file in the same run.
 
 For each size a random "scan" is attached (``docaxis new --attach``), signed
-(``docaxis sign``), then validated, verified and inspected — each command a process of
-its own. Reported: the command's wall time as MB/s of the package and the ratio to
-``sha256sum`` reading the same package file (the baseline: one pass over the bytes with
-a fast hash), the same after start-up (the command's time on a 1 KiB scan subtracted:
-Python and its imports), and its peak RSS growth: the command's peak RSS on this package minus its
-peak RSS on a package with a 1 KiB attachment (what Python, lxml and docaxis take anyway).
+(``docaxis sign``), then validated, verified and inspected, and — once a node has logged
+it — its evidence exported and checked (``docaxis evidence export`` / ``verify``): each
+command a process of its own. Reported: the command's wall time as MB/s of the package
+and the ratio to ``sha256sum`` reading the same package file (the baseline: one pass over
+the bytes with a fast hash), the same after start-up (the command's time on a 1 KiB scan
+subtracted: Python and its imports), and its peak RSS growth: the command's peak RSS on
+this package minus its peak RSS on a package with a 1 KiB attachment (what Python, lxml
+and docaxis take anyway).
 
 Run: ``python -m benchmarks large`` (``--quick``: 64 MiB only).
 """
@@ -58,12 +60,13 @@ def _scan(path: Path, size: int) -> None:
             left -= len(block)
 
 
-def _commands(pki: DevPKI, scan: Path, unsigned: Path, signed: Path) -> dict[str, list[str]]:
+def _commands(pki: DevPKI, scan: Path, unsigned: Path, signed: Path,
+              number: str) -> dict[str, list[str]]:
     key, _cert, chain = pki.agency_paths("000.00.00.G22")
     cli = [sys.executable, str(CLI)]
     return {
         "new --attach": [*cli, "new", "--from", "000.00.00.G22:Văn phòng Chính phủ", "--to",
-                         "000.00.00.H41:UBND tỉnh Nghệ An", "--number", "12", "--notation",
+                         "000.00.00.H41:UBND tỉnh Nghệ An", "--number", number, "--notation",
                          "VPCP-TTĐT", "--type-name", "Công văn", "--subject", "V/v hồ sơ",
                          "--date", "2024/05/02", "--attach", str(scan), "-o", str(unsigned)],
         "sign": [*cli, "sign", str(unsigned), "--key", str(key), "--cert", str(chain), "-o",
@@ -75,12 +78,61 @@ def _commands(pki: DevPKI, scan: Path, unsigned: Path, signed: Path) -> dict[str
     }
 
 
-def _rounds(pki: DevPKI, folder: Path, size: int) -> dict[str, tuple[float, int]]:
+def _node(pki: DevPKI, folder: Path) -> Path:
+    """A node (``central``, serving both agencies of the package) whose node.toml the
+    evidence commands read; its store is where each round's package is logged."""
+    from docaxis.directory import Agency, Directory, Node
+
+    pki.issue_node("central", tier="central", key_type="rsa2048", operator="000.00.00.G22")
+    directory = Directory.build([Node("central", "central", None)], [
+        Agency("000.00.00.G22", "Văn phòng Chính phủ", "central", "central"),
+        Agency("000.00.00.H41", "UBND tỉnh Nghệ An", "central", "province")])
+    (folder / "network.toml").write_text(directory.to_toml(), encoding="utf-8")
+    nodes = pki.folder / "nodes" / "central"
+    config = folder / "node.toml"
+    config.write_text(
+        f'[node]\nid = "central"\ndirectory = "network.toml"\ndata = "node"\n'
+        f'key = "{nodes / "key.pem"}"\ncertificate = "{nodes / "chain.pem"}"\n\n'
+        f'[trust]\nanchors = ["{pki.root_path}"]\ncrls = ["{pki.crl_folder}"]\n\n'
+        f"[limits]\nmax_package_bytes = {2 << 30}\n", encoding="utf-8")
+    return config
+
+
+def _log(config: Path, signed: Path) -> str:
+    """Log ``signed`` at the node as its agency system's post would (checked by streaming,
+    the file taken by the store): its DocumentId."""
+    from docaxis.edxml import parse_file
+    from docaxis.node import NodeConfig, load_directory, node_verifier
+    from docaxis.relay import Pipeline
+
+    node = NodeConfig.load(config)
+    store = node.open_store()
+    try:
+        posted = signed.with_suffix(".posted")
+        os.link(signed, posted)  # the store takes this name; the round keeps the file
+        parsed = parse_file(posted, limits=node.limits)
+        pipeline = Pipeline(node.node_id, load_directory(node, store), store,
+                            node_verifier(node, store), node.limits)
+        store.accept_many([pipeline.plan_submission(parsed, "000.00.00.G22").accept])
+        return parsed.package.document_id or ""
+    finally:
+        store.close()
+
+
+def _rounds(pki: DevPKI, folder: Path, size: int,
+            config: Path) -> dict[str, tuple[float, int]]:
     scan, unsigned, signed = (folder / f"{size}.pdf", folder / f"{size}.edxml",
                               folder / f"{size}-signed.edxml")
     _scan(scan, size)
-    measured = {name: _measure(*command)
-                for name, command in _commands(pki, scan, unsigned, signed).items()}
+    measured = {name: _measure(*command) for name, command in
+                _commands(pki, scan, unsigned, signed, str(size)).items()}
+    document_id, container = _log(config, signed), folder / f"{size}.asice"
+    cli = [sys.executable, str(CLI)]
+    measured["evidence export"] = _measure(*cli, "evidence", "export", document_id,
+                                           "--config", str(config), "-o", str(container))
+    measured["evidence verify"] = _measure(*cli, "evidence", "verify", str(container),
+                                           "--trust", str(pki.root_path))
+    container.unlink()
     sha = shutil.which("sha256sum")
     if sha is not None:
         started = time.perf_counter()
@@ -100,13 +152,14 @@ def run(quick: bool = False) -> str:
         pki = DevPKI.init(folder / "pki", key_type="rsa2048")
         pki.issue_agency("000.00.00.G22", "Văn phòng Chính phủ", tier="central",
                          key_type="rsa2048")
-        idle = _rounds(pki, folder, 1024)
+        config = _node(pki, folder)
+        idle = _rounds(pki, folder, 1024, config)
         lines = ["### large packages: each command on a random scan (a process each)", "",
                  "| scan | package | command | MB/s | ratio to sha256sum | MB/s after start-up "
                  "| ratio | peak RSS growth |",
                  "|---|---:|---|---:|---:|---:|---:|---:|"]
         for size in sizes:
-            measured = _rounds(pki, folder, size)
+            measured = _rounds(pki, folder, size, config)
             package = measured.pop("_bytes")[0]
             baseline = measured["sha256sum (baseline)"][0]
             for command, (seconds, peak) in measured.items():

@@ -41,6 +41,7 @@ import io
 import json
 import os
 import tempfile
+import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -274,9 +275,12 @@ def _zip(output: IO[bytes], package: bytes | Path, files: dict[str, bytes],
     with zipfile.ZipFile(output, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         archive.writestr(zipfile.ZipInfo("mimetype"), MIMETYPE.encode(),
                          compress_type=zipfile.ZIP_STORED)
-        if isinstance(package, Path):  # in blocks, from its file
+        if isinstance(package, Path):  # in blocks, from its file; stored: deflate takes
+            # ≈ 35 MB/s and saves under a quarter of base64 (of scans, compressed already)
+            stored = zipfile.ZipInfo("package.edxml", time.localtime()[:6])
+            stored.compress_type = zipfile.ZIP_STORED
             with package.open("rb") as source, \
-                    archive.open("package.edxml", "w", force_zip64=True) as member:
+                    archive.open(stored, "w", force_zip64=True) as member:
                 while block := source.read(_BLOCK):
                     member.write(block)
         else:
