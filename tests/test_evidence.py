@@ -336,3 +336,30 @@ def test_a_package_the_store_cannot_give_back_stops_the_export_and_leaves_no_fil
         assert not output.exists()
     finally:
         blob.write_bytes(original)
+
+
+def test_no_room_for_a_large_package_s_copy_is_a_clear_error_not_a_verdict(
+        large: Large, tmp_path: Path, disk: Path) -> None:
+    """$TMPDIR on a 16 MiB tmpfs, too small for the 53 MiB package's temporary copy:
+    export and verify each say EVIDENCE-SPOOL and exit 2 — no container left behind, no
+    verdict on a container that was never checked."""
+    config = _node_config(large.network, large.pki, tmp_path)
+    document_id, _sha256 = large.documents["large"]
+    container = tmp_path / "large.asice"
+    assert cli("evidence", "export", document_id, "--config", str(config), "-o",
+               str(container)).returncode == 0
+
+    def cramped(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, str(ROOT / "cli.py"), *args],
+                              capture_output=True, text=True, timeout=300,
+                              env={**os.environ, "COLUMNS": "200", "TMPDIR": str(disk)})
+
+    output = tmp_path / "again.asice"
+    export = cramped("evidence", "export", document_id, "--config", str(config), "-o",
+                     str(output))
+    assert export.returncode == 2 and "EVIDENCE-SPOOL" in export.stderr, export.stderr
+    assert not output.exists()
+    verify = cramped("evidence", "verify", str(container), "--trust",
+                     str(large.pki.root_path))
+    assert verify.returncode == 2 and "EVIDENCE-SPOOL" in verify.stderr, verify.stderr
+    assert "invalid" not in verify.stdout and not list(disk.iterdir())

@@ -12,7 +12,7 @@ import re
 import subprocess
 import sys
 import textwrap
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -476,23 +476,6 @@ def test_the_store_keeps_a_package_file_without_reading_it_whole(
         assert store.package_bytes(sha) == data
         if backend == "sqlite":  # moved, not copied
             assert not spooled.exists()
-
-
-@pytest.fixture
-def disk(tmp_path: Path) -> Iterator[Path]:
-    """A 16 MiB tmpfs (root only: CI runs as root; elsewhere the test skips)."""
-    import shutil
-
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip("needs root to mount a small tmpfs (CI runs as root)")
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)],
-                             capture_output=True, check=False)
-    if mounted.returncode:
-        pytest.skip(f"cannot mount tmpfs here: {mounted.stderr.decode().strip()}")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)  # lazy: even if still busy
 
 
 def test_a_full_disk_while_spooling_answers_503_keeps_nothing_and_recovers(

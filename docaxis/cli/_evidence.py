@@ -9,7 +9,15 @@ import click
 from cryptography import x509
 from rich.markup import escape
 
-from docaxis.cli._main import EXIT_INVALID, EXIT_OK, EXIT_USAGE, cli, stderr, stdout
+from docaxis.cli._main import (
+    EXIT_INVALID,
+    EXIT_OK,
+    EXIT_USAGE,
+    InputError,
+    cli,
+    stderr,
+    stdout,
+)
 from docaxis.dsig import TimestampError, TimestampVerifier
 from docaxis.evidence import EvidenceError, verify_container, write_container
 from docaxis.node import ConfigError, NodeConfig, node_verifier
@@ -55,6 +63,9 @@ def evidence_export(document_id: str, config_path: str, sender: str | None,
         output.unlink(missing_ok=True)
         stderr.print(f"[bold red]STORE-BLOB-UNREADABLE[/] {escape(str(exc))}")
         raise SystemExit(EXIT_INVALID) from None
+    except OSError as exc:  # the output cannot be written (a full disk, say)
+        output.unlink(missing_ok=True)
+        raise InputError(str(output), exc.strerror or str(exc)) from None
     except BaseException:
         output.unlink(missing_ok=True)
         raise
@@ -83,7 +94,11 @@ def evidence_verify(container: Path, anchors: tuple[str, ...], tsa_anchors: tupl
     except (OSError, ValueError, TimestampError) as exc:
         stderr.print(f"[bold red]EVIDENCE-ANCHORS[/] {escape(str(exc))}")
         raise SystemExit(EXIT_USAGE) from None
-    report = verify_container(container, roots, tsa=tsa)  # a large package by streaming
+    try:
+        report = verify_container(container, roots, tsa=tsa)  # a large package by streaming
+    except EvidenceError as exc:  # EVIDENCE-SPOOL: no room to check a large package
+        stderr.print(f"[bold red]{exc.code}[/] {escape(exc.message)}")
+        raise SystemExit(EXIT_USAGE) from None
     if as_json:
         click.echo(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
     else:

@@ -160,7 +160,8 @@ def write_container(store: Store, document_id: str, output: IO[bytes], *, node_i
     Raises
     ------
     EvidenceError
-        As :func:`export_container`.
+        As :func:`export_container`; ``EVIDENCE-SPOOL`` when the temporary copy of a large
+        package cannot be written.
     BlobError
         The package's bytes in the store are missing or not what was logged.
     """
@@ -200,11 +201,45 @@ def _package(store: Store, sha256: str, spool: Path) -> tuple[bytes | Path, byte
         data = b"".join(chunks)
         return data, hashlib.sha256(data).digest()
     path, digest = spool / "package.edxml", hashlib.sha256()
-    with path.open("wb") as out:
+    with _Spool(path) as out:
         for chunk in chunks:
             digest.update(chunk)
             out.write(chunk)
     return path, digest.digest()
+
+
+class _Spool:
+    """The temporary copy of a large package, open for writing: a failure to write it (the
+    temporary folder full or unwritable) is :class:`EvidenceError` ``EVIDENCE-SPOOL`` —
+    never blamed on the package, the store or the container being read."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self._out = path.open("wb")
+        except OSError as exc:
+            raise self._error(exc) from None
+
+    def write(self, block: bytes) -> None:
+        try:
+            self._out.write(block)
+        except OSError as exc:
+            raise self._error(exc) from None
+
+    def __enter__(self) -> _Spool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self._out.close()
+        except OSError as error:
+            if exc[0] is None:
+                raise self._error(error) from None
+
+    def _error(self, exc: OSError) -> EvidenceError:
+        return EvidenceError(f"cannot write the temporary copy of the package in "
+                             f"{self.path.parent.parent} ({exc.strerror or exc}): give "
+                             "$TMPDIR room for the largest package", code="EVIDENCE-SPOOL")
 
 
 def _evidence_files(store: Store, document: DocumentSummary, document_id: str, node_id: str,
@@ -295,9 +330,16 @@ def _zip(output: IO[bytes], package: bytes | Path, files: dict[str, bytes],
 def verify_container(source: bytes | os.PathLike[str], anchors: list[x509.Certificate], *,
                      tsa: TimestampVerifier | None = None) -> ContainerReport:
     """Check an evidence container offline (see the module's docstring): its bytes, or the
-    path of the file (a package over :data:`SPOOL_ABOVE` bytes in it is then checked by
+    path of the file (a package over :data:`SPOOL_ABOVE` bytes in it is checked by
     streaming from a temporary file, never whole in memory); ``tsa``: the timestamping
-    authority's anchors (default: ``anchors``)."""
+    authority's anchors (default: ``anchors``).
+
+    Raises
+    ------
+    EvidenceError
+        ``EVIDENCE-SPOOL``: the temporary copy of a large package cannot be written (the
+        container is not judged).
+    """
     report = ContainerReport()
     with tempfile.TemporaryDirectory(prefix="docaxis-evidence-") as spool:
         opened = _read_zip(source, report, Path(spool))
@@ -412,8 +454,8 @@ def _read_zip(source: bytes | os.PathLike[str], report: ContainerReport, spool: 
                     return None
                 if name == "package.edxml" and entry.file_size > SPOOL_ABOVE:
                     package_file = spool / "package.edxml"
-                    with package_file.open("wb") as out:
-                        digest = _copy_member(archive, entry, out)
+                    with _Spool(package_file) as spooled:
+                        digest = _copy_member(archive, entry, spooled)
                 else:
                     body = io.BytesIO()
                     digest = _copy_member(archive, entry, body)
@@ -429,7 +471,7 @@ def _read_zip(source: bytes | os.PathLike[str], report: ContainerReport, spool: 
 
 
 def _copy_member(archive: zipfile.ZipFile, entry: zipfile.ZipInfo,
-                 out: IO[bytes]) -> bytes | None:
+                 out: IO[bytes] | _Spool) -> bytes | None:
     """Copy one file of the archive to ``out`` in blocks, its SHA-256 computed on the way;
     None once it passes :data:`MAX_MEMBER` bytes, whatever its header declared."""
     if entry.file_size > MAX_MEMBER:
