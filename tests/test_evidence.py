@@ -363,3 +363,18 @@ def test_no_room_for_a_large_package_s_copy_is_a_clear_error_not_a_verdict(
                      str(large.pki.root_path))
     assert verify.returncode == 2 and "EVIDENCE-SPOOL" in verify.stderr, verify.stderr
     assert "invalid" not in verify.stdout and not list(disk.iterdir())
+
+
+def test_files_held_in_memory_while_checking_are_bounded_together(
+        exported: Exported, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The files a check holds in memory (all but a large package) are capped together,
+    whatever their headers declare: a container whose log grew past the cap is refused as
+    too large, before any digest or signature is judged (the cap made 1 MiB here)."""
+    import docaxis.evidence._asice as asice
+
+    monkeypatch.setattr(asice, "MAX_HELD", 1 << 20)
+    swollen = _rewritten(exported.container, {"log/records.json": b" " * (2 << 20)})
+    report = verify_container(swollen, _anchors(exported.pki))
+    assert [code for code, _ in report.failures] == ["EVIDENCE-CONTAINER"], report.failures
+    assert "log/records.json is too large" in report.failures[0][1]
+    assert verify_container(exported.container, _anchors(exported.pki)).valid  # fits

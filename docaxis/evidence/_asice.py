@@ -78,9 +78,13 @@ SHA256_URI = "http://www.w3.org/2001/04/xmlenc#sha256"
 #: a chain segment longer than this is left out (its records are then not proven by a
 #: timestamp inside the container; the report says so)
 MAX_SEGMENT = 20_000
-#: the largest container :func:`verify_container` opens, and the largest file in it
+#: the largest container :func:`verify_container` opens, and the largest package in it
 MAX_CONTAINER = 2 * 1024**3
 MAX_MEMBER = 1024**3
+#: what the files held in memory while a container is checked — all but a large package —
+#: may take together, whatever their headers declare (a real container's records,
+#: statuses and CRLs take a few MiB)
+MAX_HELD = 256 * 1024 * 1024
 #: a package larger than this goes through a temporary file, read by streaming, when a
 #: container is written or checked; smaller ones (and every other file) are held in memory
 SPOOL_ABOVE = 8 * 1024 * 1024
@@ -436,6 +440,7 @@ def _read_zip(source: bytes | os.PathLike[str], report: ContainerReport, spool: 
     files: dict[str, bytes] = {}
     digests: dict[str, bytes] = {}
     package_file: Path | None = None
+    held = 0  # bytes of the files held in memory so far
     try:
         with zipfile.ZipFile(io.BytesIO(source) if isinstance(source, bytes)
                              else source) as archive:
@@ -455,13 +460,16 @@ def _read_zip(source: bytes | os.PathLike[str], report: ContainerReport, spool: 
                 if name == "package.edxml" and entry.file_size > SPOOL_ABOVE:
                     package_file = spool / "package.edxml"
                     with _Spool(package_file) as spooled:
-                        digest = _copy_member(archive, entry, spooled)
+                        digest = _copy_member(archive, entry, spooled, MAX_MEMBER)
                 else:
                     body = io.BytesIO()
-                    digest = _copy_member(archive, entry, body)
+                    digest = _copy_member(archive, entry, body, MAX_HELD - held)
                     files[name] = body.getvalue()
+                    held += len(files[name])
                 if digest is None:
-                    report.fail("EVIDENCE-CONTAINER", f"{name} is over {MAX_MEMBER} bytes")
+                    report.fail("EVIDENCE-CONTAINER", f"{name} is too large: the package may "
+                                f"take {MAX_MEMBER} bytes, the other files {MAX_HELD} "
+                                "together")
                     return None
                 digests[name] = digest
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
@@ -471,16 +479,16 @@ def _read_zip(source: bytes | os.PathLike[str], report: ContainerReport, spool: 
 
 
 def _copy_member(archive: zipfile.ZipFile, entry: zipfile.ZipInfo,
-                 out: IO[bytes] | _Spool) -> bytes | None:
+                 out: IO[bytes] | _Spool, limit: int) -> bytes | None:
     """Copy one file of the archive to ``out`` in blocks, its SHA-256 computed on the way;
-    None once it passes :data:`MAX_MEMBER` bytes, whatever its header declared."""
-    if entry.file_size > MAX_MEMBER:
+    None once it passes ``limit`` bytes, whatever its header declared."""
+    if entry.file_size > limit:
         return None
     digest, copied = hashlib.sha256(), 0
     with archive.open(entry) as member:
         while block := member.read(_BLOCK):
             copied += len(block)
-            if copied > MAX_MEMBER:
+            if copied > limit:
                 return None
             digest.update(block)
             out.write(block)
