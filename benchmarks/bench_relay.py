@@ -100,31 +100,39 @@ def _tree_cpu(pid: int) -> float:
     return total
 
 
-class _CpuWindow:
-    """The CPU a node's processes spend per package in steady state: their CPU time read
-    when 10 % and when 90 % of ``count`` packages are through (the rate's own window —
-    start-up, which costs more than a thousand packages, excluded). CPU time, unlike a
-    rate, does not move with what else the shared machine runs at the moment."""
+class _Marks:
+    """A reading of ``read()`` (a clock, a CPU counter) when 10 % and when 90 % of
+    ``count`` packages are through: the steady-state window every throughput here uses
+    (start-up and the last stragglers excluded)."""
 
-    def __init__(self, pid: int, count: int) -> None:
-        self.pid, self.low, self.high = pid, count // 10, count * 9 // 10
+    def __init__(self, count: int, read: Callable[[], float]) -> None:
+        self.low, self.high, self.read = count // 10, count * 9 // 10, read
         self._first: tuple[float, int] | None = None
         self._last: tuple[float, int] | None = None
 
     def seen(self, done: int) -> None:
         """Call as packages get through (``done`` so far)."""
         if self._first is None and done >= self.low:
-            self._first = (_tree_cpu(self.pid), done)
-        elif self._first is not None and self._last is None and done >= self.high:
-            self._last = (_tree_cpu(self.pid), done)
+            self._first = (self.read(), done)
+        elif (self._first is not None and self._last is None and done >= self.high
+              and done > self._first[1]):
+            self._last = (self.read(), done)
 
     @property
-    def per_package_ms(self) -> float:
-        """Milliseconds of CPU per package between the two marks (nan if not reached)."""
+    def complete(self) -> bool:
+        return self._last is not None
+
+    def per_package(self) -> float:
+        """How much ``read()`` grew per package between the two marks (nan if not both)."""
         if self._first is None or self._last is None or self._last[1] == self._first[1]:
             return float("nan")
-        return ((self._last[0] - self._first[0]) * 1000
-                / (self._last[1] - self._first[1]))
+        return (self._last[0] - self._first[0]) / (self._last[1] - self._first[1])
+
+
+def _cpu_window(pid: int, count: int) -> _Marks:
+    """The CPU (seconds) a node's processes spend per package in steady state. CPU time,
+    unlike a rate, does not move with what else the shared machine runs at the moment."""
+    return _Marks(count, lambda: _tree_cpu(pid))
 
 
 async def _steady_rate(depth: Callable[[], Awaitable[int]], count: int,
@@ -133,21 +141,19 @@ async def _steady_rate(depth: Callable[[], Awaitable[int]], count: int,
                        progress: Callable[[int], None] = lambda _done: None) -> float:
     """Packages per second arriving in a queue, between 10 % and 90 % of ``count``
     (``progress`` is told each count seen)."""
-    low, high = count // 10, count * 9 // 10
+    clock = _Marks(count, time.perf_counter)
     deadline = time.perf_counter() + timeout
-    first: tuple[float, int] | None = None
     while time.perf_counter() < deadline and alive():
-        seen, now = await depth(), time.perf_counter()
+        seen = await depth()
         progress(seen)
-        if first is None and seen >= low:
-            first = (now, seen)
-        if first is not None and seen >= high:
-            return (seen - first[1]) / (now - first[0])
+        clock.seen(seen)
+        if clock.complete:
+            return 1 / clock.per_package()
         await asyncio.sleep(0.005)
     raise TimeoutError("the consumer stalled")
 
 
-async def _follow(store: Store, window: _CpuWindow, count: int) -> None:
+async def _follow(store: Store, window: _Marks, count: int) -> None:
     """Tell ``window`` how many packages the store has accepted, until all ``count``."""
     while (seen := _accepted_count(store)) < count:
         window.seen(seen)
@@ -239,7 +245,7 @@ class _Bench:
                     {"x-docaxis-kind": "package", "x-docaxis-origin": "danang",
                      "x-docaxis-from-node": "danang"})
         server = _serve(config, workers)
-        window = _CpuWindow(server.pid, self.count)
+        window = _cpu_window(server.pid, self.count)
         try:
             rate = await _steady_rate(lambda: self._depth(inbound_queue_name("hanoi")),
                                       self.count, alive=lambda: server.poll() is None,
@@ -251,7 +257,7 @@ class _Bench:
         finally:
             server.terminate()
             server.wait(timeout=60)
-        self.last_cpu_ms = window.per_package_ms
+        self.last_cpu_ms = window.per_package() * 1000
         return rate
 
     async def ingress(self, workers: int, run: int, in_flight: int = 16,
@@ -275,7 +281,7 @@ class _Bench:
             token = store.issue_credential("000.00.00.G22")
         server = _serve(config, workers)
         base = f"http://127.0.0.1:{port}"
-        window = _CpuWindow(server.pid, self.count)
+        window = _cpu_window(server.pid, self.count)
         watch: asyncio.Task[None] | None = None
         try:
             async with httpx.AsyncClient(timeout=60) as client:
@@ -294,7 +300,7 @@ class _Bench:
             server.terminate()
             server.wait(timeout=60)
             store.close()
-        self.last_cpu_ms = window.per_package_ms
+        self.last_cpu_ms = window.per_package() * 1000
         if len(accepted) < self.count:
             raise RuntimeError(f"{len(accepted)} of {self.count} packages accepted")
         low, high = int(len(accepted) * 0.1), int(len(accepted) * 0.9)

@@ -55,19 +55,16 @@ def evidence_export(document_id: str, config_path: str, sender: str | None,
         with output.open("wb") as out:
             write_container(store, document_id, out, node_id=config.node_id, signer=signer,
                             verifier=node_verifier(config, store), sender=sender)
-    except (EvidenceError, ConfigError) as exc:
+    except BaseException as exc:
         output.unlink(missing_ok=True)  # no half-written container left behind
-        stderr.print(f"[bold red]{exc.code}[/] {escape(exc.message)}")
-        raise SystemExit(EXIT_USAGE) from None
-    except BlobError as exc:  # the log names a package the blob store cannot give back
-        output.unlink(missing_ok=True)
-        stderr.print(f"[bold red]STORE-BLOB-UNREADABLE[/] {escape(str(exc))}")
-        raise SystemExit(EXIT_INVALID) from None
-    except OSError as exc:  # the output cannot be written (a full disk, say)
-        output.unlink(missing_ok=True)
-        raise InputError(str(output), exc.strerror or str(exc)) from None
-    except BaseException:
-        output.unlink(missing_ok=True)
+        if isinstance(exc, EvidenceError | ConfigError):
+            stderr.print(f"[bold red]{exc.code}[/] {escape(exc.message)}")
+            raise SystemExit(EXIT_USAGE) from None
+        if isinstance(exc, BlobError):  # the log names a package the store cannot give back
+            stderr.print(f"[bold red]STORE-BLOB-UNREADABLE[/] {escape(str(exc))}")
+            raise SystemExit(EXIT_INVALID) from None
+        if isinstance(exc, OSError):  # the output cannot be written (a full disk, say)
+            raise InputError(str(output), exc.strerror or str(exc)) from None
         raise
     finally:
         store.close()
