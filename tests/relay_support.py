@@ -61,6 +61,19 @@ def build_network(folder: Path, pki: DevPKI, make_links) -> Network:  # type: ig
     return build_demo_network(folder, pki, make_links)
 
 
+#: a change to a demo document's signed subject ("V/v liên thông…"): not ASCII, so it can
+#: never fall inside the base64 of a certificate or signature value (a plain ``b"V/v"``
+#: did, one generated key in a hundred or so, and the test saw EDX-SIG-UNTRUSTED)
+_SUBJECT, _ALTERED = "V/v liên thông".encode(), "V/x liên thông".encode()
+
+
+def subject_changed(document: bytes) -> bytes:
+    """A signed demo document with one character of its subject changed (its digest no
+    longer matches: ``EDX-SIG-DIGEST``)."""
+    assert _SUBJECT in document, "not a demo document with the usual subject"
+    return document.replace(_SUBJECT, _ALTERED)
+
+
 def network_pki(folder: Path) -> DevPKI:
     return demo_pki(folder)
 

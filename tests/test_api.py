@@ -14,7 +14,7 @@ from docaxis.edxml import parse
 from docaxis.pki import DevPKI
 from docaxis.store import AgencyBinding
 from docaxis.transport import InMemoryBroker
-from tests.relay_support import build_network, network_pki
+from tests.relay_support import build_network, network_pki, subject_changed
 from tests.test_transport import run, wait_until
 
 
@@ -63,7 +63,7 @@ def test_api_flow_and_authorization(tmp_path: Path, pki: DevPKI,
             broken = await api.post("/v1/packages", content=b"<x", headers=auth(sender_token))
             assert broken.status_code == 422 and broken.json()["error"] == "EDX-XML-MALFORMED"
             tampered = await api.post("/v1/packages", headers=auth(sender_token),
-                                      content=document.replace(b"V/v", b"V/x"))
+                                      content=subject_changed(document))
             assert tampered.json()["error"] == "EDX-SIG-DIGEST"
             # 202, and a repeat gets the same acceptance
             first = await api.post("/v1/packages", content=document, headers=auth(sender_token))
@@ -132,7 +132,7 @@ def test_the_package_lane_answers_as_the_declared_routes_do(tmp_path: Path, pki:
             ("/v1/packages", b"x" * (danang.limits.max_bytes + 1), bearer),
             ("/v1/packages", document, {**bearer, "Content-Length": "12x"}),
             ("/v1/packages", b"<x", bearer),
-            ("/v1/packages", document.replace(b"V/v", b"V/x"), bearer),
+            ("/v1/packages", subject_changed(document), bearer),
             ("/v1/status", document, bearer),
             ("/v1/packages", document, bearer),
             ("/v1/packages", document, bearer),  # the repeat: the same acceptance

@@ -17,7 +17,7 @@ from docaxis.dsig import TrustStore, VerificationPolicy, Verifier
 from docaxis.pki import DevPKI
 from docaxis.relay import RelayNode
 from docaxis.transport import InMemoryBroker
-from tests.relay_support import build_network, network_pki
+from tests.relay_support import build_network, network_pki, subject_changed
 from tests.test_relay import FAST
 from tests.test_transport import run, wait_until
 
@@ -68,7 +68,7 @@ def test_health_ready_and_metrics(tmp_path: Path, pki: DevPKI) -> None:
             posted = await api.post("/v1/packages", content=document,
                                     headers={"Authorization": f"Bearer {token}"})
             assert posted.status_code == 202
-            refused = await api.post("/v1/packages", content=document.replace(b"V/v", b"V/x"),
+            refused = await api.post("/v1/packages", content=subject_changed(document),
                                      headers={"Authorization": f"Bearer {token}"})
             assert refused.status_code == 422
             await wait_until(lambda: len(hanoi.store.inbox(RECIPIENT)) == 1, 30)
@@ -123,7 +123,7 @@ def test_a_refusal_is_one_json_event(tmp_path: Path, pki: DevPKI) -> None:
             from docaxis.relay._node import FROM_NODE, KIND, ORIGIN
             from docaxis.transport import Message
 
-            await broker.publish("central", Message(document.replace(b"V/v", b"V/x"), {
+            await broker.publish("central", Message(subject_changed(document), {
                 KIND: "package", ORIGIN: "danang", FROM_NODE: "danang"}))
             await wait_until(lambda: "relay.refused" in stream.getvalue(), 30)
             await network.stop()

@@ -15,7 +15,7 @@ import pytest
 from docaxis.pki import DevPKI
 from docaxis.relay import Rejection
 from docaxis.transport import Broker, InMemoryBroker, RabbitMQBroker, RetryPolicy
-from tests.relay_support import Network, build_network, idle_network, network_pki
+from tests.relay_support import Network, build_network, idle_network, network_pki, subject_changed
 from tests.test_transport import run, wait_until
 
 RABBITMQCTL = shutil.which("rabbitmqctl")
@@ -159,7 +159,7 @@ def test_refusals_at_the_first_node(tmp_path: Path, pki: DevPKI) -> None:
             node.submit(document, agency="000.00.05.H43")  # posting as another agency
         assert caught.value.code == "RELAY-NOT-SENDER"
         with pytest.raises(Rejection) as caught:
-            node.submit(document.replace(b"V/v", b"V/x"), agency="000.00.00.H43")
+            node.submit(subject_changed(document), agency="000.00.00.H43")
         assert caught.value.code == "EDX-SIG-DIGEST"
         with pytest.raises(Rejection) as caught:
             node.submit(b"<not-xml", agency="000.00.00.H43")

@@ -35,7 +35,7 @@ from docaxis.vxp import (
     signed_headers,
     timestamp,
 )
-from tests.relay_support import build_network, network_pki
+from tests.relay_support import build_network, network_pki, subject_changed
 from tests.test_transport import run
 
 SENDER, RECIPIENT, OTHER = "000.01.05.H43", "000.01.07.H01", "000.02.07.H01"
@@ -346,7 +346,7 @@ def test_refusals_answer_fail_with_a_code_and_store_nothing(tmp_path: Path, pki:
             tampered = await client.call("sendEdoc", {
                 "from": SENDER, "servicetype": "eDoc", "messagetype": "edoc",
                 "hash-file": hash_file(document)},
-                body=document.replace(b"V/v", b"V/x") + b"\r\n",
+                body=subject_changed(document) + b"\r\n",
                 content_type="application/octet-stream")
             assert tampered.json()["ErrorCode"] == "VXP-HASH-FILE"
             # the from header names another agency than the package's From
@@ -358,7 +358,7 @@ def test_refusals_answer_fail_with_a_code_and_store_nothing(tmp_path: Path, pki:
             assert mismatch.json()["ErrorDesc"] == \
                 "Don vi gui 000.02.05.H43 khong dung voi ma da dang ky: HT"
             # a package signed by someone else (the digest breaks): the pipeline's code
-            forged = document.replace(b"V/v", b"V/x")
+            forged = subject_changed(document)
             refused = await client.send_edoc(forged, sender=SENDER)
             assert refused["ErrorCode"] == "EDX-SIG-DIGEST" and refused["DocId"] == ""
             # Vietnamese in a refusal still arrives as ASCII (\\u escapes)
