@@ -225,3 +225,51 @@ def test_an_outbox_row_is_claimed_by_one_sweeper_only(store: Store) -> None:
         assert store.pending_outbox()[0].claimed_by == "elsewhere:1:1"
     finally:
         other.close()
+
+
+def test_rows_rendered_once_write_and_read_what_sqlalchemy_would(store: Store) -> None:
+    """The log's INSERTs run on the DB-API cursor (docaxis.store._rows): a row must land as
+    SQLAlchemy's own INSERT writes it (timestamps with their zone, bytes, NULLs), a batch
+    larger than one statement's parameters is split, a conflict is skipped or raised as
+    SQLAlchemy raises it (so that an outage is still told apart from a bad row)."""
+    import datetime as dt
+
+    from sqlalchemy import exc, insert, select
+
+    from docaxis.store._models import BlobChunkRow, InboxRow
+    from docaxis.store._rows import Inserts
+
+    inserts = Inserts(store.engine.dialect)
+    chunks, inbox = BlobChunkRow.__table__, InboxRow.__table__
+    at = dt.datetime(2026, 11, 30, 7, 5, 3, 123456, tzinfo=dt.UTC)
+    rows = [{"sha256": f"{i:064x}", "seq": i, "data": bytes([i % 256]) * (i + 1)}
+            for i in range(7)]
+    sha256 = store.accept(b"<edXML>inbox</edXML>", FACTS, node="hanoi").sha256  # (named)
+    with store.engine.begin() as connection:
+        returned = inserts.run(connection, chunks, rows, skip_conflicts=True,
+                               returning=("seq",))
+        assert sorted(seq for seq, in returned) == list(range(7))
+        # more parameters than one statement takes (SQLite 32,766, PostgreSQL 65,535)
+        many = [{"sha256": "f" * 64, "seq": i, "data": b""} for i in range(22_000)]
+        assert len(inserts.run(connection, chunks, many, returning=("seq",))) == 22_000
+        # a repeat is skipped (nothing returned) or refused as SQLAlchemy refuses it
+        assert inserts.run(connection, chunks, rows[:3], skip_conflicts=True,
+                           returning=("seq",)) == []
+    with pytest.raises(exc.IntegrityError), store.engine.begin() as connection:
+        inserts.run(connection, chunks, rows[:1])
+    with store.engine.begin() as connection:
+        mine = {"agency": "000.00.00.H01", "package_sha256": sha256, "document_id": None,
+                "kind": "document", "state": "new", "created_at": at}
+        inserts.run(connection, inbox, [mine])
+        connection.execute(insert(inbox), [{**mine, "agency": "000.00.00.H02"}])
+        read = {row.agency: row for row in connection.execute(
+            select(inbox.c.agency, inbox.c.document_id, inbox.c.created_at,
+                   inbox.c.acknowledged_at))}
+        stored = {seq: data for seq, data in connection.execute(
+            select(chunks.c.seq, chunks.c.data)
+            .where(chunks.c.sha256.in_([row["sha256"] for row in rows])))}
+    assert stored == {row["seq"]: row["data"] for row in rows}
+    ours, theirs = read["000.00.00.H01"], read["000.00.00.H02"]
+    assert ours[1:] == theirs[1:] and ours.document_id is None
+    assert ours.created_at.replace(tzinfo=ours.created_at.tzinfo or dt.UTC) == at
+

@@ -85,6 +85,7 @@ from docaxis.store._models import (
     StampRow,
     utcnow,
 )
+from docaxis.store._rows import Inserts
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -341,6 +342,8 @@ class Store:
         if sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        #: the message log's INSERTs, rendered once for this database
+        self._inserts = Inserts(self.engine.dialect)
         self.blobs = BlobStore(blobs)
         #: this process, as the owner of the hand-overs it commits
         self.claimant = process_token()
@@ -422,6 +425,18 @@ class Store:
             self._chain_heads.update(self._chain_open)  # committed: the chain's new head
             self._chain_open.clear()
 
+    @contextlib.contextmanager
+    def _writing(self, connection: Connection) -> Iterator[None]:
+        """:meth:`transaction` on a Core connection the caller holds, no ORM session (what
+        a session and a second connection cost to open and commit is most of a small
+        batch's own cost)."""
+        with self._write_lock:
+            self._chain_open.clear()
+            with connection.begin():
+                yield
+            self._chain_heads.update(self._chain_open)  # committed: the chain's new head
+            self._chain_open.clear()
+
     # -- message log -------------------------------------------------------------------
     def accept(
         self, data: bytes, facts: PackageFacts, *, node: str,
@@ -452,107 +467,101 @@ class Store:
         if not items:
             return []
         keys = [business_key(i.facts.sender, i.facts.document_id, i.sha256) for i in items]
-        # what is logged already, and the new bytes, before the writer's turn: SQLite has
-        # one writer at a time (for the whole node), so its turn holds only the inserts.
-        # Another process may log one of these meanwhile: its INSERT below then does
-        # nothing, and the bytes appended here stay unreferenced (harmless, see blobs).
-        with self.engine.connect() as connection:
+        with self.engine.connect() as connection:  # one connection, read then write
+            # what is logged already, and the new bytes, before the writer's turn: SQLite has
+            # one writer at a time (for the whole node), so its turn holds only the inserts.
+            # Another process may log one of these meanwhile: its INSERT below then does
+            # nothing, and the bytes appended here stay unreferenced (harmless, see blobs).
             logged = self._accepted_at(connection, set(keys))
-        fresh: dict[str, int] = {}  # business key -> index of its first occurrence
-        for index, key in enumerate(keys):
-            if key not in logged:
-                fresh.setdefault(key, index)
-        if self.bytes_in_database:  # written below, in the same transaction as the rows
-            refs = {key: BlobRef(key.rsplit("|", 1)[1], IN_DATABASE, 0,
-                                 items[index].size) for key, index in fresh.items()}
-        else:
-            small = {key: index for key, index in fresh.items() if items[index].file is None}
-            refs = dict(zip(small, self.blobs.put_many(
-                [items[i].data for i in small.values()],
-                [key.rsplit("|", 1)[1] for key in small]), strict=True))
-            for key, index in fresh.items():  # a large package: its spool file, moved
-                package_file = items[index].file
-                if package_file is not None:
-                    refs[key] = self.blobs.put_file(package_file.path, package_file.sha256,
-                                                    package_file.size)
-        # Core statements on the session's connection: the ORM's execution path costs
-        # more per statement than the statement itself here
-        with self.transaction() as session:
-            connection = session.connection()
-            now = utcnow()
-            inserted = set(connection.scalars(
-                self._insert(PackageRow).on_conflict_do_nothing()
-                .returning(PackageRow.business_key),
-                [self._package_row(items[index].facts, items[index], key, refs[key], now)
-                 for key, index in fresh.items()]).all()) if fresh else set()
-            outbox: list[dict[str, Any]] = []
-            inbox: list[dict[str, Any]] = []
-            events: list[dict[str, Any]] = []
-            statuses: list[dict[str, Any]] = []
-            for key in (k for k in fresh if k in inserted):  # in the order received
-                item, sha256 = items[fresh[key]], refs[key].sha256
-                facts = item.facts
-                outbox += [{"package_sha256": sha256, "destination_node": destination,
-                            "message_kind": kind, "payload_header": json.dumps(headers),
-                            "state": "pending", "created_at": now,
-                            "claimed_by": self.claimant}
-                           for destination, kind, headers in item.outbox]
-                inbox += [{"agency": agency, "package_sha256": sha256,
-                           "document_id": facts.document_id, "kind": facts.kind,
-                           "state": "new", "created_at": now} for agency in item.inbox]
-                events += [{"package_sha256": sha256, "document_id": facts.document_id,
-                            "document_sender": facts.owner, "node": item.node, "kind": kind,
-                            "agency": agency, "detail": detail, "at": now}
-                           for kind, agency, detail in item.events]
-                events += [{"package_sha256": sha256, "document_id": document_id,
-                            "document_sender": facts.sender, "node": item.node, "kind": kind,
-                            "agency": agency, "detail": detail, "at": now}
-                           for document_id, kind, agency, detail in item.linked]
-                if item.status is not None:
-                    document_id, recipient, code = item.status
-                    statuses.append({"document_id": document_id, "recipient": recipient,
-                                     "document_sender": facts.owner, "status_code": code,
-                                     "receipt_sha256": sha256, "at": now})
-            handovers: dict[str, list[OutboxItem]] = {}
-            if outbox:
-                # ids matched back by (package, destination): asking for them in parameter
-                # order would make SQLAlchemy insert the rows one by one
-                columns = _table(OutboxRow).c
-                ids: dict[tuple[str, str], list[int]] = {}
-                for row_id, sha256, node in sorted(connection.execute(
-                        insert(_table(OutboxRow)).returning(
-                            columns.id, columns.package_sha256, columns.destination_node),
-                        outbox), reverse=True):
-                    ids.setdefault((sha256, node), []).append(row_id)
-                documents = {refs[k].sha256: items[fresh[k]].facts for k in inserted}
-                for row in outbox:
-                    sha256 = row["package_sha256"]
-                    row_id = ids[sha256, row["destination_node"]].pop()  # lowest id first
-                    facts = documents[sha256]
-                    handovers.setdefault(sha256, []).append(OutboxItem(
-                        row_id, sha256, row["destination_node"], row["message_kind"],
-                        json.loads(row["payload_header"]), facts.document_id, self.claimant,
-                        now, facts.owner))
-            if self.bytes_in_database and inserted:
-                chunks = [{"sha256": refs[key].sha256, "seq": seq,
-                           "data": items[fresh[key]].data[start:start + BLOB_CHUNK]}
-                          for key in fresh if key in inserted and items[fresh[key]].file is None
-                          for seq, start in enumerate(range(
-                              0, max(len(items[fresh[key]].data), 1), BLOB_CHUNK))]
-                if chunks:
-                    connection.execute(self._insert(BlobChunkRow).on_conflict_do_nothing(),
-                                       chunks)
-                for key in fresh:  # a large package: one chunk at a time from its file
-                    package_file = items[fresh[key]].file
-                    if key in inserted and package_file is not None:
-                        self._chunks_from_file(connection, package_file)
-            if inbox:  # Core executemany (the ORM's bulk path costs more per row)
-                connection.execute(insert(_table(InboxRow)), inbox)
-            self._append_events(connection, events)
-            if statuses:
-                connection.execute(self._insert(ReceiptRow).on_conflict_do_nothing(), statuses)
-            if len(inserted) < len(fresh):  # another worker logged some first
-                logged.update(self._accepted_at(connection, set(fresh) - inserted))
+            fresh: dict[str, int] = {}  # business key -> index of its first occurrence
+            for index, key in enumerate(keys):
+                if key not in logged:
+                    fresh.setdefault(key, index)
+            if self.bytes_in_database:  # written below, in the same transaction as the rows
+                refs = {key: BlobRef(key.rsplit("|", 1)[1], IN_DATABASE, 0,
+                                     items[index].size) for key, index in fresh.items()}
+            else:
+                small = {key: index for key, index in fresh.items() if items[index].file is None}
+                refs = dict(zip(small, self.blobs.put_many(
+                    [items[i].data for i in small.values()],
+                    [key.rsplit("|", 1)[1] for key in small]), strict=True))
+                for key, index in fresh.items():  # a large package: its spool file, moved
+                    package_file = items[index].file
+                    if package_file is not None:
+                        refs[key] = self.blobs.put_file(package_file.path, package_file.sha256,
+                                                        package_file.size)
+            # rows rendered once, run on the DB-API connection (see _rows): SQLAlchemy's
+            # execution path costs more per statement than the statement itself here
+            with self._writing(connection):
+                now = utcnow()
+                inserted = {key for key, in self._inserts.run(
+                    connection, _table(PackageRow),
+                    [self._package_row(items[index].facts, items[index], key, refs[key], now)
+                     for key, index in fresh.items()],
+                    skip_conflicts=True, returning=("business_key",))}
+                outbox: list[dict[str, Any]] = []
+                inbox: list[dict[str, Any]] = []
+                events: list[dict[str, Any]] = []
+                statuses: list[dict[str, Any]] = []
+                for key in (k for k in fresh if k in inserted):  # in the order received
+                    item, sha256 = items[fresh[key]], refs[key].sha256
+                    facts = item.facts
+                    outbox += [{"package_sha256": sha256, "destination_node": destination,
+                                "message_kind": kind, "payload_header": json.dumps(headers),
+                                "state": "pending", "created_at": now,
+                                "claimed_by": self.claimant}
+                               for destination, kind, headers in item.outbox]
+                    inbox += [{"agency": agency, "package_sha256": sha256,
+                               "document_id": facts.document_id, "kind": facts.kind,
+                               "state": "new", "created_at": now} for agency in item.inbox]
+                    events += [{"package_sha256": sha256, "document_id": facts.document_id,
+                                "document_sender": facts.owner, "node": item.node, "kind": kind,
+                                "agency": agency, "detail": detail, "at": now}
+                               for kind, agency, detail in item.events]
+                    events += [{"package_sha256": sha256, "document_id": document_id,
+                                "document_sender": facts.sender, "node": item.node, "kind": kind,
+                                "agency": agency, "detail": detail, "at": now}
+                               for document_id, kind, agency, detail in item.linked]
+                    if item.status is not None:
+                        document_id, recipient, code = item.status
+                        statuses.append({"document_id": document_id, "recipient": recipient,
+                                         "document_sender": facts.owner, "status_code": code,
+                                         "receipt_sha256": sha256, "at": now})
+                handovers: dict[str, list[OutboxItem]] = {}
+                if outbox:
+                    # ids matched back by (package, destination): asking for them in parameter
+                    # order would make SQLAlchemy insert the rows one by one
+                    ids: dict[tuple[str, str], list[int]] = {}
+                    for row_id, sha256, node in sorted(self._inserts.run(
+                            connection, _table(OutboxRow), outbox,
+                            returning=("id", "package_sha256", "destination_node")), reverse=True):
+                        ids.setdefault((sha256, node), []).append(row_id)
+                    documents = {refs[k].sha256: items[fresh[k]].facts for k in inserted}
+                    for row in outbox:
+                        sha256 = row["package_sha256"]
+                        row_id = ids[sha256, row["destination_node"]].pop()  # lowest id first
+                        facts = documents[sha256]
+                        handovers.setdefault(sha256, []).append(OutboxItem(
+                            row_id, sha256, row["destination_node"], row["message_kind"],
+                            json.loads(row["payload_header"]), facts.document_id, self.claimant,
+                            now, facts.owner))
+                if self.bytes_in_database and inserted:
+                    chunks = [{"sha256": refs[key].sha256, "seq": seq,
+                               "data": items[fresh[key]].data[start:start + BLOB_CHUNK]}
+                              for key in fresh if key in inserted and items[fresh[key]].file is None
+                              for seq, start in enumerate(range(
+                                  0, max(len(items[fresh[key]].data), 1), BLOB_CHUNK))]
+                    self._inserts.run(connection, _table(BlobChunkRow), chunks,
+                                      skip_conflicts=True)
+                    for key in fresh:  # a large package: one chunk at a time from its file
+                        package_file = items[fresh[key]].file
+                        if key in inserted and package_file is not None:
+                            self._chunks_from_file(connection, package_file)
+                self._inserts.run(connection, _table(InboxRow), inbox)
+                self._append_events(connection, events)
+                self._inserts.run(connection, _table(ReceiptRow), statuses, skip_conflicts=True)
+                if len(inserted) < len(fresh):  # another worker logged some first
+                    logged.update(self._accepted_at(connection, set(fresh) - inserted))
         results: list[Acceptance] = []
         for index, key in enumerate(keys):
             sha256 = key.rsplit("|", 1)[1]
@@ -585,14 +594,12 @@ class Store:
             return postgresql.insert(_table(model))
         return sqlite.insert(_table(model))
 
-    @staticmethod
-    def _accepted_at(connection: Connection, keys: set[str]) -> dict[str, dt.datetime]:
+    def _accepted_at(self, connection: Connection, keys: set[str]) -> dict[str, dt.datetime]:
         if not keys:
             return {}
-        columns = _table(PackageRow).c
-        return {key: _aware(at) for key, at in connection.execute(
-            select(columns.business_key, columns.received_at)
-            .where(columns.business_key.in_(keys))).all()}
+        return {key: _aware(at) for key, at in self._inserts.select_in(
+            connection, _table(PackageRow), ("business_key", "received_at"), "business_key",
+            sorted(keys))}
 
     @staticmethod
     def _package_row(facts: PackageFacts, item: Accept, key: str, ref: BlobRef,
@@ -736,7 +743,7 @@ class Store:
         for row in rows:
             row["at"] = row.get("at") or utcnow()
         new_head = link(rows, chain, head)
-        connection.execute(insert(_table(EventRow)), rows)
+        self._inserts.run(connection, _table(EventRow), rows)
         self._chain_open[chain] = new_head
 
     def _chain_id(self) -> str:
