@@ -150,6 +150,37 @@ def test_duplicate_post_gets_the_same_acceptance_and_one_delivery(
     run(scenario())
 
 
+def test_api_submissions_arriving_while_others_are_checked_share_one_transaction(
+    tmp_path: Path, pki: DevPKI,
+) -> None:
+    """Group commit at the API: a submission that arrives while earlier ones are being
+    checked joins their transaction (one ``accepted_at`` for all) instead of waiting
+    for one of its own; a refused one among them takes nobody down with it."""
+    async def scenario() -> None:
+        network, broker = await _start(tmp_path, pki, None)
+        node, sender = network.nodes["danang"], "000.00.00.H43"
+        documents = [network.document(sender, ["000.00.00.H01"], number=f"G{i}")
+                     for i in range(6)]
+        documents[3] = subject_changed(documents[3])
+
+        async def post(document: bytes, turns: int) -> object:
+            for _ in range(turns):  # arrive a few turns of the event loop after the first
+                await asyncio.sleep(0)
+            try:
+                return await node.submit_async(document, agency=sender)
+            except Rejection as refused:
+                return refused
+
+        outcomes = await asyncio.gather(*(post(d, turns) for turns, d in enumerate(documents)))
+        refused = outcomes.pop(3)
+        assert isinstance(refused, Rejection) and refused.code == "EDX-SIG-DIGEST"
+        assert len({outcome.accepted_at for outcome in outcomes}) == 1  # type: ignore[attr-defined]
+        assert not any(outcome.duplicate for outcome in outcomes)  # type: ignore[attr-defined]
+        await _stop(network, broker)
+
+    run(scenario())
+
+
 def test_refusals_at_the_first_node(tmp_path: Path, pki: DevPKI) -> None:
     async def scenario() -> None:
         network, broker = await _start(tmp_path, pki, None)

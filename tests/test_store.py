@@ -228,48 +228,59 @@ def test_an_outbox_row_is_claimed_by_one_sweeper_only(store: Store) -> None:
 
 
 def test_rows_rendered_once_write_and_read_what_sqlalchemy_would(store: Store) -> None:
-    """The log's INSERTs run on the DB-API cursor (docaxis.store._rows): a row must land as
-    SQLAlchemy's own INSERT writes it (timestamps with their zone, bytes, NULLs), a batch
-    larger than one statement's parameters is split, a conflict is skipped or raised as
-    SQLAlchemy raises it (so that an outage is still told apart from a bad row)."""
+    """The log's hot statements run on the DB-API cursor (docaxis.store._rows): a row must
+    land as SQLAlchemy's own INSERT writes it and read back as SQLAlchemy reads it
+    (timestamps with their zone, bytes, NULLs), a batch larger than one statement's
+    parameters is split, a conflict is skipped or raised as SQLAlchemy raises it (so that
+    an outage is still told apart from a bad row)."""
     import datetime as dt
 
     from sqlalchemy import exc, insert, select
 
     from docaxis.store._models import BlobChunkRow, InboxRow
-    from docaxis.store._rows import Inserts
+    from docaxis.store._rows import Rows
 
-    inserts = Inserts(store.engine.dialect)
+    statements = Rows(store.engine.dialect)
     chunks, inbox = BlobChunkRow.__table__, InboxRow.__table__
     at = dt.datetime(2026, 11, 30, 7, 5, 3, 123456, tzinfo=dt.UTC)
     rows = [{"sha256": f"{i:064x}", "seq": i, "data": bytes([i % 256]) * (i + 1)}
             for i in range(7)]
     sha256 = store.accept(b"<edXML>inbox</edXML>", FACTS, node="hanoi").sha256  # (named)
     with store.engine.begin() as connection:
-        returned = inserts.run(connection, chunks, rows, skip_conflicts=True,
-                               returning=("seq",))
+        returned = statements.insert(connection, chunks, rows, skip_conflicts=True,
+                                     returning=("seq",))
         assert sorted(seq for seq, in returned) == list(range(7))
         # more parameters than one statement takes (SQLite 32,766, PostgreSQL 65,535)
         many = [{"sha256": "f" * 64, "seq": i, "data": b""} for i in range(22_000)]
-        assert len(inserts.run(connection, chunks, many, returning=("seq",))) == 22_000
+        assert len(statements.insert(connection, chunks, many, returning=("seq",))) == 22_000
         # a repeat is skipped (nothing returned) or refused as SQLAlchemy refuses it
-        assert inserts.run(connection, chunks, rows[:3], skip_conflicts=True,
-                           returning=("seq",)) == []
+        assert statements.insert(connection, chunks, rows[:3], skip_conflicts=True,
+                                 returning=("seq",)) == []
     with pytest.raises(exc.IntegrityError), store.engine.begin() as connection:
-        inserts.run(connection, chunks, rows[:1])
+        statements.insert(connection, chunks, rows[:1])
+    agencies = ["000.00.00.H01", "000.00.00.H02", "000.00.00.H03"]
     with store.engine.begin() as connection:
-        mine = {"agency": "000.00.00.H01", "package_sha256": sha256, "document_id": None,
+        mine = {"agency": agencies[0], "package_sha256": sha256, "document_id": None,
                 "kind": "document", "state": "new", "created_at": at}
-        inserts.run(connection, inbox, [mine])
-        connection.execute(insert(inbox), [{**mine, "agency": "000.00.00.H02"}])
+        statements.insert(connection, inbox, [mine, {**mine, "agency": agencies[2]}])
+        connection.execute(insert(inbox), [{**mine, "agency": agencies[1]}])
+        statements.update_in(connection, inbox, {"state": "acknowledged",
+                                                 "acknowledged_at": at + dt.timedelta(1)},
+                             "agency", agencies[1:], where={"state": "new"})
+        statements.update_in(connection, inbox, {"acknowledged_at": at}, "agency",
+                             agencies[1:], where={"state": "new"})  # none is new: no change
         read = {row.agency: row for row in connection.execute(
             select(inbox.c.agency, inbox.c.document_id, inbox.c.created_at,
-                   inbox.c.acknowledged_at))}
+                   inbox.c.state, inbox.c.acknowledged_at))}
+        ours = dict(statements.select_in(connection, inbox, ("agency", "created_at"),
+                                         "agency", agencies))
         stored = {seq: data for seq, data in connection.execute(
             select(chunks.c.seq, chunks.c.data)
             .where(chunks.c.sha256.in_([row["sha256"] for row in rows])))}
     assert stored == {row["seq"]: row["data"] for row in rows}
-    ours, theirs = read["000.00.00.H01"], read["000.00.00.H02"]
-    assert ours[1:] == theirs[1:] and ours.document_id is None
-    assert ours.created_at.replace(tzinfo=ours.created_at.tzinfo or dt.UTC) == at
-
+    assert read[agencies[0]][1:] == (None, read[agencies[1]].created_at, "new", None)
+    assert ours == {agency: read[agency].created_at for agency in agencies}
+    assert read[agencies[0]].created_at.replace(tzinfo=dt.UTC) == at
+    assert [(read[a].state, read[a].acknowledged_at) for a in agencies[1:]] == [
+        ("acknowledged", read[agencies[2]].acknowledged_at)] * 2
+    assert read[agencies[2]].acknowledged_at.replace(tzinfo=dt.UTC) == at + dt.timedelta(1)

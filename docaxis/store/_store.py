@@ -85,7 +85,7 @@ from docaxis.store._models import (
     StampRow,
     utcnow,
 )
-from docaxis.store._rows import Inserts
+from docaxis.store._rows import Rows
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -343,7 +343,7 @@ class Store:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         #: the message log's INSERTs, rendered once for this database
-        self._inserts = Inserts(self.engine.dialect)
+        self._rows = Rows(self.engine.dialect)
         self.blobs = BlobStore(blobs)
         #: this process, as the owner of the hand-overs it commits
         self.claimant = process_token()
@@ -494,7 +494,7 @@ class Store:
             # execution path costs more per statement than the statement itself here
             with self._writing(connection):
                 now = utcnow()
-                inserted = {key for key, in self._inserts.run(
+                inserted = {key for key, in self._rows.insert(
                     connection, _table(PackageRow),
                     [self._package_row(items[index].facts, items[index], key, refs[key], now)
                      for key, index in fresh.items()],
@@ -532,7 +532,7 @@ class Store:
                     # ids matched back by (package, destination): asking for them in parameter
                     # order would make SQLAlchemy insert the rows one by one
                     ids: dict[tuple[str, str], list[int]] = {}
-                    for row_id, sha256, node in sorted(self._inserts.run(
+                    for row_id, sha256, node in sorted(self._rows.insert(
                             connection, _table(OutboxRow), outbox,
                             returning=("id", "package_sha256", "destination_node")), reverse=True):
                         ids.setdefault((sha256, node), []).append(row_id)
@@ -551,15 +551,15 @@ class Store:
                               for key in fresh if key in inserted and items[fresh[key]].file is None
                               for seq, start in enumerate(range(
                                   0, max(len(items[fresh[key]].data), 1), BLOB_CHUNK))]
-                    self._inserts.run(connection, _table(BlobChunkRow), chunks,
+                    self._rows.insert(connection, _table(BlobChunkRow), chunks,
                                       skip_conflicts=True)
                     for key in fresh:  # a large package: one chunk at a time from its file
                         package_file = items[fresh[key]].file
                         if key in inserted and package_file is not None:
                             self._chunks_from_file(connection, package_file)
-                self._inserts.run(connection, _table(InboxRow), inbox)
+                self._rows.insert(connection, _table(InboxRow), inbox)
                 self._append_events(connection, events)
-                self._inserts.run(connection, _table(ReceiptRow), statuses, skip_conflicts=True)
+                self._rows.insert(connection, _table(ReceiptRow), statuses, skip_conflicts=True)
                 if len(inserted) < len(fresh):  # another worker logged some first
                     logged.update(self._accepted_at(connection, set(fresh) - inserted))
         results: list[Acceptance] = []
@@ -597,7 +597,7 @@ class Store:
     def _accepted_at(self, connection: Connection, keys: set[str]) -> dict[str, dt.datetime]:
         if not keys:
             return {}
-        return {key: _aware(at) for key, at in self._inserts.select_in(
+        return {key: _aware(at) for key, at in self._rows.select_in(
             connection, _table(PackageRow), ("business_key", "received_at"), "business_key",
             sorted(keys))}
 
@@ -743,7 +743,7 @@ class Store:
         for row in rows:
             row["at"] = row.get("at") or utcnow()
         new_head = link(rows, chain, head)
-        self._inserts.run(connection, _table(EventRow), rows)
+        self._rows.insert(connection, _table(EventRow), rows)
         self._chain_open[chain] = new_head
 
     def _chain_id(self) -> str:
@@ -1066,13 +1066,9 @@ class Store:
         if not items:
             return
         now = utcnow()
-        outbox = _table(OutboxRow).c
-        with self.transaction() as session:
-            connection = session.connection()
-            connection.execute(update(_table(OutboxRow))
-                               .where(outbox.id.in_([i.id for i in items]),
-                                      outbox.state == "pending")
-                               .values(state="sent", sent_at=now))
+        with self.engine.connect() as connection, self._writing(connection):
+            self._rows.update_in(connection, _table(OutboxRow), {"state": "sent", "sent_at": now},
+                                 "id", [i.id for i in items], where={"state": "pending"})
             self._append_events(connection, [
                 {"package_sha256": i.sha256, "document_id": i.document_id,
                  "document_sender": i.document_sender, "node": node,
