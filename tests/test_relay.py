@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import shutil
 import subprocess
@@ -179,6 +180,42 @@ def test_api_submissions_arriving_while_others_are_checked_share_one_transaction
         await _stop(network, broker)
 
     run(scenario())
+
+
+def test_api_submissions_wait_while_the_nodes_hand_overs_lag(
+    tmp_path: Path, pki: DevPKI,
+) -> None:
+    """Backpressure at the API, as at the hop's receiver: while more hand-overs are in
+    flight than the node allows, a new submission waits (its bytes are not piled up in
+    memory behind hand-overs the node cannot send as fast); it is accepted once they
+    drain."""
+    async def scenario() -> None:
+        network, broker = await _start(tmp_path, pki, None)
+        node, sender = network.nodes["danang"], "000.00.00.H43"
+        document = network.document(sender, ["000.00.00.H01"], number="B1")
+        lagging = set(range(10**9, 10**9 + 2 * node.prefetch + 1))  # (no such rows)
+        node.outbox.in_flight.update(lagging)
+        submission = asyncio.ensure_future(node.submit_async(document, agency=sender))
+        done, _ = await asyncio.wait({submission}, timeout=1.0)
+        assert not done and node.store.trace(
+            acceptance_id(network, document)).events == []  # nothing logged meanwhile
+        node.outbox._release([_Row(i) for i in lagging])  # the hand-overs are done
+        acceptance = await asyncio.wait_for(submission, 30)
+        assert not acceptance.duplicate
+        await _stop(network, broker)
+
+    run(scenario())
+
+
+@dataclasses.dataclass(frozen=True)
+class _Row:
+    id: int
+
+
+def acceptance_id(network: Network, document: bytes) -> str:
+    from docaxis.edxml import parse
+
+    return parse(document).package.document_id or ""
 
 
 def test_refusals_at_the_first_node(tmp_path: Path, pki: DevPKI) -> None:

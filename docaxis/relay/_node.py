@@ -354,9 +354,14 @@ class RelayNode:
         packages per second). Larger ones are checked in a worker thread, so that the
         loop never stalls on one.
         """
+        lag = 2 * self.prefetch
         while True:
-            if self._ingress.empty():  # all that has arrived is checked
-                self._commit_ready.set()
+            if self._ingress.empty() or len(self.outbox.in_flight) > lag:
+                self._commit_ready.set()  # all that has arrived is checked (or waits below)
+            # the hand-overs lag: wait for them, as the hop's receiver does, rather than
+            # take on packages this node cannot forward as fast (their bytes wait in
+            # memory, and the sweep would read every row still pending, again and again)
+            await self.outbox.wait_while_lagging(lag)
             batch = [await self._ingress.get()]
             self._commit_ready.clear()
             while len(batch) < self.batch_size and not self._ingress.empty():
