@@ -292,7 +292,12 @@ class _Bench:
                     await self._send_with_vxp_client(base, token, in_flight)
                 else:
                     await self._post_with_httpx(client, base, token, in_flight)
-            rate = await forwarded
+            try:
+                rate = await forwarded
+            except TimeoutError:
+                server.terminate()
+                raise TimeoutError((server.stderr.read() if server.stderr else b"").decode()
+                                   [-3000:]) from None
             accepted = sorted(_acceptance_times(store))
         finally:
             if forwarded is not None:
