@@ -1,7 +1,8 @@
 """Run the benchmarks and print Markdown tables.
 
-``python -m benchmarks [--quick] [validate] [dsig] [hostile] [relay] [instances] [large]`` (no name:
-all of them; ``instances`` needs root and starts a private three-member RabbitMQ cluster).
+``python -m benchmarks [--quick] [validate] [dsig] [hostile] [store] [relay] [instances]
+[large]`` (no name: all of them; ``instances`` needs root and starts a private
+three-member RabbitMQ cluster).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from benchmarks import (
     bench_instances,
     bench_large,
     bench_relay,
+    bench_store,
     bench_validate,
 )
 
@@ -30,6 +32,8 @@ def main(argv: list[str]) -> int:
         print(bench_dsig.run(quick))
     if not only or "hostile" in only:
         print(bench_hostile.run(quick))
+    if not only or "store" in only:
+        print(bench_store.run(quick))
     if not only or "relay" in only:
         print(bench_relay.run(quick))
     if not only or "instances" in only:
