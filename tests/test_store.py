@@ -258,6 +258,9 @@ def test_rows_rendered_once_write_and_read_what_sqlalchemy_would(store: Store) -
                                  returning=("seq",)) == []
     with pytest.raises(exc.IntegrityError), store.engine.begin() as connection:
         statements.insert(connection, chunks, rows[:1])
+    with pytest.raises(ValueError), store.engine.begin() as connection:  # never a column lost
+        statements.insert(connection, chunks, [{"sha256": "e" * 64, "seq": 0, "data": b""},
+                                               {"sha256": "e" * 64, "seq": 1}])
     agencies = ["000.00.00.H01", "000.00.00.H02", "000.00.00.H03"]
     with store.engine.begin() as connection:
         mine = {"agency": agencies[0], "package_sha256": sha256, "document_id": None,

@@ -93,10 +93,15 @@ class Rows:
             What the driver raised, wrapped as SQLAlchemy wraps it (IntegrityError,
             OperationalError, …: an outage is told apart from a bad row as everywhere
             else in the store).
+        ValueError
+            The rows do not all have the same columns (raised before any is written).
         """
         if not rows:
             return []
         keys = tuple(rows[0])
+        columns = set(keys)
+        if any(row.keys() != columns for row in rows):
+            raise ValueError(f"rows for {table.name} do not all have the columns {keys}")
         returned: list[tuple[Any, ...]] = []
         with self._cursor(connection) as cursor:
             for part in _parts(rows, max(1, MAX_PARAMETERS // max(len(keys), 1))):

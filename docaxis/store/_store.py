@@ -342,7 +342,7 @@ class Store:
         if sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-        #: the message log's INSERTs, rendered once for this database
+        #: the message log's hot statements, rendered once for this database (_rows)
         self._rows = Rows(self.engine.dialect)
         self.blobs = BlobStore(blobs)
         #: this process, as the owner of the hand-overs it commits
