@@ -198,7 +198,7 @@ def test_api_submissions_wait_while_the_nodes_hand_overs_lag(
         submission = asyncio.ensure_future(node.submit_async(document, agency=sender))
         done, _ = await asyncio.wait({submission}, timeout=1.0)
         assert not done and node.store.trace(
-            acceptance_id(network, document)).events == []  # nothing logged meanwhile
+            _document_id(document)).events == []  # nothing logged meanwhile
         node.outbox._release([_Row(i) for i in lagging])  # the hand-overs are done
         acceptance = await asyncio.wait_for(submission, 30)
         assert not acceptance.duplicate
@@ -212,7 +212,7 @@ class _Row:
     id: int
 
 
-def acceptance_id(network: Network, document: bytes) -> str:
+def _document_id(document: bytes) -> str:
     from docaxis.edxml import parse
 
     return parse(document).package.document_id or ""
