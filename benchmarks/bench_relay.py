@@ -246,9 +246,7 @@ class _Bench:
                                       self.count, alive=lambda: server.poll() is None,
                                       progress=window.seen)
         except TimeoutError:
-            server.terminate()
-            raise TimeoutError((server.stderr.read() if server.stderr else b"").decode()
-                               [-3000:]) from None
+            raise _stalled(server) from None
         finally:
             server.terminate()
             server.wait(timeout=60)
@@ -295,9 +293,7 @@ class _Bench:
             try:
                 rate = await forwarded
             except TimeoutError:
-                server.terminate()
-                raise TimeoutError((server.stderr.read() if server.stderr else b"").decode()
-                                   [-3000:]) from None
+                raise _stalled(server) from None
             accepted = sorted(_acceptance_times(store))
         finally:
             if forwarded is not None:
@@ -441,6 +437,12 @@ def _side_by_side(rates: dict[str, list[float]], workers: tuple[int, ...], measu
         rows.append(f"| {n} | {max(ours):,.0f}/s | {max(theirs):,.0f}/s | "
                     f"{max(ours) / max(theirs):.2f}× | {each} |")
     return rows
+
+
+def _stalled(server: subprocess.Popen[bytes]) -> TimeoutError:
+    """A round that stalled, saying what the node logged (it is stopped first)."""
+    server.terminate()
+    return TimeoutError((server.stderr.read() if server.stderr else b"").decode()[-3000:])
 
 
 def _serve(config: Path, workers: int = 1) -> subprocess.Popen[bytes]:

@@ -178,6 +178,12 @@ class RelayNode:
                                                  self.verifier, self.limits)
         return pipeline
 
+    @property
+    def _lag_limit(self) -> int:
+        """Hand-overs in flight beyond which neither the hop's receiver nor the API takes
+        more packages."""
+        return 2 * self.prefetch
+
     # -- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
         """Start the node's parts, then consume its inbound queue."""
@@ -354,14 +360,13 @@ class RelayNode:
         packages per second). Larger ones are checked in a worker thread, so that the
         loop never stalls on one.
         """
-        lag = 2 * self.prefetch
         while True:
-            if self._ingress.empty() or len(self.outbox.in_flight) > lag:
+            if self._ingress.empty() or len(self.outbox.in_flight) > self._lag_limit:
                 self._commit_ready.set()  # all that has arrived is checked (or waits below)
             # the hand-overs lag: wait for them, as the hop's receiver does, rather than
             # take on packages this node cannot forward as fast (their bytes wait in
             # memory, and the sweep would read every row still pending, again and again)
-            await self.outbox.wait_while_lagging(lag)
+            await self.outbox.wait_while_lagging(self._lag_limit)
             batch = [await self._ingress.get()]
             self._commit_ready.clear()
             while len(batch) < self.batch_size and not self._ingress.empty():
@@ -530,7 +535,7 @@ class RelayNode:
         the messages it has (unacknowledged), and goes on where it stopped — never
         parking or refusing them for it."""
         while True:
-            await self.outbox.wait_while_lagging(2 * self.prefetch)  # hand-overs lag
+            await self.outbox.wait_while_lagging(self._lag_limit)  # hand-overs lag
             batch = [await self._incoming.get()]
             while len(batch) < self.batch_size and not self._incoming.empty():
                 batch.append(self._incoming.get_nowait())

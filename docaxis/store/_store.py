@@ -418,22 +418,24 @@ class Store:
         extended it has committed — set before the write lock is released, so the next
         writer links to it without reading it back.
         """
-        with self._write_lock:
-            self._chain_open.clear()
-            with self.session() as session, session.begin():
-                yield session
-            self._chain_heads.update(self._chain_open)  # committed: the chain's new head
-            self._chain_open.clear()
+        with self._write_turn(), self.session() as session, session.begin():
+            yield session
 
     @contextlib.contextmanager
     def _writing(self, connection: Connection) -> Iterator[None]:
         """:meth:`transaction` on a Core connection the caller holds, no ORM session (what
         a session and a second connection cost to open and commit is most of a small
         batch's own cost)."""
+        with self._write_turn(), connection.begin():
+            yield
+
+    @contextlib.contextmanager
+    def _write_turn(self) -> Iterator[None]:
+        """This writer's turn (the lock of :meth:`transaction`) around one transaction; the
+        chain head it wrote is remembered once the transaction inside has committed."""
         with self._write_lock:
             self._chain_open.clear()
-            with connection.begin():
-                yield
+            yield  # an exception here (the commit failed) leaves the head as it was
             self._chain_heads.update(self._chain_open)  # committed: the chain's new head
             self._chain_open.clear()
 
@@ -599,7 +601,7 @@ class Store:
             return {}
         return {key: _aware(at) for key, at in self._rows.select_in(
             connection, _table(PackageRow), ("business_key", "received_at"), "business_key",
-            sorted(keys))}
+            list(keys))}
 
     @staticmethod
     def _package_row(facts: PackageFacts, item: Accept, key: str, ref: BlobRef,
