@@ -36,6 +36,19 @@ def test_migrations_create_every_table(store: Store) -> None:
     store.migrate()  # idempotent
 
 
+def test_sqlite_keeps_statement_journals_in_memory(tmp_path: Path) -> None:
+    """A multi-row INSERT's statement journal spilled to a temporary file (created and
+    deleted in /var/tmp, once per transaction): every connection keeps them in memory."""
+    store = Store(f"sqlite:///{tmp_path / 'node.db'}", tmp_path / "blobs")
+    try:
+        with store.engine.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA temp_store").scalar() == 2  # MEMORY
+            assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+    finally:
+        store.close()
+
+
 def test_accept_logs_bytes_outbox_inbox_and_events_atomically(store: Store) -> None:
     data = b"<edXML>exact bytes \xe1\xba\xa1</edXML>"
     acceptance = store.accept(data, FACTS, node="hanoi", outbox=[("central", "package", {"a": "1"})],
