@@ -1549,7 +1549,7 @@ def _sqlite_pragmas(connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA busy_timeout=10000")
     # a statement's journal (what it changed, in case it fails half-way) in memory: on
     # disk, every multi-row INSERT that spills past 64 KiB — most of a transaction's —
-    # created and deleted a file in /var/tmp (strace: one per transaction; measured, a
+    # created and deleted a file in /var/tmp (strace: one per transaction; measured,
     # 12–20 % of accept_many's CPU at 8 packages a transaction, ≈ 10 % of an API
     # submission's). It is bounded by the pages one statement changes.
     cursor.execute("PRAGMA temp_store=MEMORY")
