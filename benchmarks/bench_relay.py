@@ -24,6 +24,7 @@ Needs RabbitMQ and ``rabbitmqctl`` (a vhost of its own, deleted afterwards).
 from __future__ import annotations
 
 import asyncio
+import collections
 import datetime as dt
 import os
 import shutil
@@ -33,6 +34,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -439,18 +441,51 @@ def _side_by_side(rates: dict[str, list[float]], workers: tuple[int, ...], measu
     return rows
 
 
-def _stalled(server: subprocess.Popen[bytes]) -> TimeoutError:
+class _Node(subprocess.Popen[bytes]):
+    """A ``docaxis serve`` process whose stderr is read as it is written, the last
+    :attr:`TAIL` bytes kept: a node that logs an error per request (a store that refuses
+    every commit) would otherwise fill an unread pipe and hang on its next log line —
+    seen here, a round that neither finished nor stopped on SIGTERM."""
+
+    TAIL = 64 * 1024
+
+    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+        super().__init__(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+        self._tail: collections.deque[bytes] = collections.deque()
+        self._kept = 0
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.stderr is not None
+        for line in self.stderr:
+            self._tail.append(line)
+            self._kept += len(line)
+            while self._kept > self.TAIL and len(self._tail) > 1:
+                self._kept -= len(self._tail.popleft())
+
+    def tail(self) -> str:
+        """What the node logged last (all of it, once it has exited)."""
+        if self.poll() is not None:
+            self._reader.join(timeout=5)
+        return b"".join(self._tail).decode(errors="replace")
+
+
+def _stalled(server: _Node) -> TimeoutError:
     """A round that stalled, saying what the node logged (it is stopped first)."""
     server.terminate()
-    return TimeoutError((server.stderr.read() if server.stderr else b"").decode()[-3000:])
+    try:
+        server.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        server.kill()
+    return TimeoutError(server.tail()[-3000:])
 
 
-def _serve(config: Path, workers: int = 1) -> subprocess.Popen[bytes]:
-    # warnings only: the per-package events (INFO) would fill the unread stderr pipe
+def _serve(config: Path, workers: int = 1) -> _Node:
+    # warnings only: the per-package events (INFO) are not what a benchmark reads
     env = {**os.environ, "DOCAXIS_LOG_LEVEL": "WARNING"}
-    return subprocess.Popen([sys.executable, str(ROOT / "cli.py"), "serve", "--config",
-                             str(config), "--workers", str(workers)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    return _Node([sys.executable, str(ROOT / "cli.py"), "serve", "--config", str(config),
+                  "--workers", str(workers)], env)
 
 
 #: commune → district → province → central → province: four hops
