@@ -269,7 +269,8 @@ class _Bench:
         for node in ("central", "hanoi", "danang"):
             await (await self.channel.get_queue(inbound_queue_name(node))).purge()
         port = _free_port()
-        config = self.node_config("central", f"central-{protocol}-{run}-{workers}", port)
+        config = self.node_config("central", f"central-{protocol}-{run}-{workers}-{in_flight}",
+                                  port)
         node_config = NodeConfig.load(config)
         store = node_config.open_store()
         if protocol == "vxp":
@@ -419,6 +420,8 @@ async def _hop(bench: _Bench, rounds: int, workers: tuple[int, ...],
             candidates[f"stamped workers={n}"] = lambda n=n, run=run: bench.hop(
                 n, run, stamped=True)
             candidates[f"ingress workers={n}"] = lambda n=n, run=run: bench.ingress(n, run)
+            candidates[f"ingress64 workers={n}"] = lambda n=n, run=run: bench.ingress(
+                n, run, in_flight=64)
             candidates[f"vxp workers={n}"] = lambda n=n, run=run: bench.ingress(
                 n, run, protocol="vxp")
         for name, measure in candidates.items():
@@ -620,6 +623,11 @@ def run(quick: bool = False) -> str:
     lines += [row + " " + ", ".join(f"{a:,.0f}/s" for a in accepted[f"ingress workers={n}"])
               + " |" for n, row in zip(workers, _side_by_side(
                   rates, workers, "ingress workers={n}", "workers={n}"), strict=True)]
+    lines += ["", "The same with 64 requests in flight (what a node serving many agency "
+              "systems at once sees; the transactions grow with them):", "",
+              "| workers | POST /v1/packages, 64 in flight (best round) | hop (best round) "
+              "| ingress / hop | ingress / hop in each round |", "|---|---:|---:|---:|---|"]
+    lines += _side_by_side(rates, workers, "ingress64 workers={n}", "workers={n}")
     lines += ["", "### CPU per package of the node's processes, steady state (10–90 %), the "
               "same runs", "", "| workers | POST /v1/packages (best round) | hop (best round) "
               "| ingress / hop | ingress / hop in each round |", "|---|---:|---:|---:|---|"]
