@@ -456,22 +456,25 @@ class _Node(subprocess.Popen[bytes]):
         super().__init__(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
         self._tail: collections.deque[bytes] = collections.deque()
         self._kept = 0
+        self._lock = threading.Lock()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
     def _read(self) -> None:
         assert self.stderr is not None
         for line in self.stderr:
-            self._tail.append(line)
-            self._kept += len(line)
-            while self._kept > self.TAIL and len(self._tail) > 1:
-                self._kept -= len(self._tail.popleft())
+            with self._lock:
+                self._tail.append(line)
+                self._kept += len(line)
+                while self._kept > self.TAIL and len(self._tail) > 1:
+                    self._kept -= len(self._tail.popleft())
 
     def tail(self) -> str:
         """What the node logged last (all of it, once it has exited)."""
         if self.poll() is not None:
             self._reader.join(timeout=5)
-        return b"".join(self._tail).decode(errors="replace")
+        with self._lock:
+            return b"".join(self._tail).decode(errors="replace")
 
 
 def _stalled(server: _Node) -> TimeoutError:
@@ -481,6 +484,7 @@ def _stalled(server: _Node) -> TimeoutError:
         server.wait(timeout=30)
     except subprocess.TimeoutExpired:
         server.kill()
+        server.wait()
     return TimeoutError(server.tail()[-3000:])
 
 
@@ -623,8 +627,8 @@ def run(quick: bool = False) -> str:
     lines += [row + " " + ", ".join(f"{a:,.0f}/s" for a in accepted[f"ingress workers={n}"])
               + " |" for n, row in zip(workers, _side_by_side(
                   rates, workers, "ingress workers={n}", "workers={n}"), strict=True)]
-    lines += ["", "The same with 64 requests in flight (what a node serving many agency "
-              "systems at once sees; the transactions grow with them):", "",
+    lines += ["", "The same with 64 requests in flight (more agency systems posting at "
+              "once: each process's batches and transactions grow with them):", "",
               "| workers | POST /v1/packages, 64 in flight (best round) | hop (best round) "
               "| ingress / hop | ingress / hop in each round |", "|---|---:|---:|---:|---|"]
     lines += _side_by_side(rates, workers, "ingress64 workers={n}", "workers={n}")
