@@ -39,7 +39,6 @@ from sqlalchemy import (
     delete,
     event,
     func,
-    insert,
     or_,
     select,
     update,
@@ -728,7 +727,7 @@ class Store:
         if not rows:
             return
         if not self.log_chain:  # unchained: what `audit verify` reports as such
-            connection.execute(insert(_table(EventRow)), rows)
+            self._rows.insert(connection, _table(EventRow), rows)
             return
         chain = self._chain_id()
         head = self._chain_open.get(chain) or self._chain_heads.get(chain)
