@@ -344,7 +344,11 @@ class _Bench:
                 await asyncio.sleep(0.2)
         finally:
             wrk.send_signal(signal.SIGINT)  # wrk reports (its done()) on SIGINT
-            out, err = wrk.communicate(timeout=30)
+            try:
+                out, err = wrk.communicate(timeout=30)
+            except subprocess.TimeoutExpired:  # a wrk whose node is gone can spin on
+                wrk.kill()  # reconnecting and miss SIGINT: never leave it eating a core
+                out, err = wrk.communicate()
         if seen < self.count:
             raise RuntimeError(f"{seen} of {self.count} packages accepted; wrk said: "
                                f"{out.decode()[-500:]} {err.decode()[-1500:]}")

@@ -4,7 +4,10 @@ once. The broker connection is dropped mid-run too."""
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
+import http.client
+import json
 import os
 import shutil
 import signal
@@ -279,6 +282,64 @@ def test_every_worker_process_answers_the_api_and_metrics_sum_over_them(
             metrics = client.get(f"{base}/metrics", headers={"Connection": "close"}).text
             assert 'docaxis_packages_accepted_total{path="api"} 30.0' in metrics, metrics
     wait_until(lambda: cluster.delivered() == 30, 90, "30 deliveries")
+
+
+def test_kept_alive_connections_spread_evenly_over_the_worker_processes(
+    cluster: Cluster,
+) -> None:
+    """``serve --workers 2`` with 16 kept-alive connections placed 12 / 4 on its two
+    processes (the kernel's ``SO_REUSEPORT`` hash leaves such splits as they fall): the
+    process over its share answers ``Connection: close`` until each holds 8, and the
+    reconnections are counted in ``/metrics``. Without the balancing the split stays 12 / 4
+    for as long as the clients keep their connections."""
+    cluster.start("danang", workers=2)
+    port = cluster.ports["danang"]
+
+    def health(connection: http.client.HTTPConnection) -> tuple[int, bool]:
+        """The process that answered, and whether it asked for a new connection."""
+        connection.request("GET", "/health")
+        answer = connection.getresponse()
+        process = json.loads(answer.read())["process"]
+        return process, (answer.getheader("connection") or "").lower() == "close"
+
+    answered: set[int] = set()
+
+    def both_answer() -> bool:  # a new connection each time: the kernel picks a socket
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        answered.add(health(connection)[0])
+        connection.close()
+        return len(answered) == 2
+
+    wait_until(both_answer, 60, "both processes to answer /health")
+    quota: dict[int, int] = {}  # the first process seen gets 12, the other 4
+    kept: list[http.client.HTTPConnection] = []
+    for _ in range(500):
+        if len(kept) == 16:
+            break
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        process, _closing = health(connection)
+        quota.setdefault(process, 12 if not quota else 4)
+        if quota[process] > 0:
+            quota[process] -= 1
+            kept.append(connection)
+        else:
+            connection.close()
+    assert len(kept) == 16 and len(quota) == 2, quota
+
+    def even() -> bool:  # one request on each connection (reopened when it was closed)
+        answers = [health(connection) for connection in kept]
+        held = collections.Counter(process for process, _ in answers)
+        return sorted(held.values()) == [8, 8] and not any(c for _, c in answers)
+
+    try:
+        wait_until(even, 60, "8 connections on each process")
+        metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+        rebalanced = [line for line in metrics.splitlines()
+                      if line.startswith("docaxis_connections_rebalanced_total ")]
+        assert rebalanced and float(rebalanced[0].split()[1]) >= 4, rebalanced
+    finally:
+        for connection in kept:
+            connection.close()
 
 
 def test_a_hung_worker_gives_its_deliveries_back_within_the_heartbeat_bound(

@@ -34,6 +34,7 @@ from docaxis.dsig import (
     Verifier,
 )
 from docaxis.edxml import ParseLimits
+from docaxis.node._balance import BalancedConnections, ConnectionShares
 from docaxis.node._bindings import binding_policy
 from docaxis.node._demo import build_demo_network, connect_broker, demo_pki, run_suffix, wait_for
 from docaxis.node._logging import configure_logging
@@ -588,9 +589,11 @@ def listen_socket(listen: str) -> socket.socket:
     """A listening socket of the node's API (``host:port``; ``[::1]:8100`` for IPv6).
 
     Every process of a node binds its own, with ``SO_REUSEPORT``: the kernel spreads new
-    connections evenly over them. (One socket shared by all would not: asyncio accepts
-    every pending connection at each wake-up, so whichever process wakes first takes the
-    lot — measured, 16 connections of 16 in one process of two.)
+    connections over them by a hash, even on average only (what it leaves uneven,
+    :mod:`docaxis.node._balance` evens out). One socket shared by all would not spread
+    them at all: asyncio accepts every pending connection at each wake-up, so whichever
+    process wakes first takes the lot — measured, 16 connections of 16 in one process of
+    two.
 
     Raises
     ------
@@ -616,17 +619,29 @@ def listen_socket(listen: str) -> socket.socket:
     return sock
 
 
-def _api_server(node: RelayNode, config: NodeConfig) -> Any:
+def _api_server(node: RelayNode, config: NodeConfig, connections: Any = None,
+                slot: int = 0) -> Any:
     """A uvicorn server for the node's API and VXP endpoint (run with
     ``serve(sockets=…)``). Idle keep-alive connections close after 5 s (uvicorn's
-    default): the VXP SDK leaves its connections open (VXP.md §2)."""
+    default): the VXP SDK leaves its connections open (VXP.md §2). With ``connections``
+    (the node's shared connection counts, several processes) and this process's ``slot``
+    in them, a process holding more than its share asks clients to reconnect
+    (:mod:`docaxis.node._balance`)."""
     import uvicorn
 
     from docaxis.api import create_app
 
-    app = create_app(node, systems=config.systems(node.store), vxp_prefix=config.vxp_prefix)
-    return uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False,
-                                         lifespan="off", timeout_keep_alive=5))
+    app: Any = create_app(node, systems=config.systems(node.store),
+                          vxp_prefix=config.vxp_prefix)
+    if connections is not None:
+        def held() -> int:  # the server's own count of its open connections
+            return len(server.server_state.connections)
+
+        app = BalancedConnections(app, ConnectionShares(connections, slot), held,
+                                  node.metrics.rebalanced.inc)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False,
+                                           lifespan="off", timeout_keep_alive=5))
+    return server
 
 
 async def serve(config: NodeConfig, *, ready: Callable[[str], None] | None = None) -> None:
@@ -650,9 +665,11 @@ async def serve(config: NodeConfig, *, ready: Callable[[str], None] | None = Non
     node, pool = await open_node(config, store)
     await node.start()
     spawn = multiprocessing.get_context("spawn")  # a clean interpreter: no inherited state
-    others = _Workers(dataclasses.replace(config, listen=listen), spawn)
+    # how many HTTP connections each process holds (slot 0: this one), to keep them even
+    connections = ConnectionShares.shared(config.workers) if config.workers > 1 else None
+    others = _Workers(dataclasses.replace(config, listen=listen), spawn, connections)
     others.start()
-    server = _api_server(node, config)
+    server = _api_server(node, config, connections, slot=0)
     if ready:
         ready(f"http://{listen}")
     supervisor = asyncio.create_task(others.supervise())
@@ -689,14 +706,16 @@ class _Workers:
     that a worker that cannot start does not spin.
     """
 
-    def __init__(self, config: NodeConfig, context: Any) -> None:
-        self.config, self.context = config, context
+    def __init__(self, config: NodeConfig, context: Any, connections: Any = None) -> None:
+        self.config, self.context, self.connections = config, context, connections
         self.processes: list[Any] = []
         self._backoff: list[float] = []
         self._started_at: list[float] = []
 
     def _spawn(self, slot: int) -> Any:
-        process = self.context.Process(target=run_worker, args=(self.config,),
+        # slot 0 of the shared connection counts is the serving process's
+        process = self.context.Process(target=run_worker,
+                                       args=(self.config, self.connections, slot + 1),
                                        name=f"{self.config.node_id}-{slot + 1}", daemon=True)
         process.start()
         return process
@@ -714,6 +733,8 @@ class _Workers:
             for slot, process in enumerate(self.processes):
                 if process.exitcode is None:
                     continue
+                if self.connections is not None:  # its connections died with it
+                    self.connections[slot + 1] = 0
                 lived = now - self._started_at[slot]
                 if lived > 60:
                     self._backoff[slot] = 1.0
@@ -727,9 +748,10 @@ class _Workers:
                 self._backoff[slot] = min(60.0, self._backoff[slot] * 2)
 
 
-def run_worker(config: NodeConfig) -> None:
+def run_worker(config: NodeConfig, connections: Any = None, slot: int = 1) -> None:
     """A worker process of a node: the API (its own socket on the node's port), consumers,
-    hand-overs and the outbox sweep. Stops (answering the requests it has, letting
+    hand-overs and the outbox sweep; ``connections`` and ``slot`` as in
+    :func:`_api_server`. Stops (answering the requests it has, letting
     in-flight packages finish) on SIGTERM or SIGINT, or when the serving process is gone."""
     import signal
 
@@ -741,7 +763,7 @@ def run_worker(config: NodeConfig) -> None:
         store = config.open_store()
         node, pool = await open_node(config, store, poll_uplink=False)
         await node.start()
-        server = _api_server(node, config)
+        server = _api_server(node, config, connections, slot)
         sock = listen_socket(config.listen)
 
         async def orphaned() -> None:

@@ -18,6 +18,8 @@ Names (all prefixed ``docaxis_``):
 ``log_unstamped_records``           log records waiting for an RFC 3161 stamp (with a TSA)
 ``log_unstamped_seconds``           age of the oldest of them (0: every record stamped)
 ``log_stamp_failing``               1 while the TSA does not stamp (unreachable, refusing)
+``connections_rebalanced_total``    HTTP connections asked to reconnect (``Connection:
+                                    close``): their process held more than its share
 ==================================  =====================================================
 
 A node served by several processes (``workers`` > 1) shares its counters and histograms
@@ -70,6 +72,9 @@ class NodeMetrics:
 
         self.task_restarts = Counter("docaxis_task_restarts", "Background tasks that died "
                                      "and were started again", registry=self.registry)
+        self.rebalanced = Counter("docaxis_connections_rebalanced", "HTTP connections "
+                                  "asked to reconnect because their worker process held "
+                                  "more than its share of the node's", registry=self.registry)
 
     def watch(self, node: RelayNode) -> None:
         """Read the node's state at each scrape."""

@@ -1,0 +1,115 @@
+"""Keeping a node's HTTP connections spread evenly over its worker processes.
+
+Every process of a node listens on the node's port with ``SO_REUSEPORT`` and the kernel
+places each new connection by a hash of its addresses: evenly *on average*, but agency
+systems keep a few connections open for hours (keep-alive), and a few connections hashed
+at random are seldom split evenly — 16 connections over two processes were split 8/8 in
+one round of eight, 5/11 in four (measured with ``ss``). The process holding more does
+more of the work and answers more slowly while the other waits for requests.
+
+:class:`ConnectionShares` is one slot per process in memory shared by the node's
+processes: how many connections each holds. :class:`BalancedConnections` (ASGI) asks the
+client of a process holding more than its share to reconnect, by answering
+``Connection: close`` once the request is served (HTTP/1.1 §9.6; every client library
+reconnects, the request itself is answered normally); the kernel places the new
+connection afresh, so a process over its share sheds connections until none is.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing.sharedctypes
+from collections.abc import Callable
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+_log = logging.getLogger("docaxis.relay")
+
+class ConnectionShares:
+    """How many HTTP connections each process of a node holds: one slot per process.
+
+    Parameters
+    ----------
+    counts
+        Shared memory of ``workers`` integers (``multiprocessing``'s ``RawArray("i", n)``
+        from the serving process, passed to each worker it starts).
+    slot
+        This process's slot (the serving process is 0).
+
+    Examples
+    --------
+    >>> import multiprocessing.sharedctypes as shared
+    >>> counts = shared.RawArray("i", 2)
+    >>> first, second = ConnectionShares(counts, 0), ConnectionShares(counts, 1)
+    >>> second.over_share(5)  # 5 of 5: more than ceil(5 / 2)
+    True
+    >>> first.over_share(11)  # 16 in all: 8 each
+    True
+    >>> second.over_share(8), first.over_share(8)  # the three moved
+    (False, False)
+    """
+
+    def __init__(self, counts: Any, slot: int) -> None:
+        if not 0 <= slot < len(counts):
+            raise ValueError(f"slot {slot} of {len(counts)}")
+        self.counts, self.slot = counts, slot
+        self.counts[slot] = 0
+
+    @classmethod
+    def shared(cls, processes: int) -> Any:
+        """Shared memory for ``processes`` slots, to pass to every process of the node."""
+        return multiprocessing.sharedctypes.RawArray("i", processes)
+
+    def over_share(self, mine: int) -> bool:
+        """Record that this process holds ``mine`` connections; whether that is more than
+        its share (the node's connections divided by its processes, rounded up).
+
+        The other slots are read as last written, without a lock: a count a moment old
+        only delays or repeats one reconnection."""
+        self.counts[self.slot] = mine
+        total: int = sum(self.counts)
+        return mine > -(-total // len(self.counts))
+
+
+class BalancedConnections:
+    """ASGI middleware: a response of a process over its share of the node's connections
+    carries ``Connection: close`` (see the module's docstring).
+
+    Parameters
+    ----------
+    app
+        The node's API.
+    shares
+        This process's slot in the node's shared connection counts.
+    connections
+        How many connections this process holds now (the server's own count).
+    rebalanced
+        Called for each connection asked to reconnect (the node's
+        ``docaxis_connections_rebalanced_total``).
+    """
+
+    def __init__(self, app: ASGIApp, shares: ConnectionShares,
+                 connections: Callable[[], int], rebalanced: Callable[[], None]) -> None:
+        self.app, self.shares, self.connections = app, shares, connections
+        self.rebalanced = rebalanced
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def balanced(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                held = self.connections()
+                if self.shares.over_share(held):
+                    headers = list(message.get("headers", ()))
+                    if not any(name.lower() == b"connection" for name, _ in headers):
+                        message = {**message, "headers": [*headers, (b"connection", b"close")]}
+                        self.rebalanced()
+                        _log.debug("http.rebalanced", extra={
+                            "code": "NODE-REBALANCE", "connections": held,
+                            "slot": self.shares.slot})
+            await send(message)
+
+        await self.app(scope, receive, balanced)
