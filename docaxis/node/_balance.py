@@ -10,7 +10,7 @@ more of the work and answers more slowly while the other waits for requests.
 :class:`ConnectionShares` is one slot per process in memory shared by the node's
 processes: how many connections each holds. :class:`BalancedConnections` (ASGI) asks the
 client of a process holding more than its share to reconnect, by answering
-``Connection: close`` once the request is served (HTTP/1.1 §9.6; every client library
+``Connection: close`` once the request is served (RFC 9112 §9.6; every client library
 reconnects, the request itself is answered normally); the kernel places the new
 connection afresh, so a process over its share sheds connections until none is.
 """
@@ -25,6 +25,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 _log = logging.getLogger("docaxis.relay")
+
 
 class ConnectionShares:
     """How many HTTP connections each process of a node holds: one slot per process.
