@@ -1,6 +1,8 @@
 -- wrk script: POST each signed package of a folder once (0.xml … N-1.xml), spread over
 -- wrk's threads (thread k posts k, k+T, k+2T …); once a thread has posted its share it
--- asks GET /health, which commits nothing. Arguments: folder count token threads [path].
+-- asks GET /health, which commits nothing, once a second (not as fast as it can: the
+-- node's last packages are still being handed over, on the same cores).
+-- Arguments: folder count token threads [path].
 -- With token "-" each package's headers are read from i.hdr ("Name: value" lines: the
 -- signed VXP headers of a sendEdoc), and the body is posted to path as it is.
 local threads = {}
@@ -42,6 +44,13 @@ function init(args)
     table.insert(heads, 1, heads[1])
   end
   posted = 0
+end
+
+function delay()
+  if posted >= #bodies then
+    return 1000
+  end
+  return 0
 end
 
 function request()
