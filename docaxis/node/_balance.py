@@ -57,8 +57,8 @@ class ConnectionShares:
         self.counts, self.slot = counts, slot
         self.counts[slot] = 0
 
-    @classmethod
-    def shared(cls, processes: int) -> Any:
+    @staticmethod
+    def shared(processes: int) -> Any:
         """Shared memory for ``processes`` slots, to pass to every process of the node."""
         return multiprocessing.sharedctypes.RawArray("i", processes)
 
