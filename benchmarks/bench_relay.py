@@ -74,6 +74,12 @@ def _acceptance_times(store: Store) -> list[float]:
         return [at.timestamp() for at in session.scalars(select(PackageRow.received_at))]
 
 
+def _per_transaction(accepted: list[float]) -> float:
+    """Packages per transaction, from their acceptance times: one transaction's packages
+    share its ``received_at`` (:meth:`Store.accept_many` reads the clock once)."""
+    return len(accepted) / len(set(accepted)) if accepted else float("nan")
+
+
 def _accepted_count(store: Store) -> int:
     """How many packages the store holds: one ``count(*)`` (the benchmark shares the node's
     two cores; reading every row 20 times a second took a third of one)."""
@@ -184,6 +190,9 @@ class _Bench:
         #: 202s per second (acceptances alone, hand-overs not waited for) in the last
         #: ingress run
         self.last_accept_rate = float("nan")
+        #: packages per transaction (the node's commit batches) in the last hop or ingress
+        #: run: a transaction's packages share its ``received_at``
+        self.last_per_transaction = float("nan")
 
     async def setup(self) -> None:
         self.pki = demo_pki(self.folder / "keys", key_type="rsa2048")
@@ -253,6 +262,11 @@ class _Bench:
             server.terminate()
             server.wait(timeout=60)
         self.last_cpu_ms = window.per_package() * 1000
+        store = NodeConfig.load(config).open_store(migrate=False)
+        try:
+            self.last_per_transaction = _per_transaction(_acceptance_times(store))
+        finally:
+            store.close()
         return rate
 
     async def ingress(self, workers: int, run: int, in_flight: int = 16,
@@ -307,6 +321,7 @@ class _Bench:
         self.last_cpu_ms = window.per_package() * 1000
         if len(accepted) < self.count:
             raise RuntimeError(f"{len(accepted)} of {self.count} packages accepted")
+        self.last_per_transaction = _per_transaction(accepted)
         low, high = int(len(accepted) * 0.1), int(len(accepted) * 0.9)
         self.last_accept_rate = (high - low) / (accepted[high] - accepted[low])
         return rate
@@ -408,13 +423,15 @@ class _Bench:
 
 async def _hop(bench: _Bench, rounds: int, workers: tuple[int, ...],
                ) -> tuple[dict[str, list[float]], dict[str, list[float]],
-                          dict[str, list[float]]]:
+                          dict[str, list[float]], dict[str, list[float]]]:
     """Every candidate once per round, interleaved; each candidate's rate per round, the
-    CPU per package (ms) of the node's processes in each round of a node candidate, and
-    the rate of 202s in each round of an ingress candidate."""
+    CPU per package (ms) of the node's processes and the packages per transaction in each
+    round of a node candidate, and the rate of 202s in each round of an ingress
+    candidate."""
     rates: dict[str, list[float]] = {}
     cpu: dict[str, list[float]] = {}
     accepted: dict[str, list[float]] = {}
+    batches: dict[str, list[float]] = {}
     for run in range(rounds):
         candidates: dict[str, Callable[[], Awaitable[float]]] = {"raw": bench.raw}
         for n in workers:
@@ -430,10 +447,12 @@ async def _hop(bench: _Bench, rounds: int, workers: tuple[int, ...],
                 n, run, protocol="vxp")
         for name, measure in candidates.items():
             bench.last_cpu_ms = bench.last_accept_rate = float("nan")
+            bench.last_per_transaction = float("nan")
             rates.setdefault(name, []).append(await measure())
             cpu.setdefault(name, []).append(bench.last_cpu_ms)
             accepted.setdefault(name, []).append(bench.last_accept_rate)
-    return rates, cpu, accepted
+            batches.setdefault(name, []).append(bench.last_per_transaction)
+    return rates, cpu, accepted, batches
 
 
 def _side_by_side(rates: dict[str, list[float]], workers: tuple[int, ...], measured: str,
@@ -574,15 +593,15 @@ async def _wait_up(client: httpx.AsyncClient, url: str, timeout: float = 60,
 async def _measure(url: str, folder: Path, count: int, rounds: int, workers: tuple[int, ...],
                    latency_count: int,
                    ) -> tuple[dict[str, list[float]], dict[str, list[float]],
-                              dict[str, list[float]], list[float]]:
+                              dict[str, list[float]], dict[str, list[float]], list[float]]:
     bench = _Bench(url, folder, count)
     await bench.setup()
     try:
-        rates, cpu, accepted = await _hop(bench, rounds, workers)
+        rates, cpu, accepted, batches = await _hop(bench, rounds, workers)
         latencies = await _latency(bench, latency_count, rate=20.0)
     finally:
         await bench.close()
-    return rates, cpu, accepted, latencies
+    return rates, cpu, accepted, batches, latencies
 
 
 def run(quick: bool = False) -> str:
@@ -593,7 +612,7 @@ def run(quick: bool = False) -> str:
     workers = (1, 2)
     count = 2000 if quick else 5000
     try:
-        rates, cpu, accepted, latencies = asyncio.run(_measure(
+        rates, cpu, accepted, batches, latencies = asyncio.run(_measure(
             url, Path(tempfile.mkdtemp()), count, 1 if quick else 3, workers,
             50 if quick else 200))
     finally:
@@ -644,6 +663,19 @@ def run(quick: bool = False) -> str:
         each = ", ".join(f"{o / t:.2f}×" for o, t in zip(ours, theirs, strict=True))
         lines.append(f"| {n} | {min(ours):.2f} ms | {min(theirs):.2f} ms | "
                      f"{min(ours) / min(theirs):.2f}× | {each} |")
+    lines += ["", "### packages per transaction (how the node grouped its commits), the same "
+              "runs", "", "A hop drains a backlog: each process takes up to its batch "
+              "(`prefetch`) at once. An API process groups what is in flight to it: 16 "
+              "requests over two processes are 8 each at most.", "",
+              "| workers | POST /v1/packages, 16 in flight (median round) | 64 in flight | hop | "
+              "in each round (16 / 64 / hop) |", "|---|---:|---:|---:|---|"]
+    for n in workers:
+        rounds = zip(batches[f"ingress workers={n}"], batches[f"ingress64 workers={n}"],
+                     batches[f"workers={n}"], strict=True)
+        lines.append(f"| {n} | {statistics.median(batches[f'ingress workers={n}']):.1f} "
+                     f"| {statistics.median(batches[f'ingress64 workers={n}']):.1f} "
+                     f"| {statistics.median(batches[f'workers={n}']):.1f} | "
+                     + ", ".join(f"{a:.1f} / {b:.1f} / {c:.1f}" for a, b, c in rounds) + " |")
     lines += ["", f"### VXP sendEdoc next to POST /v1/packages, the same node, {count} packages",
               "", f"| workers | sendEdoc, 16 in flight from {'wrk' if WRK else 'VxpClient'} "
               "(best round) | POST /v1/packages (best round) | sendEdoc / POST "
