@@ -61,3 +61,29 @@ async def _asks_only_while_over_the_share() -> None:
         assert len(asked) == 1
         answer = await client.get("/closing")  # closing already: one header, not counted
         assert answer.headers.get_list("connection") == ["close"] and len(asked) == 1
+
+
+def test_a_process_asks_one_client_at_a_time_to_reconnect() -> None:
+    """The responses of one commit batch go out together and read the same count: a
+    process holding 13 of 16 asks one of them to reconnect, not every one, and the next
+    only once the first has had time to be placed (``settle``)."""
+    asyncio.run(_one_at_a_time())
+
+
+async def _one_at_a_time() -> None:
+    counts = ConnectionShares.shared(2)
+    ConnectionShares(counts, 1).over_share(3)
+    now = {"t": 100.0}
+    asked: list[int] = []
+    app = BalancedConnections(_app(), ConnectionShares(counts, 0), lambda: 13,
+                              lambda: asked.append(1), settle=0.1, clock=lambda: now["t"])
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://node") as client:
+        batch = await asyncio.gather(*(client.get("/") for _ in range(8)))
+        closing = [a for a in batch if a.headers.get("connection") == "close"]
+        assert len(closing) == 1 and len(asked) == 1
+        now["t"] += 0.05  # not settled yet: still over the share, nobody else asked
+        assert "connection" not in (await client.get("/")).headers and len(asked) == 1
+        now["t"] += 0.06
+        assert (await client.get("/")).headers["connection"] == "close"
+        assert len(asked) == 2
