@@ -19,8 +19,9 @@ responses of one commit batch go out together and all read the same count (the
 connections asked to close are still open while they are answered), so asking every one of
 them closed 11 connections of a process holding 13 where 5 were too many, and the kernel
 placed their reconnections at random — the processes swapped the excess back and forth
-(measured: 75–268 reconnections in an ingress round of 3,000 packages over 16 connections,
-against 2–10 one at a time).
+(measured, ingress rounds of 3,000 packages over 16 connections: 2–268 reconnections a
+round, 100 in the median round of twelve; one at a time, 1–7 in four, and 8/8 within the
+first second).
 """
 
 from __future__ import annotations
