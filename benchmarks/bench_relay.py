@@ -455,13 +455,22 @@ async def _hop(bench: _Bench, rounds: int, workers: tuple[int, ...],
     return rates, cpu, accepted, batches
 
 
+def _each_round(ours: list[float], theirs: list[float]) -> str:
+    """Each round's ratio, and their median: on a shared machine one round's ratio moves by
+    ±0.15, and the ratio of the best rounds is the kind side of it."""
+    ratios = [o / t for o, t in zip(ours, theirs, strict=True)]
+    return (", ".join(f"{r:.2f}×" for r in ratios)
+            + (f" (median {statistics.median(ratios):.2f}×)" if len(ratios) > 1 else ""))
+
+
 def _side_by_side(rates: dict[str, list[float]], workers: tuple[int, ...], measured: str,
                   against: str) -> list[str]:
-    """Table rows: per worker count, the best rounds of two candidates and their ratios."""
+    """Table rows: per worker count, the best rounds of two candidates and their ratios
+    (of the best rounds; of each round, and the median of those)."""
     rows = []
     for n in workers:
         ours, theirs = rates[measured.format(n=n)], rates[against.format(n=n)]
-        each = ", ".join(f"{o / t:.2f}×" for o, t in zip(ours, theirs, strict=True))
+        each = _each_round(ours, theirs)
         rows.append(f"| {n} | {max(ours):,.0f}/s | {max(theirs):,.0f}/s | "
                     f"{max(ours) / max(theirs):.2f}× | {each} |")
     return rows
@@ -660,7 +669,7 @@ def run(quick: bool = False) -> str:
               "| ingress / hop | ingress / hop in each round |", "|---|---:|---:|---:|---|"]
     for n in workers:
         ours, theirs = cpu[f"ingress workers={n}"], cpu[f"workers={n}"]
-        each = ", ".join(f"{o / t:.2f}×" for o, t in zip(ours, theirs, strict=True))
+        each = _each_round(ours, theirs)
         lines.append(f"| {n} | {min(ours):.2f} ms | {min(theirs):.2f} ms | "
                      f"{min(ours) / min(theirs):.2f}× | {each} |")
     lines += ["", "### packages per transaction (how the node grouped its commits), the same "
