@@ -636,7 +636,7 @@ def run(quick: bool = False) -> str:
              f"| {', '.join(f'{r:,.0f}/s' for r in rates['raw'])} |"]
     for n in workers:
         ours = rates[f"workers={n}"]
-        each = ", ".join(f"{o / r:.2f}×" for o, r in zip(ours, rates["raw"], strict=True))
+        each = _each_round(ours, rates["raw"])
         lines.append(f"| docaxis serve --workers {n} (verify, store, confirmed hand-over, ack) "
                      f"| {max(ours):,.0f} | {max(ours) / raw:.2f}× | {each} |")
     lines += ["", f"### the message log chained by hash: hop with it and without, {count} "

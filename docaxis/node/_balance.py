@@ -123,12 +123,12 @@ class BalancedConnections:
 
         async def balanced(message: Message) -> None:
             if message["type"] == "http.response.start":
-                held = self.connections()
-                if self.shares.over_share(held) and self.clock() >= self._next_ask:
+                held, now = self.connections(), self.clock()
+                if self.shares.over_share(held) and now >= self._next_ask:
                     headers = list(message.get("headers", ()))
                     if not any(name.lower() == b"connection" for name, _ in headers):
                         message = {**message, "headers": [*headers, (b"connection", b"close")]}
-                        self._next_ask = self.clock() + self.settle
+                        self._next_ask = now + self.settle
                         self.rebalanced()
                         _log.debug("http.rebalanced", extra={
                             "code": "NODE-REBALANCE", "connections": held,
