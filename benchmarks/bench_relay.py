@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import datetime as dt
 import os
 import shutil
@@ -39,6 +40,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any, Generic, TypeVar
 
 import aio_pika
 import httpx
@@ -58,6 +60,7 @@ WRK = shutil.which("wrk")
 #: the document system posting through VXP in the benchmark
 VXP_SYSTEM = "BENCH-QLVB"
 ROOT = Path(__file__).resolve().parents[1]
+T = TypeVar("T")
 
 
 def _vhost() -> str:
@@ -108,15 +111,15 @@ def _tree_cpu(pid: int) -> float:
     return total
 
 
-class _Marks:
+class _Marks(Generic[T]):
     """A reading of ``read()`` (a clock, a CPU counter) when 10 % and when 90 % of
     ``count`` packages are through: the steady-state window every throughput here uses
     (start-up and the last stragglers excluded)."""
 
-    def __init__(self, count: int, read: Callable[[], float]) -> None:
+    def __init__(self, count: int, read: Callable[[], T]) -> None:
         self.low, self.high, self.read = count // 10, count * 9 // 10, read
-        self._first: tuple[float, int] | None = None
-        self._last: tuple[float, int] | None = None
+        self._first: tuple[T, int] | None = None
+        self._last: tuple[T, int] | None = None
 
     def seen(self, done: int) -> None:
         """Call as packages get through (``done`` so far)."""
@@ -130,17 +133,82 @@ class _Marks:
     def complete(self) -> bool:
         return self._last is not None
 
-    def per_package(self) -> float:
-        """How much ``read()`` grew per package between the two marks (nan if not both)."""
+    def readings(self) -> tuple[tuple[T, int], tuple[T, int]] | None:
+        """The two readings and the packages through at each (None if not both)."""
         if self._first is None or self._last is None or self._last[1] == self._first[1]:
+            return None
+        return self._first, self._last
+
+    def per_package(self: _Marks[float]) -> float:
+        """How much ``read()`` grew per package between the two marks (nan if not both)."""
+        both = self.readings()
+        if both is None:
             return float("nan")
-        return (self._last[0] - self._first[0]) / (self._last[1] - self._first[1])
+        (first, first_done), (last, last_done) = both
+        return (last - first) / (last_done - first_done)
 
 
-def _cpu_window(pid: int, count: int) -> _Marks:
+def _cpu_window(pid: int, count: int) -> _Marks[float]:
     """The CPU (seconds) a node's processes spend per package in steady state. CPU time,
     unlike a rate, does not move with what else the shared machine runs at the moment."""
     return _Marks(count, lambda: _tree_cpu(pid))
+
+
+#: who used the machine's cores, as :func:`_cores_by_group` counts them
+CORE_GROUPS = ("node", "broker", "load generator", "benchmark", "kernel threads", "other",
+               "idle")
+
+
+def _cpu_by_group(node: int) -> tuple[float, dict[str, float]]:
+    """The clock, and the CPU seconds used so far by each of :data:`CORE_GROUPS`: the node's
+    processes (``node`` and its children), RabbitMQ (``beam.smp``), ``wrk``, this
+    benchmark, kernel threads (writeback, the file system's journal: children of
+    ``kthreadd``), every other process; and the machine's idle time (``/proc/stat``, with
+    I/O wait). Linux ``/proc``."""
+    tick = os.sysconf("SC_CLK_TCK")
+    used = dict.fromkeys(CORE_GROUPS, 0.0)
+    me = str(os.getpid())
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # gone meanwhile
+            continue
+        name = text[text.find("(") + 1:text.rfind(")")]
+        fields = text.rsplit(")", 1)[1].split()
+        pid, parent = stat.parent.name, fields[1]
+        group = ("node" if str(node) in (pid, parent) else
+                 "benchmark" if pid == me else
+                 "broker" if name.startswith("beam") else
+                 "load generator" if name == "wrk" else
+                 "kernel threads" if "2" in (pid, parent) else "other")
+        used[group] += (int(fields[11]) + int(fields[12])) / tick
+    machine = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    used["idle"] = (int(machine[4]) + int(machine[5])) / tick
+    return time.perf_counter(), used
+
+
+def _cores_window(pid: int, count: int) -> _Marks[tuple[float, dict[str, float]]]:
+    """Where the machine's cores went in steady state, node ``pid`` running (see
+    :func:`_cores_used`)."""
+    return _Marks(count, lambda: _cpu_by_group(pid))
+
+
+def _cores_used(window: _Marks[tuple[float, dict[str, float]]]) -> dict[str, float]:
+    """Cores each group kept busy on average between the window's two marks (empty if the
+    window did not close)."""
+    both = window.readings()
+    if both is None:
+        return {}
+    ((start, first), _), ((end, last), _) = both
+    return {group: (last[group] - first[group]) / (end - start) for group in CORE_GROUPS}
+
+
+def _told(*windows: _Marks[Any]) -> Callable[[int], None]:
+    """One ``progress`` callback that tells every window how many packages are through."""
+    def seen(done: int) -> None:
+        for window in windows:
+            window.seen(done)
+    return seen
 
 
 async def _steady_rate(depth: Callable[[], Awaitable[int]], count: int,
@@ -193,6 +261,9 @@ class _Bench:
         #: packages per transaction (the node's commit batches) in the last hop or ingress
         #: run: a transaction's packages share its ``received_at``
         self.last_per_transaction = float("nan")
+        #: where the machine's cores went in the last hop or ingress run (cores busy, by
+        #: group; see :func:`_cpu_by_group`)
+        self.last_cores: dict[str, float] = {}
 
     async def setup(self) -> None:
         self.pki = demo_pki(self.folder / "keys", key_type="rsa2048")
@@ -251,17 +322,19 @@ class _Bench:
                     {"x-docaxis-kind": "package", "x-docaxis-origin": "danang",
                      "x-docaxis-from-node": "danang"})
         server = _serve(config, workers)
-        window = _cpu_window(server.pid, self.count)
+        window, machine = _cpu_window(server.pid, self.count), _cores_window(server.pid,
+                                                                            self.count)
         try:
             rate = await _steady_rate(lambda: self._depth(inbound_queue_name("hanoi")),
                                       self.count, alive=lambda: server.poll() is None,
-                                      progress=window.seen)
+                                      progress=_told(window, machine))
         except TimeoutError:
             raise _stalled(server) from None
         finally:
             server.terminate()
             server.wait(timeout=60)
         self.last_cpu_ms = window.per_package() * 1000
+        self.last_cores = _cores_used(machine)
         store = NodeConfig.load(config).open_store(migrate=False)
         try:
             self.last_per_transaction = _per_transaction(_acceptance_times(store))
@@ -293,14 +366,16 @@ class _Bench:
             token = store.issue_credential("000.00.00.G22")
         server = _serve(config, workers)
         base = f"http://127.0.0.1:{port}"
-        window = _cpu_window(server.pid, self.count)
+        window, machine = _cpu_window(server.pid, self.count), _cores_window(server.pid,
+                                                                            self.count)
         forwarded: asyncio.Task[float] | None = None
         try:
             async with httpx.AsyncClient(timeout=60) as client:
                 await _wait_up(client, f"{base}/health", processes=workers)
                 forwarded = asyncio.create_task(_steady_rate(
                     lambda: self._depth(inbound_queue_name("hanoi")), self.count,
-                    alive=lambda: server.poll() is None, progress=window.seen))
+                    alive=lambda: server.poll() is None,
+                    progress=_told(window, machine)))
                 if WRK is not None:
                     await self._post_with_wrk(base, token, in_flight, store, protocol)
                 elif protocol == "vxp":
@@ -319,6 +394,7 @@ class _Bench:
             server.wait(timeout=60)
             store.close()
         self.last_cpu_ms = window.per_package() * 1000
+        self.last_cores = _cores_used(machine)
         if len(accepted) < self.count:
             raise RuntimeError(f"{len(accepted)} of {self.count} packages accepted")
         self.last_per_transaction = _per_transaction(accepted)
@@ -421,17 +497,23 @@ class _Bench:
         return rate
 
 
-async def _hop(bench: _Bench, rounds: int, workers: tuple[int, ...],
-               ) -> tuple[dict[str, list[float]], dict[str, list[float]],
-                          dict[str, list[float]], dict[str, list[float]]]:
-    """Every candidate once per round, interleaved; each candidate's rate per round, the
-    CPU per package (ms) of the node's processes and the packages per transaction in each
-    round of a node candidate, and the rate of 202s in each round of an ingress
-    candidate."""
-    rates: dict[str, list[float]] = {}
-    cpu: dict[str, list[float]] = {}
-    accepted: dict[str, list[float]] = {}
-    batches: dict[str, list[float]] = {}
+@dataclasses.dataclass
+class _Rounds:
+    """What every round measured, by candidate: its rate; and, for a node candidate, the
+    CPU per package (ms) of the node's processes, the packages per transaction, where the
+    machine's cores went (:func:`_cores_used`), and for an ingress candidate the rate of
+    202s alone."""
+
+    rates: dict[str, list[float]] = dataclasses.field(default_factory=dict)
+    cpu: dict[str, list[float]] = dataclasses.field(default_factory=dict)
+    accepted: dict[str, list[float]] = dataclasses.field(default_factory=dict)
+    batches: dict[str, list[float]] = dataclasses.field(default_factory=dict)
+    cores: dict[str, list[dict[str, float]]] = dataclasses.field(default_factory=dict)
+
+
+async def _hop(bench: _Bench, rounds: int, workers: tuple[int, ...]) -> _Rounds:
+    """Every candidate once per round, interleaved."""
+    measured = _Rounds()
     for run in range(rounds):
         candidates: dict[str, Callable[[], Awaitable[float]]] = {"raw": bench.raw}
         for n in workers:
@@ -448,11 +530,13 @@ async def _hop(bench: _Bench, rounds: int, workers: tuple[int, ...],
         for name, measure in candidates.items():
             bench.last_cpu_ms = bench.last_accept_rate = float("nan")
             bench.last_per_transaction = float("nan")
-            rates.setdefault(name, []).append(await measure())
-            cpu.setdefault(name, []).append(bench.last_cpu_ms)
-            accepted.setdefault(name, []).append(bench.last_accept_rate)
-            batches.setdefault(name, []).append(bench.last_per_transaction)
-    return rates, cpu, accepted, batches
+            bench.last_cores = {}
+            measured.rates.setdefault(name, []).append(await measure())
+            measured.cpu.setdefault(name, []).append(bench.last_cpu_ms)
+            measured.accepted.setdefault(name, []).append(bench.last_accept_rate)
+            measured.batches.setdefault(name, []).append(bench.last_per_transaction)
+            measured.cores.setdefault(name, []).append(bench.last_cores)
+    return measured
 
 
 def _each_round(ours: list[float], theirs: list[float]) -> str:
@@ -461,6 +545,12 @@ def _each_round(ours: list[float], theirs: list[float]) -> str:
     ratios = [o / t for o, t in zip(ours, theirs, strict=True)]
     return (", ".join(f"{r:.2f}×" for r in ratios)
             + (f" (median {statistics.median(ratios):.2f}×)" if len(ratios) > 1 else ""))
+
+
+def _median_cores(rounds: list[dict[str, float]], group: str) -> str:
+    """The median over rounds of the cores ``group`` kept busy ("–" if no round said)."""
+    said = [used[group] for used in rounds if group in used]
+    return f"{statistics.median(said):.2f}" if said else "–"
 
 
 def _side_by_side(rates: dict[str, list[float]], workers: tuple[int, ...], measured: str,
@@ -600,17 +690,15 @@ async def _wait_up(client: httpx.AsyncClient, url: str, timeout: float = 60,
 
 
 async def _measure(url: str, folder: Path, count: int, rounds: int, workers: tuple[int, ...],
-                   latency_count: int,
-                   ) -> tuple[dict[str, list[float]], dict[str, list[float]],
-                              dict[str, list[float]], dict[str, list[float]], list[float]]:
+                   latency_count: int) -> tuple[_Rounds, list[float]]:
     bench = _Bench(url, folder, count)
     await bench.setup()
     try:
-        rates, cpu, accepted, batches = await _hop(bench, rounds, workers)
+        measured = await _hop(bench, rounds, workers)
         latencies = await _latency(bench, latency_count, rate=20.0)
     finally:
         await bench.close()
-    return rates, cpu, accepted, batches, latencies
+    return measured, latencies
 
 
 def run(quick: bool = False) -> str:
@@ -621,11 +709,13 @@ def run(quick: bool = False) -> str:
     workers = (1, 2)
     count = 2000 if quick else 5000
     try:
-        rates, cpu, accepted, batches, latencies = asyncio.run(_measure(
+        measured, latencies = asyncio.run(_measure(
             url, Path(tempfile.mkdtemp()), count, 1 if quick else 3, workers,
             50 if quick else 200))
     finally:
         subprocess.run([RABBITMQCTL, "delete_vhost", vhost], check=False, capture_output=True)
+    rates, cpu, accepted, batches = (measured.rates, measured.cpu, measured.accepted,
+                                     measured.batches)
     p50 = statistics.median(latencies) * 1000
     p99 = sorted(latencies)[max(0, int(len(latencies) * 0.99) - 1)] * 1000
     raw = max(rates["raw"])
@@ -685,6 +775,19 @@ def run(quick: bool = False) -> str:
                      f"| {statistics.median(batches[f'ingress64 workers={n}']):.1f} "
                      f"| {statistics.median(batches[f'workers={n}']):.1f} | "
                      + ", ".join(f"{a:.1f} / {b:.1f} / {c:.1f}" for a, b, c in rounds) + " |")
+    lines += ["", "### where the machine's cores went, the same runs (cores busy on average, "
+              "steady state, median round)", "", "All that runs on the machine, by who ran "
+              "it: the node's processes, RabbitMQ, the load generator (wrk), this benchmark "
+              "(its queue-depth polling), kernel threads (page writeback, the file system's "
+              "journal), anything else; and what stayed idle.", "",
+              "| candidate | " + " | ".join(CORE_GROUPS) + " |",
+              "|---|" + "---:|" * len(CORE_GROUPS)]
+    for n in workers:
+        for label, name in ((f"hop, workers = {n}", f"workers={n}"),
+                            (f"POST, 16 in flight, workers = {n}", f"ingress workers={n}"),
+                            (f"POST, 64 in flight, workers = {n}", f"ingress64 workers={n}")):
+            lines.append(f"| {label} | " + " | ".join(
+                _median_cores(measured.cores[name], group) for group in CORE_GROUPS) + " |")
     lines += ["", f"### VXP sendEdoc next to POST /v1/packages, the same node, {count} packages",
               "", f"| workers | sendEdoc, 16 in flight from {'wrk' if WRK else 'VxpClient'} "
               "(best round) | POST /v1/packages (best round) | sendEdoc / POST "
