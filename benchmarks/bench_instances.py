@@ -28,6 +28,7 @@ import aio_pika
 import psycopg
 
 from benchmarks.bench_relay import ROOT, _fill, _free_port
+from docaxis.node import NodeConfig
 from docaxis.node._demo import build_demo_network, demo_pki
 from docaxis.transport import RabbitMQBroker
 from docaxis.transport._broker import inbound_queue_name
@@ -79,15 +80,11 @@ class _Bench:
         return int(declared.declaration_result.message_count or 0)
 
     def _config(self, name: str, database: str, blobs: str) -> Path:
-        members = ", ".join(f'"{url}"' for url in self.cluster.urls())
-        config = self.folder / f"{name}.toml"
-        config.write_text(
-            f'[node]\nid = "central"\ndirectory = "network.toml"\ndata = "var/{name}"\n'
-            f'database = "{database}"\nblobs = "{blobs}"\namqp_url = [{members}]\n'
-            f'listen = "127.0.0.1:{_free_port()}"\n\n'
-            f'[trust]\nanchors = ["{self.pki.root_path}"]\ncrls = ["{self.pki.crl_folder}"]\n',
-            encoding="utf-8")
-        return config
+        return NodeConfig.new(
+            "central", self.folder, data=f"var/{name}", database=database, blobs=blobs,
+            amqp_url=list(self.cluster.urls()), listen=f"127.0.0.1:{_free_port()}",
+            anchors=[self.pki.root_path], crls=[self.pki.crl_folder],
+        ).write(self.folder / f"{name}.toml")
 
     async def hop(self, instances: int, run: int, blobs: str = "database",
                   ) -> tuple[float, float]:

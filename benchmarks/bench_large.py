@@ -89,13 +89,12 @@ def _node(pki: DevPKI, folder: Path) -> Path:
         Agency("000.00.00.H41", "UBND tỉnh Nghệ An", "central", "province")])
     (folder / "network.toml").write_text(directory.to_toml(), encoding="utf-8")
     nodes = pki.folder / "nodes" / "central"
-    config = folder / "node.toml"
-    config.write_text(
-        f'[node]\nid = "central"\ndirectory = "network.toml"\ndata = "node"\n'
-        f'key = "{nodes / "key.pem"}"\ncertificate = "{nodes / "chain.pem"}"\n\n'
-        f'[trust]\nanchors = ["{pki.root_path}"]\ncrls = ["{pki.crl_folder}"]\n\n'
-        f"[limits]\nmax_package_bytes = {2 << 30}\n", encoding="utf-8")
-    return config
+    from docaxis.node import NodeConfig
+
+    return NodeConfig.new("central", folder, data="node", node_key=nodes / "key.pem",
+                          node_certificate=nodes / "chain.pem", anchors=[pki.root_path],
+                          crls=[pki.crl_folder], max_package_bytes=2 << 30,
+                          ).write(folder / "node.toml")
 
 
 def _log(config: Path, signed: Path) -> str:

@@ -294,16 +294,12 @@ class _Bench:
         """A node.toml for ``node`` on the benchmark's broker, its store in ``var/<data>``
         (``chain``: the message log chained by hash, the default; ``tsa``: its chain heads
         timestamped by the TSA at that URL every second)."""
-        config = self.folder / f"{data}.toml"
-        config.write_text(
-            f'[node]\nid = "{node}"\ndirectory = "network.toml"\ndata = "var/{data}"\n'
-            f'amqp_url = "{self.url}"\nlisten = "127.0.0.1:{port or _free_port()}"\n\n'
-            f'[trust]\nanchors = ["{self.pki.root_path}"]\ncrls = ["{self.pki.crl_folder}"]\n'
-            f'\n[audit]\nchain = {"true" if chain else "false"}\n'
-            + (f'tsa_url = "{tsa}"\ntsa_anchors = ["{self.pki.root_path}"]\n'
-               "stamp_interval = 1\n" if tsa else ""),
-            encoding="utf-8")
-        return config
+        return NodeConfig.new(
+            node, self.folder, data=f"var/{data}", amqp_url=self.url,
+            listen=f"127.0.0.1:{port or _free_port()}", anchors=[self.pki.root_path],
+            crls=[self.pki.crl_folder], log_chain=chain,
+            **({"tsa_url": tsa, "tsa_anchors": [self.pki.root_path], "stamp_interval": 1.0}
+               if tsa else {})).write(self.folder / f"{data}.toml")
 
     async def _depth(self, queue: str) -> int:
         declared = await self.channel.declare_queue(queue, passive=True)

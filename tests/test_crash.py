@@ -23,6 +23,7 @@ import pytest
 
 from docaxis.dsig import Signer
 from docaxis.edxml import DocumentBuilder, ParseLimits, write
+from docaxis.node import NodeConfig
 from docaxis.pki import DevPKI
 from docaxis.store import Store
 from tests.relay_support import free_port, organization, private_vhost, stop_processes
@@ -151,11 +152,9 @@ def _cluster(tmp_path: Path, vhost: str) -> Iterator[Cluster]:
     ports = {node: free_port() for node in ("central", "danang", "hanoi")}
     cluster = Cluster(tmp_path, vhost, pki, ports)
     for node, port in ports.items():
-        cluster.config(node).write_text(
-            f'[node]\nid = "{node}"\ndirectory = "network.toml"\ndata = "var/{node}"\n'
-            f'amqp_url = "amqp://guest:guest@127.0.0.1:5672/{vhost}"\n'
-            f'listen = "127.0.0.1:{port}"\n[trust]\nanchors = ["keys/root/ca.pem"]\n'
-            'crls = ["keys/crl"]\n', encoding="utf-8")
+        NodeConfig.new(node, tmp_path, amqp_url=f"amqp://guest:guest@127.0.0.1:5672/{vhost}",
+                       listen=f"127.0.0.1:{port}", anchors=["keys/root/ca.pem"],
+                       crls=["keys/crl"]).write(cluster.config(node))
     store = cluster.store("danang")
     store.migrate()
     cluster.tokens[SENDER] = store.issue_credential(SENDER)
@@ -374,18 +373,17 @@ def test_a_hung_worker_gives_its_deliveries_back_within_the_heartbeat_bound(
 UNSHARE = shutil.which("unshare")
 
 
-def _two_instances(cluster: Cluster, node: str, url: str, extra: str = "") -> None:
+def _two_instances(cluster: Cluster, node: str, url: str, **settings: int) -> None:
     """``<node>.toml`` and ``<node>-b.toml``: two instances of ``node`` on the PostgreSQL
-    database ``url``, with their own data folders and ports (lease 2 s)."""
+    database ``url``, with their own data folders and ports (lease 2 s; ``settings``: more
+    of :class:`NodeConfig`'s)."""
     cluster.ports[f"{node}-b"] = free_port()
     for instance, data in ((node, f"{node}-a"), (f"{node}-b", f"{node}-b")):
-        cluster.config(instance).write_text(
-            f'[node]\nid = "{node}"\ndirectory = "network.toml"\ndata = "var/{data}"\n'
-            f'database = "{url}"\nlease = 2\n{extra}'
-            f'amqp_url = "amqp://guest:guest@127.0.0.1:5672/{cluster.vhost}"\n'
-            f'listen = "127.0.0.1:{cluster.ports[instance]}"\n'
-            '[trust]\nanchors = ["keys/root/ca.pem"]\ncrls = ["keys/crl"]\n',
-            encoding="utf-8")
+        NodeConfig.new(node, cluster.folder, data=f"var/{data}", database=url, lease=2,
+                       amqp_url=f"amqp://guest:guest@127.0.0.1:5672/{cluster.vhost}",
+                       listen=f"127.0.0.1:{cluster.ports[instance]}",
+                       anchors=["keys/root/ca.pem"], crls=["keys/crl"], **settings,
+                       ).write(cluster.config(instance))
 
 
 @pytest.mark.parametrize("apart", [False, True], ids=["one-host", "own-process-table"])
@@ -452,7 +450,7 @@ def test_an_instance_frozen_past_the_bounds_loses_nothing_and_doubles_nothing(
     from tests.pg_support import pg_database
 
     with pg_database() as (_name, url):
-        _two_instances(cluster, "central", url, "heartbeat = 2\n")
+        _two_instances(cluster, "central", url, heartbeat=2)
         for instance in ("central", "central-b", "danang", "hanoi"):
             cluster.start(instance)
         frozen = cluster.processes["central"].pid

@@ -30,6 +30,7 @@ from docaxis.evidence import (
     verify_container,
     write_container,
 )
+from docaxis.node import NodeConfig
 from docaxis.pki import DevPKI, DevTimestampAuthority, load_certificates, serve_tsa
 from docaxis.relay import LogStamper
 from tests.relay_support import Network, build_network, network_pki
@@ -206,13 +207,10 @@ def _node_config(network: Network, pki: DevPKI, folder: Path) -> Path:
     nodes = pki.folder / "nodes" / "danang"
     config = folder / "node.toml"
     (folder / "network.toml").write_text(network.directory.to_toml(), encoding="utf-8")
-    config.write_text(
-        f'[node]\nid = "danang"\ndirectory = "network.toml"\ndata = "{data}"\n'
-        f'database = "{danang.store.engine.url}"\n'
-        f'key = "{nodes / "key.pem"}"\ncertificate = "{nodes / "chain.pem"}"\n\n'
-        f'[trust]\nanchors = ["{pki.root_path}"]\ncrls = ["{pki.crl_folder}"]\n',
-        encoding="utf-8")
-    return config
+    return NodeConfig.new("danang", folder, data=data,
+                          database=str(danang.store.engine.url),
+                          node_key=nodes / "key.pem", node_certificate=nodes / "chain.pem",
+                          anchors=[pki.root_path], crls=[pki.crl_folder]).write(config)
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:

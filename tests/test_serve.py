@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 
+from docaxis.node import NodeConfig
 from docaxis.pki import DevPKI
 from tests.relay_support import free_port, organization
 
@@ -30,10 +31,8 @@ def test_serve_a_single_node_and_use_its_api(tmp_path: Path) -> None:
         '[[agency]]\ncode = "000.00.05.H43"\nname = "UBND huyện Hòa Vang"\nnode = "danang"\n',
         encoding="utf-8")
     port = free_port()
-    (tmp_path / "node.toml").write_text(
-        f'[node]\nid = "danang"\ndirectory = "network.toml"\ndata = "var/danang"\n'
-        f'listen = "127.0.0.1:{port}"\n\n[trust]\nanchors = ["keys/root/ca.pem"]\n'
-        'crls = ["keys/crl"]\n', encoding="utf-8")
+    NodeConfig.new("danang", tmp_path, listen=f"127.0.0.1:{port}",
+                   anchors=["keys/root/ca.pem"], crls=["keys/crl"]).write(tmp_path / "node.toml")
     config = str(tmp_path / "node.toml")
     cli = [sys.executable, str(ROOT / "cli.py")]
     sender_token = subprocess.run([*cli, "token", "--config", config, "--agency",

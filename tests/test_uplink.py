@@ -122,17 +122,15 @@ def _axis(tmp_path: Path, vhost: str) -> Iterator[Axis]:
         encoding="utf-8")
     ports = {"national": free_port(), "hanoi": free_port()}
     amqp = f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
-    trust = '[trust]\nanchors = ["keys/root/ca.pem"]\ncrls = ["keys/crl"]\n'
-    (tmp_path / "national.toml").write_text(
-        f'[node]\nid = "national"\ndirectory = "national-net.toml"\ndata = "var/national"\n'
-        f'amqp_url = "{amqp}"\nlisten = "127.0.0.1:{ports["national"]}"\n{trust}',
-        encoding="utf-8")
-    (tmp_path / "hanoi.toml").write_text(
-        f'[node]\nid = "hanoi"\ndirectory = "hanoi-net.toml"\ndata = "var/hanoi"\n'
-        f'amqp_url = "{amqp}"\nlisten = "127.0.0.1:{ports["hanoi"]}"\n{trust}'
-        f'[uplink]\nnode = "national"\nendpoint = "http://127.0.0.1:{ports["national"]}/vxp"\n'
-        'system_id = "HANOI-UPLINK"\nsecret_file = "hanoi-uplink.secret"\n'
-        'poll_interval = 0.2\n', encoding="utf-8")
+    trust = {"anchors": ["keys/root/ca.pem"], "crls": ["keys/crl"]}
+    NodeConfig.new("national", tmp_path, directory="national-net.toml", amqp_url=amqp,
+                   listen=f"127.0.0.1:{ports['national']}", **trust,
+                   ).write(tmp_path / "national.toml")
+    NodeConfig.new("hanoi", tmp_path, directory="hanoi-net.toml", amqp_url=amqp,
+                   listen=f"127.0.0.1:{ports['hanoi']}", **trust, uplink_node="national",
+                   uplink_endpoint=f"http://127.0.0.1:{ports['national']}/vxp",
+                   uplink_system_id="HANOI-UPLINK", uplink_secret_file="hanoi-uplink.secret",
+                   uplink_poll=0.2).write(tmp_path / "hanoi.toml")
     fixture = Axis(tmp_path, pki, ports)
     national = NodeConfig.load(tmp_path / "national.toml")
     store = national.open_store()

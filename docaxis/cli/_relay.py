@@ -175,6 +175,69 @@ def node_group() -> None:
     """Operating a node."""
 
 
+@node_group.command("init")
+@click.option("--id", "node_id", required=True, help="The node's id in the directory.")
+@click.option("-o", "--output", default="node.toml", show_default=True,
+              type=click.Path(dir_okay=False), help="The file to write.")
+@click.option("--directory", default=None,
+              help="The network's directory (default: network.toml beside the file).")
+@click.option("--data", default=None, help="The node's data folder (default: var/<id> "
+              "beside the file): blob log, and SQLite without --database.")
+@click.option("--database", default=None,
+              help="SQLAlchemy URL of the node's database (default: SQLite in --data).")
+@click.option("--amqp-url", "amqp_urls", multiple=True,
+              help="The broker (the node's vhost); repeat for the members of a cluster.")
+@click.option("--listen", default="127.0.0.1:8100", show_default=True,
+              help="host:port of the API and the VXP endpoint.")
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Processes, each serving the API and consuming (≈ one per core).")
+@click.option("--key", default=None, help="The node certificate's key (signs hop receipts).")
+@click.option("--certificate", default=None, help="The node certificate (or its chain).")
+@click.option("--anchor", "anchors", multiple=True,
+              help="A trust anchor: the signature CA's root certificate (repeat).")
+@click.option("--crl", "crls", multiple=True, help="A CRL file or folder (repeat).")
+@click.option("--force", is_flag=True, help="Replace an existing file.")
+def node_init_command(node_id: str, output: str, directory: str | None, data: str | None,
+                      database: str | None, amqp_urls: tuple[str, ...], listen: str,
+                      workers: int, key: str | None, certificate: str | None,
+                      anchors: tuple[str, ...], crls: tuple[str, ...], force: bool) -> None:
+    """Write a node.toml (paths given here are relative to the current folder; in the
+    file, to the file's folder), read it back as serve reads it, and say what to run
+    next. An existing file is kept unless --force."""
+    target = Path(output).absolute()
+    if target.exists() and not force:
+        stderr.print(f"[bold red]CONFIG-EXISTS[/] {escape(str(target))} exists; give --force "
+                     "to replace it")
+        raise SystemExit(EXIT_USAGE)
+    if (key is None) != (certificate is None):
+        raise click.UsageError("--key and --certificate go together")
+
+    def here(path: str) -> Path:
+        return Path(path).absolute()
+
+    settings: dict[str, object] = {"listen": listen, "workers": workers,
+                                   "anchors": [here(a) for a in anchors],
+                                   "crls": [here(c) for c in crls]}
+    if directory is not None:
+        settings["directory"] = here(directory)
+    if data is not None:
+        settings["data"] = here(data)
+    if database is not None:
+        settings["database"] = database
+    if amqp_urls:
+        settings["amqp_url"] = list(amqp_urls)
+    if key is not None and certificate is not None:
+        settings["node_key"], settings["node_certificate"] = here(key), here(certificate)
+    NodeConfig.new(node_id, target.parent, **settings).write(target)
+    try:
+        NodeConfig.load(target)
+    except ConfigError as exc:
+        stderr.print(f"[bold red]{exc.code}[/] {escape(exc.message)}")
+        raise SystemExit(EXIT_USAGE) from None
+    stdout.print(f"wrote {escape(output)}; next: docaxis db upgrade --config "
+                 f"{escape(output)}, then docaxis node check --config {escape(output)}")
+
+
 @node_group.command("check")
 @_REQUIRED_CONFIG
 def node_check_command(config_path: str) -> None:

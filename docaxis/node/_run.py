@@ -36,6 +36,7 @@ from docaxis.dsig import (
 from docaxis.edxml import ParseLimits
 from docaxis.node._balance import BalancedConnections, ConnectionShares
 from docaxis.node._bindings import binding_policy
+from docaxis.node._config_file import node_toml, write_node_toml
 from docaxis.node._demo import build_demo_network, connect_broker, demo_pki, run_suffix, wait_for
 from docaxis.node._logging import configure_logging
 from docaxis.pki import DevTimestampAuthority, TimestampServer, serve_tsa
@@ -235,6 +236,45 @@ class NodeConfig:
                    log_chain=audit.get("chain", True), tsa_url=tsa_url,
                    tsa_anchors=tuple(base / a for a in tsa_anchors),
                    stamp_interval=float(interval), max_package_bytes=max_package_bytes)
+
+    @classmethod
+    def new(cls, node_id: str, folder: Path | str, **settings: Any) -> NodeConfig:
+        """A configuration as a ``node.toml`` in ``folder`` gives it: what the file leaves
+        out takes :meth:`load`'s defaults (directory ``network.toml``, data
+        ``var/<id>``, SQLite in the data folder, listen ``127.0.0.1:8100``); ``settings``
+        are this class's fields, paths (str or Path) relative to ``folder`` as in the
+        file, absolute ones as they are. Written with :meth:`to_toml`.
+
+        Examples
+        --------
+        >>> NodeConfig.new("hanoi", "nodes", workers=2).data.as_posix()
+        'nodes/var/hanoi'
+        """
+        base = Path(folder)
+        data = base / settings.pop("data", f"var/{node_id}")
+        fields: dict[str, Any] = {"directory": "network.toml",
+                                  "database": f"sqlite:///{data / 'node.db'}",
+                                  "amqp_url": None, "listen": "127.0.0.1:8100",
+                                  "anchors": (), "crls": (), **settings}
+        for name in ("directory", "node_key", "node_certificate", "vxp_secret_key",
+                     "uplink_secret_file"):
+            if isinstance(fields.get(name), str | Path):
+                fields[name] = base / fields[name]
+        for name in ("anchors", "crls", "tsa_anchors"):
+            fields[name] = tuple(base / p for p in fields.get(name, ()))
+        if isinstance(fields["amqp_url"], list | tuple):  # the members of one cluster
+            fields["amqp_url"] = " ".join(fields["amqp_url"])
+        return cls(node_id=node_id, data=data, **fields)
+
+    def to_toml(self, folder: Path | str) -> str:
+        """This configuration as the text of a ``node.toml`` in ``folder``, which
+        :meth:`load` reads back as it (see :func:`docaxis.node._config_file.node_toml`)."""
+        return node_toml(self, folder)
+
+    def write(self, path: Path | str) -> Path:
+        """Write this configuration as the ``node.toml`` at ``path`` (mode 0640) and
+        return the path: :meth:`load` reads it back as it."""
+        return write_node_toml(self, path)
 
     @property
     def limits(self) -> ParseLimits:
