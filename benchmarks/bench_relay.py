@@ -154,7 +154,7 @@ def _cpu_window(pid: int, count: int) -> _Marks[float]:
     return _Marks(count, lambda: _tree_cpu(pid))
 
 
-#: who used the machine's cores, as :func:`_cores_by_group` counts them
+#: who used the machine's cores, as :func:`_cpu_by_group` counts them
 CORE_GROUPS = ("node", "broker", "load generator", "benchmark", "kernel threads", "other",
                "idle")
 

@@ -35,7 +35,7 @@ def node_toml(config: NodeConfig, folder: Path | str) -> str:
     --------
     >>> from docaxis.node import NodeConfig
     >>> config = NodeConfig.new("hanoi", "nodes", anchors=["keys/root/ca.pem"])
-    >>> print(node_toml(config, "nodes"))  # doctest: +ELLIPSIS
+    >>> print(node_toml(config, "nodes"))
     [node]
     id = "hanoi"
     directory = "network.toml"  # nodes, parents and agencies
@@ -57,9 +57,9 @@ def node_toml(config: NodeConfig, folder: Path | str) -> str:
     def key(name: str, value: Any, comment: str = "") -> None:
         lines.append(f"{name} = {_value(value)}" + (f"  # {comment}" if comment else ""))
 
-    def path(value: Path) -> str:
+    def path(value: Path) -> str:  # elsewhere: absolute (a relative one is the shell's)
         return value.relative_to(base).as_posix() if value.is_relative_to(base) \
-            else value.as_posix()
+            else value.absolute().as_posix()
 
     key("id", config.node_id)
     if config.directory is not None:
