@@ -2,7 +2,8 @@
 
 A package's structure is small; what makes it large is attachment content: long runs of
 base64 text. :func:`parse_file` reads the file once in chunks and cuts every long run of
-base64 text that stands alone between two tags (``>…<``) out of what libxml2 will see,
+base64 text that stands alone between two tags (``>…<``), or alone in a CDATA section
+(``<![CDATA[…]]>``: some document systems write attachments so), out of what libxml2 will see,
 leaving in its place a *marker*: a random string, new for each read, of the same kind
 (valid base64 when the text was, 25 base64 characters when it was not). What remains — the
 *skeleton* — is parsed by :func:`docaxis.edxml.parse` with every defence of the
@@ -50,7 +51,10 @@ CUT_AT: Final = 64 * 1024
 _B64 = rb"A-Za-z0-9+/= \t\r\n"
 _NOT_B64 = re.compile(rb"[^" + _B64 + rb"]")
 _B64_BYTES = (string.ascii_letters + string.digits + "+/= \t\r\n").encode()
-_TAIL = re.compile(rb">[" + _B64 + rb"]*\Z")
+#: what a chunk may end with that a run could start from: kept for the next chunk (a
+#: run's opener, ``>`` or ``<![CDATA[`` — whole or in part — and the text after it)
+_TAIL = re.compile(rb"(?:>|<!\[CDATA\[)[" + _B64 + rb"]*\Z|<[!\[CDAT]{0,8}\Z")
+_CDATA = b"<![CDATA["
 _CONTENT = q("ContentTransferEncoded")
 _ATTACHMENT = q("Attachment")
 _ALPHANUMERIC = string.ascii_letters + string.digits
@@ -145,12 +149,15 @@ class StreamedSource:
 
 
 class _Run:
-    """A run of base64 characters being read: checked, decoded and hashed as it passes."""
+    """A run of base64 characters being read: checked, decoded and hashed as it passes.
+    ``closer`` is the byte that ends it as the whole text it stands for: ``<`` after a
+    tag's ``>``, ``]`` (of ``]]>``) in a CDATA section."""
 
-    __slots__ = ("decoded", "length", "newlines", "offset", "problem", "sha256", "size")
+    __slots__ = ("closer", "decoded", "length", "newlines", "offset", "problem", "sha256",
+                 "size")
 
-    def __init__(self, offset: int) -> None:
-        self.offset = offset
+    def __init__(self, offset: int, closer: bytes) -> None:
+        self.offset, self.closer = offset, closer
         self.length = self.size = self.newlines = 0
         self.decoded = Base64Stream()
         self.sha256 = hashlib.sha256()
@@ -228,7 +235,7 @@ def scan(path: str | os.PathLike[str], *, max_bytes: int, max_structure_bytes: i
 
     def end_run(current: _Run, terminator: bytes) -> None:
         current.finish()
-        if terminator != b"<":  # not text between two tags: the bytes go back as they are
+        if terminator != current.closer:  # not a whole text: the bytes go back as they are
             for block in FileRegion(name, current.offset, current.length, 0, "").raw():
                 grow(block)
             return
@@ -263,9 +270,10 @@ def scan(path: str | os.PathLike[str], *, max_bytes: int, max_structure_bytes: i
                 break
             pattern = _long_run(cut_at)
             for found in pattern.finditer(buf, position):
-                grow(buf[position:found.start() + 1])  # up to and with the '>'
-                run = _Run(start + found.start() + 1)
-                run.feed(buf[found.start() + 1:found.end()])
+                opened = found.start() + len(found.group(1))
+                grow(buf[position:opened])  # up to and with the '>' or '<![CDATA['
+                run = _Run(start + opened, b"]" if found.group(1) == _CDATA else b"<")
+                run.feed(buf[opened:found.end()])
                 if found.end() < len(buf):
                     end_run(run, buf[found.end():found.end() + 1])
                     run = None
@@ -288,7 +296,8 @@ _PATTERNS: dict[int, re.Pattern[bytes]] = {}
 def _long_run(cut_at: int) -> re.Pattern[bytes]:
     pattern = _PATTERNS.get(cut_at)
     if pattern is None:
-        pattern = _PATTERNS[cut_at] = re.compile(rb">[" + _B64 + rb"]{%d,}" % cut_at)
+        pattern = _PATTERNS[cut_at] = re.compile(
+            rb"(>|<!\[CDATA\[)[" + _B64 + rb"]{%d,}" % cut_at)
     return pattern
 
 
