@@ -40,7 +40,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 import aio_pika
 import httpx
@@ -96,21 +96,6 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _tree_cpu(pid: int) -> float:
-    """CPU seconds (user + system) used so far by process ``pid`` and its children (a node's
-    worker processes are children of its ``serve``); Linux ``/proc``."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:  # gone meanwhile
-            continue
-        if stat.parent.name == str(pid) or fields[1] == str(pid):  # itself, or its child
-            total += (int(fields[11]) + int(fields[12])) / tick
-    return total
-
-
 class _Marks(Generic[T]):
     """A reading of ``read()`` (a clock, a CPU counter) when 10 % and when 90 % of
     ``count`` packages are through: the steady-state window every throughput here uses
@@ -148,12 +133,6 @@ class _Marks(Generic[T]):
         return (last - first) / (last_done - first_done)
 
 
-def _cpu_window(pid: int, count: int) -> _Marks[float]:
-    """The CPU (seconds) a node's processes spend per package in steady state. CPU time,
-    unlike a rate, does not move with what else the shared machine runs at the moment."""
-    return _Marks(count, lambda: _tree_cpu(pid))
-
-
 #: who used the machine's cores, as :func:`_cpu_by_group` counts them
 CORE_GROUPS = ("node", "broker", "load generator", "benchmark", "kernel threads", "other",
                "idle")
@@ -189,7 +168,7 @@ def _cpu_by_group(node: int) -> tuple[float, dict[str, float]]:
 
 def _cores_window(pid: int, count: int) -> _Marks[tuple[float, dict[str, float]]]:
     """Where the machine's cores went in steady state, node ``pid`` running (see
-    :func:`_cores_used`)."""
+    :func:`_cores_used`, :func:`_node_cpu_ms`)."""
     return _Marks(count, lambda: _cpu_by_group(pid))
 
 
@@ -203,12 +182,15 @@ def _cores_used(window: _Marks[tuple[float, dict[str, float]]]) -> dict[str, flo
     return {group: (last[group] - first[group]) / (end - start) for group in CORE_GROUPS}
 
 
-def _told(*windows: _Marks[Any]) -> Callable[[int], None]:
-    """One ``progress`` callback that tells every window how many packages are through."""
-    def seen(done: int) -> None:
-        for window in windows:
-            window.seen(done)
-    return seen
+def _node_cpu_ms(window: _Marks[tuple[float, dict[str, float]]]) -> float:
+    """The CPU (ms) the node's processes spent per package between the window's marks (nan
+    if it did not close). CPU time, unlike a rate, does not move with what else the shared
+    machine runs at the moment."""
+    both = window.readings()
+    if both is None:
+        return float("nan")
+    ((_, first), first_done), ((_, last), last_done) = both
+    return (last["node"] - first["node"]) / (last_done - first_done) * 1000
 
 
 async def _steady_rate(depth: Callable[[], Awaitable[int]], count: int,
@@ -318,18 +300,17 @@ class _Bench:
                     {"x-docaxis-kind": "package", "x-docaxis-origin": "danang",
                      "x-docaxis-from-node": "danang"})
         server = _serve(config, workers)
-        window, machine = _cpu_window(server.pid, self.count), _cores_window(server.pid,
-                                                                            self.count)
+        machine = _cores_window(server.pid, self.count)
         try:
             rate = await _steady_rate(lambda: self._depth(inbound_queue_name("hanoi")),
                                       self.count, alive=lambda: server.poll() is None,
-                                      progress=_told(window, machine))
+                                      progress=machine.seen)
         except TimeoutError:
             raise _stalled(server) from None
         finally:
             server.terminate()
             server.wait(timeout=60)
-        self.last_cpu_ms = window.per_package() * 1000
+        self.last_cpu_ms = _node_cpu_ms(machine)
         self.last_cores = _cores_used(machine)
         store = NodeConfig.load(config).open_store(migrate=False)
         try:
@@ -362,8 +343,7 @@ class _Bench:
             token = store.issue_credential("000.00.00.G22")
         server = _serve(config, workers)
         base = f"http://127.0.0.1:{port}"
-        window, machine = _cpu_window(server.pid, self.count), _cores_window(server.pid,
-                                                                            self.count)
+        machine = _cores_window(server.pid, self.count)
         forwarded: asyncio.Task[float] | None = None
         try:
             async with httpx.AsyncClient(timeout=60) as client:
@@ -371,7 +351,7 @@ class _Bench:
                 forwarded = asyncio.create_task(_steady_rate(
                     lambda: self._depth(inbound_queue_name("hanoi")), self.count,
                     alive=lambda: server.poll() is None,
-                    progress=_told(window, machine)))
+                    progress=machine.seen))
                 if WRK is not None:
                     await self._post_with_wrk(base, token, in_flight, store, protocol)
                 elif protocol == "vxp":
@@ -389,7 +369,7 @@ class _Bench:
             server.terminate()
             server.wait(timeout=60)
             store.close()
-        self.last_cpu_ms = window.per_package() * 1000
+        self.last_cpu_ms = _node_cpu_ms(machine)
         self.last_cores = _cores_used(machine)
         if len(accepted) < self.count:
             raise RuntimeError(f"{len(accepted)} of {self.count} packages accepted")

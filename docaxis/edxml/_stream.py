@@ -53,8 +53,10 @@ _NOT_B64 = re.compile(rb"[^" + _B64 + rb"]")
 _B64_BYTES = (string.ascii_letters + string.digits + "+/= \t\r\n").encode()
 #: what a chunk may end with that a run could start from: kept for the next chunk (a
 #: run's opener, ``>`` or ``<![CDATA[`` — whole or in part — and the text after it)
-_TAIL = re.compile(rb"(?:>|<!\[CDATA\[)[" + _B64 + rb"]*\Z|<[!\[CDAT]{0,8}\Z")
 _CDATA = b"<![CDATA["
+#: what opens a run: the end of a tag, or a CDATA section
+_OPENER = rb">|" + re.escape(_CDATA)
+_TAIL = re.compile(rb"(?:" + _OPENER + rb")[" + _B64 + rb"]*\Z|<[!\[CDAT]{0,8}\Z")
 _CONTENT = q("ContentTransferEncoded")
 _ATTACHMENT = q("Attachment")
 _ALPHANUMERIC = string.ascii_letters + string.digits
@@ -297,7 +299,7 @@ def _long_run(cut_at: int) -> re.Pattern[bytes]:
     pattern = _PATTERNS.get(cut_at)
     if pattern is None:
         pattern = _PATTERNS[cut_at] = re.compile(
-            rb"(>|<!\[CDATA\[)[" + _B64 + rb"]{%d,}" % cut_at)
+            rb"(" + _OPENER + rb")[" + _B64 + rb"]{%d,}" % cut_at)
     return pattern
 
 
