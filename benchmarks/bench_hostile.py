@@ -110,10 +110,22 @@ def streaming_families(signed: bytes, size: int) -> dict[str, bytes]:
     def filled(unit: bytes) -> bytes:
         return signed.replace(subject, subject + unit * max(1, size // len(unit)), 1)
 
+    def under_the_cap(unit: bytes) -> bytes:
+        """``unit`` repeated up to just under the structure cap, and the rest of the size
+        in the attachment's base64 (cut out and streamed past, as a valid one's is)."""
+        room = ParseLimits().max_structure_bytes - len(signed) - 1024
+        crafted = signed.replace(subject, subject + unit * (room // len(unit)), 1)
+        opener = b"<edXML:ContentTransferEncoded>"
+        return crafted.replace(opener, opener + b"QUFB" * (max(0, size - len(crafted)) // 4),
+                               1)
+
     return {"text runs ending in a stray byte": filled(b">" + run + b"x"),
             "CDATA runs never closed": filled(b"<![CDATA[" + run + b"x]]>"),
             "short CDATA sections": filled(b"<![CDATA[QUFBQUFBQUFB]]>"),
-            "bare CDATA openers": filled(b"<![CDATA[")}
+            "bare CDATA openers": filled(b"<![CDATA["),
+            "short CDATA sections under the structure cap": under_the_cap(
+                b"<![CDATA[QUFBQUFBQUFB]]>"),
+            "a long Subject under the structure cap": under_the_cap(b"QUFB QUFB ")}
 
 
 def _streamed(signer: Signer, verifier: Verifier, folder: Path, quick: bool) -> list[str]:

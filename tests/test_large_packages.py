@@ -279,6 +279,39 @@ def test_a_large_structure_is_refused_and_a_large_file_is_refused_unread(
     assert "3221225472 bytes" in refused.value.message
 
 
+def test_the_default_cut_and_structure_cap_bound_a_crafted_file_and_take_many_scans(
+        tmp_path: Path) -> None:
+    """The defaults (``CUT_AT`` 8 KiB, ``max_structure_bytes`` 2 MiB), as a node reads an
+    upload: a file whose bytes all stay in the structure is refused once that passes
+    2 MiB, unparsed — with 10 MiB it was parsed whole, ≈ 6× the cost of a valid package of
+    its size (``python -m benchmarks hostile``) — while a package of 300 small scans, each
+    just over the cut (2.7 MiB of base64 in all), is read with its attachments cut out:
+    with a 64 KiB cut their text stayed in the structure and passed the cap."""
+    defaults = ParseLimits(max_bytes=64 << 20, stream_above=0)  # streamed, cap and cut as set
+    crafted = tmp_path / "crafted.edxml"
+    crafted.write_bytes(package().replace(
+        b"V/v k", b"V/v k" + b"<![CDATA[QUFBQUFBQUFB]]>" * (3 * 2**20 // 24), 1))
+    with pytest.raises(StreamingRefused, match="structure") as refused:
+        parse_file(crafted, limits=defaults)
+    assert refused.value.code == "EDX-XML-STREAM"
+
+    builder = (DocumentBuilder().sender(organization("000.00.00.G22"))
+               .recipient(organization("000.00.00.H41")).code("12", "VPCP-TTĐT")
+               .promulgation(dt.date(2024, 5, 2), "Hà Nội").document_type(1, "Công văn")
+               .subject("V/v hồ sơ nhiều trang").trace_time(dt.datetime(2024, 5, 2, 9, 0)))
+    scans = [os.urandom(7_000) for _ in range(300)]  # 9,336 base64 characters each
+    for index, scan in enumerate(scans):
+        builder = builder.attach(f"page-{index}.jpg", scan, content_type="image/jpeg",
+                                 content_id=f"cid:{index}")
+    data = write(builder.build())
+    many = tmp_path / "many.edxml"
+    many.write_bytes(data)
+    streamed = parse_file(many, limits=defaults)
+    assert streamed.streamed is not None
+    assert _contents(streamed) == _contents(parse(data, limits=BIG))
+    assert [c[2] for c in _contents(streamed)] == [hashlib.sha256(s).hexdigest() for s in scans]
+
+
 def test_the_parser_defences_still_hold_on_the_skeleton(tmp_path: Path) -> None:
     data = package(attachment=os.urandom(5_000))
     doctype = data.replace(b"?>", b"?><!DOCTYPE edXML [<!ENTITY x 'y'>]>", 1)

@@ -78,7 +78,8 @@ class ParseLimits:
         (:func:`docaxis.edxml.parse_file`): attachment content stays in the file.
     max_structure_bytes:
         Read by streaming, the largest structure accepted: everything but long attachment
-        text (default 10 MiB).
+        text (default 2 MiB: a quarter of ``stream_above``, so that a crafted file whose
+        bytes all stay in the structure costs at most ≈ 2.3× a valid one of its size).
     """
 
     max_bytes: int = 10 * 1024 * 1024
@@ -89,7 +90,7 @@ class ParseLimits:
     stream_above: int = 8 * 1024 * 1024
     #: read by streaming, the most its structure (everything but long attachment text)
     #: may take
-    max_structure_bytes: int = 10 * 1024 * 1024
+    max_structure_bytes: int = 2 * 1024 * 1024
 
     @property
     def huge_tree(self) -> bool:

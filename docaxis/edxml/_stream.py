@@ -45,8 +45,10 @@ from docaxis.edxml._parser import ParsedPackage, ParseLimits, parse
 
 #: Read the file in chunks of this many bytes.
 READ_CHUNK: Final = 1 << 20
-#: A run of base64 text at least this long is cut out of the skeleton.
-CUT_AT: Final = 64 * 1024
+#: A run of base64 text at least this long is cut out of the skeleton: longer than any
+#: certificate a signature holds (those must stay), short enough that a package of many
+#: small scans keeps its skeleton under ``ParseLimits.max_structure_bytes``.
+CUT_AT: Final = 8 * 1024
 
 _B64 = rb"A-Za-z0-9+/= \t\r\n"
 _NOT_B64 = re.compile(rb"[^" + _B64 + rb"]")
