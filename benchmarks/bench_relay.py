@@ -493,11 +493,14 @@ async def _hop(bench: _Bench, rounds: int, workers: tuple[int, ...]) -> _Rounds:
     for run in range(rounds):
         candidates: dict[str, Callable[[], Awaitable[float]]] = {"raw": bench.raw}
         for n in workers:
-            candidates[f"workers={n}"] = lambda n=n, run=run: bench.hop(n, run)
-            candidates[f"unchained workers={n}"] = lambda n=n, run=run: bench.hop(
-                n, run, chain=False)
+            # each run next to the one it is compared with — stamped and chained next to
+            # unchained, the API's right after the hop: this machine's speed moves by up
+            # to 2x within minutes, and a ratio of two runs carries what moved between them
             candidates[f"stamped workers={n}"] = lambda n=n, run=run: bench.hop(
                 n, run, stamped=True)
+            candidates[f"unchained workers={n}"] = lambda n=n, run=run: bench.hop(
+                n, run, chain=False)
+            candidates[f"workers={n}"] = lambda n=n, run=run: bench.hop(n, run)
             candidates[f"ingress workers={n}"] = lambda n=n, run=run: bench.ingress(n, run)
             candidates[f"ingress64 workers={n}"] = lambda n=n, run=run: bench.ingress(
                 n, run, in_flight=64)
