@@ -288,14 +288,15 @@ class _LanedApp(FastAPI):
     lane: Callable[[Request, str], Awaitable[Response]] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        lane = self.lane
         kind = (_LANE_ROUTES.get(scope["path"])
-                if self.lane is not None and scope["type"] == "http"
-                and scope["method"] == "POST" else None)
-        if kind is None or self.lane is None:
+                if lane is not None and scope["type"] == "http" and scope["method"] == "POST"
+                else None)
+        if lane is None or kind is None:
             await super().__call__(scope, receive, send)
             return
         scope["app"] = self
-        response = await self.lane(Request(scope, receive), kind)
+        response = await lane(Request(scope, receive), kind)
         await response(scope, receive, send)
 
 
