@@ -115,9 +115,7 @@ def streaming_families(signed: bytes, size: int) -> dict[str, bytes]:
         in the attachment's base64 (cut out and streamed past, as a valid one's is)."""
         room = ParseLimits().max_structure_bytes - len(signed) - 1024
         crafted = signed.replace(subject, subject + unit * (room // len(unit)), 1)
-        opener = b"<edXML:ContentTransferEncoded>"
-        return crafted.replace(opener, opener + b"QUFB" * (max(0, size - len(crafted)) // 4),
-                               1)
+        return _pad(crafted.decode("utf-8"), size)
 
     return {"text runs ending in a stray byte": filled(b">" + run + b"x"),
             "CDATA runs never closed": filled(b"<![CDATA[" + run + b"x]]>"),

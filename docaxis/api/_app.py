@@ -290,8 +290,7 @@ class _LanedApp(FastAPI):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         lane = self.lane
         kind = (_LANE_ROUTES.get(scope["path"])
-                if lane is not None and scope["type"] == "http" and scope["method"] == "POST"
-                else None)
+                if scope["type"] == "http" and scope["method"] == "POST" else None)
         if lane is None or kind is None:
             await super().__call__(scope, receive, send)
             return
