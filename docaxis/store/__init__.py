@@ -15,6 +15,13 @@ from docaxis.store._documents import (
     RecipientOutcome,
     working_days_between,
 )
+from docaxis.store._journal import (
+    JournalSegment,
+    JournalTicket,
+    OrphanSegment,
+    SubmissionJournal,
+    orphan_segments,
+)
 from docaxis.store._store import (
     UNAVAILABLE,
     Accept,
@@ -53,6 +60,9 @@ __all__ = [
     "Head",
     "InboxCopy",
     "InboxItem",
+    "JournalSegment",
+    "JournalTicket",
+    "OrphanSegment",
     "OutboxItem",
     "PackageFacts",
     "PackageFile",
@@ -63,6 +73,7 @@ __all__ = [
     "SentPackage",
     "Stamp",
     "Store",
+    "SubmissionJournal",
     "System",
     "SystemExists",
     "SystemRegistry",
@@ -70,6 +81,7 @@ __all__ = [
     "business_key",
     "is_alive",
     "manifest",
+    "orphan_segments",
     "process_token",
     "token_for",
     "working_days_between",
