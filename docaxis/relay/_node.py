@@ -78,6 +78,14 @@ _log = logging.getLogger("docaxis.relay")
 #: packages up to this size are checked on the event loop (a fraction of a millisecond
 #: each); larger ones in a worker thread, so that the loop never stalls on one
 INLINE_CHECK_BYTES = 256 * 1024
+#: API submissions up to this size are journaled and answered before their transaction
+#: (see :mod:`docaxis.store._journal`); larger ones wait for it
+JOURNAL_BYTES = INLINE_CHECK_BYTES
+
+
+def _journaled(plan: Plan) -> bool:
+    """Whether an API submission is journaled (a small one, its bytes in memory)."""
+    return plan.accept.file is None and len(plan.accept.data) <= JOURNAL_BYTES
 
 
 def _size(data: bytes | ParsedPackage) -> int:
@@ -549,14 +557,14 @@ class RelayNode:
     ) -> list[tuple[Plan, asyncio.Future[Acceptance] | None, JournalTicket | None]]:
         """Make checked submissions durable in the journal and answer them (a repeat of a
         logged or journaled package gets its original acceptance); what the commit stage
-        is to take next. A large package (its bytes in a spool file) is not journaled: it
-        waits for its transaction."""
+        is to take next. A package over :data:`JOURNAL_BYTES` is not journaled (its write
+        and ``fdatasync`` would hold the event loop): it waits for its transaction."""
         later: list[tuple[Plan, asyncio.Future[Acceptance] | None, JournalTicket | None]] = [
-            (plan, future, None) for plan, future in checked if plan.accept.file is not None]
+            (plan, future, None) for plan, future in checked if not _journaled(plan)]
         now = dt.datetime.now(dt.UTC)
         fresh: list[tuple[Plan, asyncio.Future[Acceptance], Acceptance]] = []
         for plan, future in checked:
-            if plan.accept.file is not None:
+            if not _journaled(plan):
                 continue
             key = business_key(plan.accept.facts.sender, plan.accept.facts.document_id,
                                plan.accept.sha256)
