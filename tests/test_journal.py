@@ -4,13 +4,16 @@ recovered when the process that journaled them died (docaxis/store/_journal.py).
 from __future__ import annotations
 
 import fcntl
+import logging
 import pickle
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy import func, select
 
 import docaxis.store._journal as journal_module
+from docaxis.api import create_app
 from docaxis.pki import DevPKI
 from docaxis.relay import RelayNode
 from docaxis.store import Accept, SubmissionJournal, orphan_segments
@@ -219,3 +222,49 @@ def test_a_segment_held_by_another_open_file_is_not_recovered(tmp_path: Path) ->
     [segment] = list(orphan_segments(folder))  # its holder gone: recoverable
     assert segment.path == path
     segment.keep()
+
+
+def test_a_journal_the_disk_refuses_answers_503_once_logged_and_accepts_when_it_can(
+    tmp_path: Path, pki: DevPKI, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def scenario() -> None:
+        network, broker = await idle_network(tmp_path / "net", pki)
+        node = network.nodes["danang"]
+        _journal(network, tmp_path / "journal")
+        await node.start()
+        token = node.store.issue_credential(SENDER)
+        records: list[logging.LogRecord] = []
+        handler = logging.Handler()
+        handler.emit = records.append  # type: ignore[method-assign]
+        logging.getLogger("docaxis").addHandler(handler)
+        real = journal_module.os.fdatasync
+
+        def full(_fd: int) -> None:
+            raise OSError(28, "No space left on device")
+
+        try:
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(node)),
+                                         base_url="http://node") as api:
+                monkeypatch.setattr(journal_module.os, "fdatasync", full)
+                documents = [network.document(SENDER, [RECIPIENT], number=f"F{n}")
+                             for n in range(3)]
+                for document in documents[:2]:
+                    answer = await api.post("/v1/packages", content=document, headers={
+                        "Authorization": f"Bearer {token}"})
+                    assert answer.status_code == 503, answer.text
+                    assert answer.json()["error"] == "API-UNAVAILABLE"
+                    assert answer.headers["Retry-After"]
+                monkeypatch.setattr(journal_module.os, "fdatasync", real)
+                answer = await api.post("/v1/packages", content=documents[2], headers={
+                    "Authorization": f"Bearer {token}"})
+                assert answer.status_code == 202, answer.text
+            await wait_until(lambda: _logged(node) == 1, 30)  # only what was answered 202
+        finally:
+            logging.getLogger("docaxis").removeHandler(handler)
+        codes = [getattr(r, "code", None) for r in records]
+        assert codes.count("STORE-JOURNAL-FAILED") == 1  # once per state change
+        assert codes.count("STORE-JOURNAL-RECOVERED") == 1
+        await node.stop()
+        await broker.close()
+
+    run(scenario())
