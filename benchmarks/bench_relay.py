@@ -50,7 +50,7 @@ from docaxis.node._demo import build_demo_network, demo_pki
 from docaxis.node._run import NodeConfig
 from docaxis.pki import DevTimestampAuthority, serve_tsa
 from docaxis.store import Store
-from docaxis.store._models import EventRow, PackageRow
+from docaxis.store._models import PackageRow
 from docaxis.transport import RabbitMQBroker
 from docaxis.transport._broker import inbound_queue_name
 from docaxis.vxp import VxpClient, hash_file, signed_headers, timestamp
@@ -77,15 +77,10 @@ def _acceptance_times(store: Store) -> list[float]:
         return [at.timestamp() for at in session.scalars(select(PackageRow.received_at))]
 
 
-def _per_transaction(store: Store) -> float:
-    """Packages per transaction: a transaction's packages share the time of their first
-    events (:meth:`Store.accept_many` reads the clock once). Not their ``received_at``:
-    a journaled API submission's is the time it was answered (its journal append)."""
-    with store.session() as session:
-        firsts = [at for _sha, at in session.execute(
-            select(EventRow.package_sha256, func.min(EventRow.at))
-            .group_by(EventRow.package_sha256))]
-    return len(firsts) / len(set(firsts)) if firsts else float("nan")
+def _per_transaction(accepted: list[float]) -> float:
+    """Packages per transaction, from their acceptance times: one transaction's packages
+    share its ``received_at`` (:meth:`Store.accept_many` reads the clock once)."""
+    return len(accepted) / len(set(accepted)) if accepted else float("nan")
 
 
 def _accepted_count(store: Store) -> int:
@@ -319,7 +314,7 @@ class _Bench:
         self.last_cores = _cores_used(machine)
         store = NodeConfig.load(config).open_store(migrate=False)
         try:
-            self.last_per_transaction = _per_transaction(store)
+            self.last_per_transaction = _per_transaction(_acceptance_times(store))
         finally:
             store.close()
         return rate
@@ -368,7 +363,6 @@ class _Bench:
             except TimeoutError:
                 raise _stalled(server) from None
             accepted = sorted(_acceptance_times(store))
-            per_transaction = _per_transaction(store)
         finally:
             if forwarded is not None:
                 forwarded.cancel()
@@ -379,7 +373,7 @@ class _Bench:
         self.last_cores = _cores_used(machine)
         if len(accepted) < self.count:
             raise RuntimeError(f"{len(accepted)} of {self.count} packages accepted")
-        self.last_per_transaction = per_transaction
+        self.last_per_transaction = _per_transaction(accepted)
         low, high = int(len(accepted) * 0.1), int(len(accepted) * 0.9)
         self.last_accept_rate = (high - low) / (accepted[high] - accepted[low])
         return rate

@@ -549,36 +549,3 @@ def _parked(cluster: Cluster) -> int:
                              check=True).stdout
     return sum(int(line.split()[-1]) for line in listing.splitlines()
                if line.split() and line.split()[0].endswith(".parked"))
-
-
-def test_a_sigkill_between_the_journal_and_the_commit_loses_nothing(cluster: Cluster) -> None:
-    """An API submission answered 202 from the submission journal, the process killed
-    before its transaction: the restarted node commits it from the journal before it
-    serves anything, delivers it once, and a retry is the duplicate it is."""
-    for name in ("central", "danang", "hanoi"):
-        cluster.start(name, "after-journal" if name == "danang" else None)
-    package = _package(cluster.pki, "42")
-    first = cluster.post(package)
-    assert first.status_code == 202 and first.json()["duplicate"] is False, first.text
-    wait_until(lambda: cluster.died("danang"), 60, "danang to die after its journal")
-    assert cluster.processes["danang"].returncode == -signal.SIGKILL
-    store = cluster.store("danang")
-    try:  # answered, yet not in the message log: only the journal holds it
-        assert store.accepted_at({first.json()["business_key"]}) == {}
-    finally:
-        store.close()
-    assert list((cluster.folder / "var" / "danang" / "journal").glob("*.journal"))
-    cluster.start("danang")  # restarted without the fault
-    store = cluster.store("danang")
-    try:
-        logged = store.accepted_at({first.json()["business_key"]})
-    finally:
-        store.close()
-    assert [at.isoformat() for at in logged.values()] == [first.json()["accepted_at"]]
-    retry = cluster.post(package)
-    assert retry.status_code == 202 and retry.json()["duplicate"] is True
-    assert retry.json()["accepted_at"] == first.json()["accepted_at"]
-    wait_until(lambda: cluster.delivered() >= 1, 60, "delivery")
-    wait_until(cluster.settled, 60, "every outbox and queue to drain")
-    assert cluster.delivered() == 1
-    assert list((cluster.folder / "var" / "danang" / "journal").glob("*.journal*")) == []

@@ -11,7 +11,6 @@ import functools
 import logging
 import os
 import re
-import secrets
 import socket
 import time
 import tomllib
@@ -48,7 +47,7 @@ from docaxis.relay import (
     share_between_processes,
     transfer_lane,
 )
-from docaxis.store import UNAVAILABLE, SecretBox, Store, SubmissionJournal, SystemRegistry, Trace
+from docaxis.store import UNAVAILABLE, SecretBox, Store, SystemRegistry, Trace
 from docaxis.transport import HEARTBEAT, Broker, InMemoryBroker, RabbitMQBroker
 from docaxis.vxp import VxpClient
 
@@ -623,17 +622,7 @@ async def open_node(config: NodeConfig, store: Store, *,
                      node_signer=config.node_signer(), uplink=uplink,
                      poll_uplink=poll_uplink, directory_source=current_directory,
                      stamper=config.log_stamper(store),
-                     limits=config.limits, spool=config.data / "spool",
-                     journal=_journal(config, store)), pool
-
-
-def _journal(config: NodeConfig, store: Store) -> SubmissionJournal | None:
-    """The node's submission journal (``<data>/journal``), beside a SQLite store only: a
-    PostgreSQL store may be shared by instances on other hosts, which could not reach a
-    journal on this one's disk (see :mod:`docaxis.store._journal`)."""
-    if store.engine.dialect.name != "sqlite":
-        return None
-    return SubmissionJournal(config.data / "journal", f"{os.getpid()}-{secrets.token_hex(4)}")
+                     limits=config.limits, spool=config.data / "spool"), pool
 
 
 def listen_socket(listen: str) -> socket.socket:

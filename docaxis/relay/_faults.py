@@ -4,8 +4,6 @@
 point of the pipeline; ``DOCAXIS_FAULT_ONCE=<file>`` makes it happen only once (the file
 is created just before the kill, so the restarted node runs normally). Points:
 
-* ``after-journal`` — an API submission is in the submission journal and answered
-  ``202``, not yet committed to the store;
 * ``after-commit`` — the package is in the store, nothing is handed over yet;
 * ``after-publish`` — the next node has it (confirmed), the outbox row is not marked sent;
 * ``while-consuming`` — a hop message is being processed, not yet committed or acked;
@@ -24,9 +22,8 @@ import os
 import signal
 from pathlib import Path
 
-FAULT_POINTS = ("after-journal", "after-commit", "after-publish", "while-consuming",
-                "after-uplink-commit", "check", "plan", "commit", "mid-transfer",
-                "mid-reassembly")
+FAULT_POINTS = ("after-commit", "after-publish", "while-consuming", "after-uplink-commit",
+                "check", "plan", "commit", "mid-transfer", "mid-reassembly")
 
 
 class InjectedFault(RuntimeError):

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import datetime as dt
 import functools
 import hashlib
@@ -60,17 +59,7 @@ from docaxis.relay._transfers import (
     transfer_lane,
 )
 from docaxis.relay._uplink import VxpUplink
-from docaxis.store import (
-    UNAVAILABLE,
-    Accept,
-    Acceptance,
-    Event,
-    JournalTicket,
-    Store,
-    SubmissionJournal,
-    business_key,
-    orphan_segments,
-)
+from docaxis.store import UNAVAILABLE, Accept, Acceptance, Event, Store
 from docaxis.transport import Broker, Consumer, Message, Reject
 
 _log = logging.getLogger("docaxis.relay")
@@ -78,14 +67,6 @@ _log = logging.getLogger("docaxis.relay")
 #: packages up to this size are checked on the event loop (a fraction of a millisecond
 #: each); larger ones in a worker thread, so that the loop never stalls on one
 INLINE_CHECK_BYTES = 256 * 1024
-#: API submissions up to this size are journaled and answered before their transaction
-#: (see :mod:`docaxis.store._journal`); larger ones wait for it
-JOURNAL_BYTES = INLINE_CHECK_BYTES
-
-
-def _journaled(plan: Plan) -> bool:
-    """Whether an API submission is journaled (a small one, its bytes in memory)."""
-    return plan.accept.file is None and len(plan.accept.data) <= JOURNAL_BYTES
 
 
 def _size(data: bytes | ParsedPackage) -> int:
@@ -148,18 +129,6 @@ class RelayNode:
     #: packages from other nodes reassembled from their chunks (None: a temporary folder
     #: of this process's own, removed at stop); what a crash left is removed at start
     spool: Path | None = None
-    #: checked API submissions are made durable in this journal and answered before
-    #: their transaction, which groups as many as have come (None: each waits for its
-    #: transaction; see :mod:`docaxis.store._journal`)
-    journal: SubmissionJournal | None = None
-    #: journaled submissions not yet committed beyond which the API takes no more
-    journal_limit: int = 512
-    #: the shortest time (seconds) between the starts of two transactions of journaled
-    #: submissions: under load, each takes all that came meanwhile (an idle node commits
-    #: a submission at once)
-    journal_commit_interval: float = 0.05
-    #: seconds between looks for journal segments a dead process left
-    journal_recovery_interval: float = 5.0
     #: back-off (seconds) between looks at a store that is down
     store_backoff_min: float = 0.2
     store_backoff_max: float = 10.0
@@ -184,19 +153,8 @@ class RelayNode:
     _ingress: asyncio.Queue[tuple[bytes | ParsedPackage, str | None,
                                   asyncio.Future[Acceptance]]] = field(
         default_factory=asyncio.Queue, init=False, repr=False)
-    #: checked submissions for the commit stage: the request waiting for the transaction,
-    #: or (journaled, already answered) the journal segment that holds it
-    _checked_submissions: asyncio.Queue[tuple[Plan, asyncio.Future[Acceptance] | None,
-                                              JournalTicket | None]] = field(
+    _checked_submissions: asyncio.Queue[tuple[Plan, asyncio.Future[Acceptance]]] = field(
         default_factory=asyncio.Queue, init=False, repr=False)
-    #: checked submissions for the journal stage
-    _to_journal: asyncio.Queue[tuple[Plan, asyncio.Future[Acceptance]]] = field(
-        default_factory=asyncio.Queue, init=False, repr=False)
-    #: journaled submissions not yet committed, by business key (a repeat gets this)
-    _journaled: dict[str, Acceptance] = field(default_factory=dict, init=False, repr=False)
-    _journal_room: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
-    #: the journal refuses appends (disk full, read-only): logged once per state change
-    _journal_failing: bool = field(default=False, init=False, repr=False)
     #: set when the API's commit stage should take what is checked: nothing is left to
     #: check, or a whole batch is checked
     _commit_ready: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
@@ -240,12 +198,6 @@ class RelayNode:
         if not self._watched:
             self.metrics.watch(self)
             self._watched = True
-        if self.journal is not None:  # before the API answers a retry of what it holds
-            try:
-                await self.recover_journal(self.journal)
-            except UNAVAILABLE as exc:  # the recovery task tries again once it is back
-                _log.error("journal.recovery_waits", extra={
-                    "code": "STORE-UNAVAILABLE", "node": self.node_id, "error": repr(exc)[:300]})
         self._parts = asyncio.create_task(self._run_parts(), name=f"node {self.node_id}")
         broker = self.links(self.node_id)
         await broker.declare_node(self.node_id)
@@ -261,9 +213,6 @@ class RelayNode:
             for name, run in (("receiver", self._receive_forever),
                               ("api check", self._ingest_forever),
                               ("api commit", self._commit_submissions_forever),
-                              *((("api journal", self._journal_forever),
-                                 ("journal recovery", self._recover_journal_forever))
-                                if self.journal is not None else ()),
                               ("hand-over", self.outbox.hand_over_forever),
                               ("mark sent", self.outbox.mark_sent_forever),
                               ("sweep", self.outbox.sweep_forever),
@@ -349,8 +298,6 @@ class RelayNode:
             self._parts = None
         if self._recording:  # refusals still being written to the log
             await asyncio.gather(*self._recording, return_exceptions=True)
-        if self.journal is not None:
-            await self._close_journal(self.journal)
         await self.receipts.close()
         await self.outbox.close()
         if self.uplink is not None:
@@ -359,25 +306,6 @@ class RelayNode:
             shutil.rmtree(self._temporary_spool, ignore_errors=True)
             self.spool = self._temporary_spool = None
         self._loop = None
-
-    async def _close_journal(self, journal: SubmissionJournal) -> None:
-        """Commit the journaled submissions still waiting for their transaction, then close
-        the journal (what is not committed stays in it for the next start)."""
-        waiting = []
-        while not self._checked_submissions.empty():
-            waiting.append(self._checked_submissions.get_nowait())
-        journaled = [(plan, ticket) for plan, _future, ticket in waiting if ticket is not None]
-        if journaled:
-            outcomes = await asyncio.to_thread(self._commit_submissions,
-                                               [plan for plan, _ in journaled])
-            for (plan, ticket), outcome in zip(journaled, outcomes, strict=True):
-                if not isinstance(outcome, UNAVAILABLE):
-                    self._journaled_committed(plan, ticket, outcome)
-        journal.close()
-        if journal.pending:
-            _log.warning("journal.left_for_next_start", extra={
-                "code": "RELAY-JOURNAL-PENDING", "node": self.node_id,
-                "count": journal.pending})
 
     # -- agency-facing -----------------------------------------------------------------
     def submit(self, data: bytes | ParsedPackage, *, agency: str | None = None) -> Acceptance:
@@ -439,50 +367,28 @@ class RelayNode:
             # take on packages this node cannot forward as fast (their bytes wait in
             # memory, and the sweep would read every row still pending, again and again)
             await self.outbox.wait_while_lagging(self._lag_limit)
-            while len(self._journaled) > self.journal_limit:  # the commits lag: wait
-                self._journal_room.clear()
-                await self._journal_room.wait()
             batch = [await self._ingress.get()]
             self._commit_ready.clear()
             while len(batch) < self.batch_size and not self._ingress.empty():
                 batch.append(self._ingress.get_nowait())
-            if self.journal is not None:  # each to the journal as soon as it is checked
-                await self._checked_batch(batch, each=self._to_journal.put_nowait)
-            else:
-                for plan, future in await self._checked_batch(batch):
-                    self._checked_submissions.put_nowait((plan, future, None))
+            try:
+                if all(_size(data) <= INLINE_CHECK_BYTES for data, _, _ in batch):
+                    outcomes = []
+                    for data, agency, _future in batch:
+                        outcomes += self._check_submissions([(data, agency)])
+                        await asyncio.sleep(0)  # let the loop serve what is waiting
+                else:
+                    outcomes = await asyncio.to_thread(
+                        self._check_submissions, [(data, agency) for data, agency, _ in batch])
+            except Exception as exc:  # the batch as a whole failed: every request hears it
+                outcomes = [exc] * len(batch)
+            for (_data, _agency, future), outcome in zip(batch, outcomes, strict=True):
+                if isinstance(outcome, Plan):
+                    self._checked_submissions.put_nowait((outcome, future))
+                elif not future.done():
+                    future.set_exception(outcome)
             if self._checked_submissions.qsize() >= self.batch_size:
                 self._commit_ready.set()  # a whole batch waits: no reason to wait longer
-
-    async def _checked_batch(
-        self, batch: list[tuple[bytes | ParsedPackage, str | None, asyncio.Future[Acceptance]]],
-        each: Callable[[tuple[Plan, asyncio.Future[Acceptance]]], None] | None = None,
-    ) -> list[tuple[Plan, asyncio.Future[Acceptance]]]:
-        """Check and plan submissions: the good ones' plans (or each passed to ``each`` as
-        soon as it is checked); the others' requests hear why they are refused."""
-        if each is not None:
-            for item in batch:
-                for good in await self._checked_batch([item]):
-                    each(good)
-            return []
-        try:
-            if all(_size(data) <= INLINE_CHECK_BYTES for data, _, _ in batch):
-                outcomes = []
-                for data, agency, _future in batch:
-                    outcomes += self._check_submissions([(data, agency)])
-                    await asyncio.sleep(0)  # let the loop serve what is waiting
-            else:
-                outcomes = await asyncio.to_thread(
-                    self._check_submissions, [(data, agency) for data, agency, _ in batch])
-        except Exception as exc:  # the batch as a whole failed: every request hears it
-            outcomes = [exc] * len(batch)
-        checked: list[tuple[Plan, asyncio.Future[Acceptance]]] = []
-        for (_data, _agency, future), outcome in zip(batch, outcomes, strict=True):
-            if isinstance(outcome, Plan):
-                checked.append((outcome, future))
-            elif not future.done():
-                future.set_exception(outcome)
-        return checked
 
     async def _commit_submissions_forever(self) -> None:
         """The API's commit stage: every checked submission waiting, in one transaction
@@ -493,224 +399,24 @@ class RelayNode:
         whole batch), not with the first checked submission alone: with a few requests in
         flight, the one that arrived a moment later would otherwise wait for a
         transaction of its own (interleaved A/B, ``workers = 2``, 16 requests in flight:
-        6–27 % more packages per second, 15–23 % less CPU per package).
-
-        Journaled submissions (answered already) are committed at most once every
-        ``journal_commit_interval``: under load each transaction takes all that came
-        meanwhile; one that waits for the store to come back is taken again, never
-        dropped."""
-        last = -float("inf")
+        6–27 % more packages per second, 15–23 % less CPU per package)."""
         while True:
             batch = [await self._checked_submissions.get()]
-            if batch[0][2] is not None:  # journaled: answered, so it may wait for company
-                await asyncio.sleep(last + self.journal_commit_interval - time.monotonic())
-                last = time.monotonic()
-            else:
-                await self._commit_ready.wait()  # what has arrived meanwhile joins this batch
+            await self._commit_ready.wait()  # what has arrived meanwhile joins this batch
             while not self._checked_submissions.empty():
                 batch.append(self._checked_submissions.get_nowait())
-            if any(ticket is not None for _, _, ticket in batch):
-                fault_point("after-journal")  # answered 202, not committed yet
             try:
-                outcomes = await asyncio.to_thread(
-                    self._commit_submissions, [plan for plan, _, _ in batch],
-                    looked_up=all(ticket is not None for _, _, ticket in batch))
+                outcomes = await asyncio.to_thread(self._commit_submissions,
+                                                   [plan for plan, _ in batch])
             except Exception as exc:  # the batch as a whole failed: every request hears it
                 outcomes = [exc] * len(batch)
-            outage: BaseException | None = None
-            for item, outcome in zip(batch, outcomes, strict=True):
-                plan, future, ticket = item
-                if ticket is not None:  # journaled: answered already
-                    if isinstance(outcome, UNAVAILABLE):  # not the package's fault: again
-                        outage = outcome
-                        self._checked_submissions.put_nowait(item)
-                    else:
-                        self._journaled_committed(plan, ticket, outcome)
-                elif future is None or future.done():
+            for (_plan, future), outcome in zip(batch, outcomes, strict=True):
+                if future.done():
                     continue
-                elif isinstance(outcome, BaseException):
+                if isinstance(outcome, BaseException):
                     future.set_exception(outcome)
                 else:
                     future.set_result(outcome)
-            if outage is not None:
-                await self._wait_for_store(outage)
-                self._commit_ready.set()
-            elif any(ticket is not None for _, _, ticket in batch):
-                self._store_up()
-
-    async def _journal_forever(self) -> None:
-        """The API's journal stage: every checked submission waiting, made durable in one
-        append and one ``fdatasync``, then answered; on to the commit stage. It takes each
-        submission as soon as the check stage has checked it (not once a whole batch is):
-        a sender's next request then overlaps the check of the others (adjacent A/B,
-        ``workers = 2``, 16 requests in flight: see docs/benchmarks.md)."""
-        journal = self.journal
-        if journal is None:
-            return
-        while True:
-            checked = [await self._to_journal.get()]
-            while not self._to_journal.empty():
-                checked.append(self._to_journal.get_nowait())
-            for item in await self._journal_checked(journal, checked):
-                self._checked_submissions.put_nowait(item)
-
-    async def _journal_checked(
-        self, journal: SubmissionJournal, checked: list[tuple[Plan, asyncio.Future[Acceptance]]],
-    ) -> list[tuple[Plan, asyncio.Future[Acceptance] | None, JournalTicket | None]]:
-        """Make checked submissions durable in the journal and answer them (a repeat of a
-        logged or journaled package gets its original acceptance); what the commit stage
-        is to take next. A package over :data:`JOURNAL_BYTES` is not journaled (its write
-        and ``fdatasync`` would hold the event loop): it waits for its transaction."""
-        later: list[tuple[Plan, asyncio.Future[Acceptance] | None, JournalTicket | None]] = [
-            (plan, future, None) for plan, future in checked if not _journaled(plan)]
-        now = dt.datetime.now(dt.UTC)
-        fresh: list[tuple[Plan, asyncio.Future[Acceptance], Acceptance]] = []
-        for plan, future in checked:
-            if not _journaled(plan):
-                continue
-            key = business_key(plan.accept.facts.sender, plan.accept.facts.document_id,
-                               plan.accept.sha256)
-            earlier = self._journaled.get(key)
-            if earlier is not None:  # a repeat of one journaled: its original acceptance
-                if not future.done():
-                    future.set_result(dataclasses.replace(earlier, duplicate=True))
-                continue
-            acceptance = Acceptance(plan.accept.sha256, key, now, False)
-            self._journaled[key] = acceptance
-            fresh.append((dataclasses.replace(
-                plan, accept=dataclasses.replace(plan.accept, accepted_at=now)),
-                future, acceptance))
-        if not fresh:
-            return later
-        try:
-            # on the loop: an indexed read and one fdatasync (≈ 0.2–0.5 ms). In a worker
-            # thread the answers waited 1–2 ms more for the GIL, which the loop holds while
-            # it checks the next requests (measured; see docs/benchmarks.md)
-            logged, ticket = self._journal_new(journal, [(p.accept, a) for p, _, a in fresh])
-        except Exception as exc:  # nothing durable, nothing answered but 503 (or 500)
-            for _plan, future, acceptance in fresh:
-                self._journaled.pop(acceptance.business_key, None)
-                if not future.done():
-                    future.set_exception(exc)
-            if not self._journal_failing:
-                self._journal_failing = True
-                _log.error("journal.append_failed", extra={
-                    "code": "STORE-JOURNAL-FAILED", "node": self.node_id,
-                    "count": len(fresh), "error": repr(exc)[:300],
-                    "documents": [p.accept.facts.document_id for p, _, _ in fresh[:5]]})
-            return later
-        if self._journal_failing:
-            self._journal_failing = False
-            _log.warning("journal.append_recovered", extra={
-                "code": "STORE-JOURNAL-RECOVERED", "node": self.node_id})
-        journaled = [item for item in fresh if item[2].business_key not in logged]
-        for _plan, future, acceptance in fresh:
-            at = logged.get(acceptance.business_key)
-            if at is not None:  # logged already: a repeat, nothing written
-                self._journaled.pop(acceptance.business_key, None)
-                acceptance = dataclasses.replace(acceptance, accepted_at=at, duplicate=True)
-            if not future.done():
-                future.set_result(acceptance)
-        return later + [(plan, None, ticket) for plan, _, _ in journaled]
-
-    def _journal_new(self, journal: SubmissionJournal, items: list[tuple[Accept, Acceptance]],
-                     ) -> tuple[dict[str, dt.datetime], JournalTicket]:
-        """Of these submissions, those not logged yet appended to the journal and
-        ``fdatasync``ed; which were logged (their keys and times), and the ticket of what
-        was appended.
-
-        Raises
-        ------
-        Exception
-            One of ``docaxis.store.UNAVAILABLE``: the store could not be read, or the
-            journal not written (nothing is durable).
-        """
-        logged = self.store.accepted_at({acceptance.business_key for _, acceptance in items})
-        new = [accept for accept, acceptance in items if acceptance.business_key not in logged]
-        if not new:
-            return logged, JournalTicket(journal.folder, 0)
-        return logged, journal.append(new)
-
-    def _journaled_committed(self, plan: Plan, ticket: JournalTicket,
-                             outcome: Acceptance | BaseException) -> None:
-        """(On the loop.) A journaled submission's transaction is over: committed (its
-        journal record can go), or refused by the store for something that is not an
-        outage — then it stays in the journal (recovered, or set aside, at the next
-        start) and is reported: its sender heard 202."""
-        key = business_key(plan.accept.facts.sender, plan.accept.facts.document_id,
-                           plan.accept.sha256)
-        self._journaled.pop(key, None)
-        if len(self._journaled) <= self.journal_limit:
-            self._journal_room.set()
-        if isinstance(outcome, BaseException):
-            _log.error("journal.commit_refused", extra={
-                "code": "RELAY-JOURNAL-REFUSED", "node": self.node_id,
-                "document_id": plan.accept.facts.document_id, "sha256": plan.accept.sha256,
-                "error": repr(outcome)[:300]})
-            return
-        if self.journal is not None:
-            self.journal.committed(ticket, 1)
-
-    async def _recover_journal_forever(self) -> None:
-        """Commit what the journal segments of dead processes hold (see
-        :mod:`docaxis.store._journal`): at start, then every
-        ``journal_recovery_interval`` seconds (a worker that died while the others run)."""
-        journal = self.journal
-        if journal is None:
-            return
-        while True:
-            try:
-                recovered = await self.recover_journal(journal)
-            except UNAVAILABLE as exc:  # the segments stay: again once the store is back
-                await self._wait_for_store(exc)
-                continue
-            if recovered:
-                self._store_up()
-            await asyncio.sleep(self.journal_recovery_interval)
-
-    async def recover_journal(self, journal: SubmissionJournal) -> int:
-        """Commit the records of every journal segment no live process holds, hand them
-        over, and delete the segment; the number of packages committed.
-
-        Raises
-        ------
-        Exception
-            One of ``docaxis.store.UNAVAILABLE``: the store is down (the segment stays).
-        """
-        recovered = 0
-        segments = await asyncio.to_thread(lambda: list(orphan_segments(journal.folder)))
-        for position, segment in enumerate(segments):
-            try:
-                acceptances = await asyncio.to_thread(self.store.accept_many, segment.accepts)
-            except UNAVAILABLE:
-                for rest in segments[position:]:
-                    rest.keep()
-                raise
-            except Exception as exc:  # the store refuses a record: kept for an operator
-                kept = segment.set_aside()
-                _log.error("journal.recovery_refused", extra={
-                    "code": "RELAY-JOURNAL-REFUSED", "node": self.node_id,
-                    "path": str(kept), "count": len(segment.accepts),
-                    "error": repr(exc)[:300]})
-                continue
-            fresh = sum(not a.duplicate for a in acceptances)
-            self.outbox.hand_over_soon([(item, accept.data) for accept, acceptance
-                                        in zip(segment.accepts, acceptances, strict=True)
-                                        for item in acceptance.handovers])
-            _log.warning("journal.recovered", extra={
-                "code": "RELAY-JOURNAL-RECOVERED", "node": self.node_id,
-                "path": str(segment.path), "count": len(segment.accepts), "new": fresh,
-                "documents": [a.facts.document_id for a in segment.accepts[:5]]})
-            if segment.unreadable:
-                kept = segment.set_aside()
-                _log.error("journal.records_set_aside", extra={
-                    "code": "STORE-JOURNAL-UNREADABLE", "node": self.node_id,
-                    "path": str(kept), "count": segment.unreadable})
-            else:
-                segment.done()
-            self.metrics.accepted.labels("api").inc(fresh)
-            recovered += len(segment.accepts)
-        return recovered
 
     def _check_submissions(self, items: list[tuple[bytes | ParsedPackage, str | None]],
                            ) -> list[Plan | BaseException]:
@@ -732,21 +438,19 @@ class RelayNode:
                                           [{"code": "RELAY-INTERNAL"}], code="RELAY-INTERNAL"))
         return outcomes
 
-    def _commit_submissions(self, plans: list[Plan], *, looked_up: bool = False,
-                            ) -> list[Acceptance | BaseException]:
+    def _commit_submissions(self, plans: list[Plan]) -> list[Acceptance | BaseException]:
         """(In a thread.) Commit checked submissions together; when the store refuses the
         batch for something other than an outage, commit them one by one to find the
         package it will not take (that one is refused, the others accepted)."""
         try:
             started = time.perf_counter()
-            acceptances = self._commit_many(plans, looked_up=looked_up)
+            acceptances = self._commit_many(plans)
             self.metrics.stage.labels("commit").observe(time.perf_counter() - started)
         except UNAVAILABLE as exc:
             return [exc] * len(plans)
         except Exception as exc:
             if len(plans) > 1:
-                return [self._commit_submissions([plan], looked_up=looked_up)[0]
-                        for plan in plans]
+                return [self._commit_submissions([plan])[0] for plan in plans]
             _log.error("relay.internal_error", exc_info=True, extra={
                 "code": "RELAY-INTERNAL", "node": self.node_id, "stage": "api commit",
                 "document_id": plans[0].accept.facts.document_id})
@@ -1019,15 +723,14 @@ class RelayNode:
         """One outbox sweep now (see :meth:`Outbox.dispatch_once`)."""
         return await self.outbox.dispatch_once(batch, older_than=older_than)
 
-    def _commit_many(self, plans: list[Plan], acceptances: list[Acceptance] | None = None,
-                     *, looked_up: bool = False) -> list[Acceptance]:
+    def _commit_many(self, plans: list[Plan],
+                     acceptances: list[Acceptance] | None = None) -> list[Acceptance]:
         """Commit plans in one transaction (unless already committed: ``acceptances``), then
         do what follows a first commit."""
         if not plans:
             return []
         if acceptances is None:
-            acceptances = self.store.accept_many([plan.accept for plan in plans],
-                                                 looked_up=looked_up)
+            acceptances = self.store.accept_many([plan.accept for plan in plans])
         receipts: dict[str, list[HopReceipt]] = {}
         for plan, acceptance in zip(plans, acceptances, strict=True):
             facts = plan.accept.facts

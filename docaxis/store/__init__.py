@@ -15,13 +15,6 @@ from docaxis.store._documents import (
     RecipientOutcome,
     working_days_between,
 )
-from docaxis.store._journal import (
-    JournalSegment,
-    JournalTicket,
-    OrphanSegment,
-    SubmissionJournal,
-    orphan_segments,
-)
 from docaxis.store._store import (
     UNAVAILABLE,
     Accept,
@@ -60,9 +53,6 @@ __all__ = [
     "Head",
     "InboxCopy",
     "InboxItem",
-    "JournalSegment",
-    "JournalTicket",
-    "OrphanSegment",
     "OutboxItem",
     "PackageFacts",
     "PackageFile",
@@ -73,7 +63,6 @@ __all__ = [
     "SentPackage",
     "Stamp",
     "Store",
-    "SubmissionJournal",
     "System",
     "SystemExists",
     "SystemRegistry",
@@ -81,7 +70,6 @@ __all__ = [
     "business_key",
     "is_alive",
     "manifest",
-    "orphan_segments",
     "process_token",
     "token_for",
     "working_days_between",

@@ -145,9 +145,6 @@ class Accept:
     status: tuple[str, str, str] | None = None
     #: the package's bytes are in this file, not in ``data`` (a large package)
     file: PackageFile | None = None
-    #: when its sender heard "accepted", if before the transaction (a journaled API
-    #: submission, see :mod:`docaxis.store._journal`): its log row's ``received_at``
-    accepted_at: dt.datetime | None = None
 
     @property
     def sha256(self) -> str:
@@ -453,8 +450,7 @@ class Store:
         return self.accept_many([Accept(data, facts, node, received_from, origin_node,
                                         tuple(outbox), tuple(inbox), tuple(events))])[0]
 
-    def accept_many(self, items: Sequence[Accept], *,
-                    looked_up: bool = False) -> list[Acceptance]:
+    def accept_many(self, items: Sequence[Accept]) -> list[Acceptance]:
         """Log packages and everything they cause in one transaction; deduplicate repeats.
 
         The bytes are appended to the blob log first (one ``fdatasync`` for the batch);
@@ -477,9 +473,7 @@ class Store:
             # one writer at a time (for the whole node), so its turn holds only the inserts.
             # Another process may log one of these meanwhile: its INSERT below then does
             # nothing, and the bytes appended here stay unreferenced (harmless, see blobs).
-            # (``looked_up``: the caller has just looked these keys up and found them new —
-            # journaled submissions; a repeat logged meanwhile is still caught below)
-            logged = {} if looked_up else self._accepted_at(connection, set(keys))
+            logged = self._accepted_at(connection, set(keys))
             fresh: dict[str, int] = {}  # business key -> index of its first occurrence
             for index, key in enumerate(keys):
                 if key not in logged:
@@ -573,7 +567,7 @@ class Store:
         for index, key in enumerate(keys):
             sha256 = key.rsplit("|", 1)[1]
             if key in inserted and fresh[key] == index:
-                results.append(Acceptance(sha256, key, items[index].accepted_at or now, False,
+                results.append(Acceptance(sha256, key, now, False,
                                           tuple(handovers.get(sha256, ()))))
             else:
                 at = logged.get(key, now)
@@ -601,11 +595,6 @@ class Store:
             return postgresql.insert(_table(model))
         return sqlite.insert(_table(model))
 
-    def accepted_at(self, keys: set[str]) -> dict[str, dt.datetime]:
-        """When each of these business keys was logged (those that are)."""
-        with self.engine.connect() as connection:
-            return self._accepted_at(connection, keys)
-
     def _accepted_at(self, connection: Connection, keys: set[str]) -> dict[str, dt.datetime]:
         if not keys:
             return {}
@@ -622,7 +611,7 @@ class Store:
                 "status_code": facts.status_code, "origin_node": item.origin_node,
                 "document_sender": facts.owner,
                 "recipients": ",".join(facts.recipients) if facts.recipients else None,
-                "received_from": item.received_from, "received_at": item.accepted_at or now,
+                "received_from": item.received_from, "received_at": now,
                 "blob_segment": ref.segment, "blob_offset": ref.offset,
                 **_search_columns(facts.code, facts.subject)}
 
