@@ -182,6 +182,62 @@ def test_api_submissions_arriving_while_others_are_checked_share_one_transaction
     run(scenario())
 
 
+def test_api_commits_small_batches_on_the_event_loop_never_waiting_there_for_a_writer(
+    tmp_path: Path, pki: DevPKI,
+) -> None:
+    """On a local SQLite store the API's transaction of a small batch runs on the event
+    loop (a worker thread's hand-off cost more than the transaction); while another
+    writer — another process of the node on the same file — holds the writer lock, the
+    wait for it happens in a worker thread: the loop goes on serving, and the
+    submission is committed (on the loop) once the lock is free. On a store that is not
+    local (PostgreSQL) the transaction runs in a worker thread."""
+    import threading
+
+    from docaxis.store import Store
+
+    async def scenario() -> None:
+        network, broker = await _start(tmp_path, pki, None)
+        node, sender = network.nodes["danang"], "000.00.00.H43"
+        loop_thread = threading.get_ident()
+        committed_on: list[int] = []
+        accept_many = node.store.accept_many
+
+        def recorded(accepts):  # type: ignore[no-untyped-def]
+            committed_on.append(threading.get_ident())
+            return accept_many(accepts)
+
+        node.store.accept_many = recorded  # type: ignore[method-assign]
+        documents = [network.document(sender, ["000.00.00.H01"], number=f"L{i}")
+                     for i in range(3)]
+        assert not (await node.submit_async(documents[0], agency=sender)).duplicate
+        assert committed_on == [loop_thread]
+
+        other = Store(node.store.url, node.store.blobs.root)  # another process's store
+        me = threading.get_ident()
+        assert other.hold_writer(for_thread=me, wait=False)
+        # (were the loop to wait for the lock itself, it would stall until this fires)
+        unstall = threading.Timer(5.0, other.release_writer, args=(me,))
+        unstall.start()
+        submission = asyncio.ensure_future(node.submit_async(documents[1], agency=sender))
+        ticks, started = 0, asyncio.get_running_loop().time()
+        while asyncio.get_running_loop().time() - started < 0.5:  # the loop serves on
+            await asyncio.sleep(0.01)
+            ticks += 1
+        unstall.cancel()
+        assert ticks >= 10 and not submission.done()
+        other.release_writer(me)
+        assert not (await asyncio.wait_for(submission, 30)).duplicate
+        assert committed_on == [loop_thread] * 2
+        other.close()
+
+        node.store.local = False  # as on PostgreSQL: a network round trip
+        assert not (await node.submit_async(documents[2], agency=sender)).duplicate
+        assert committed_on[2] != loop_thread
+        await _stop(network, broker)
+
+    run(scenario())
+
+
 def test_api_submissions_wait_while_the_nodes_hand_overs_lag(
     tmp_path: Path, pki: DevPKI,
 ) -> None:

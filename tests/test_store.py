@@ -207,6 +207,69 @@ def test_two_stores_accepting_the_same_package_at_once_log_it_once(store: Store)
     assert len(store.pending_outbox(limit=1000)) == 40
 
 
+def test_the_writer_lock_held_for_a_thread_is_its_own_until_released(tmp_path: Path) -> None:
+    """``hold_writer``: one thread takes the writer lock for another (the node's event loop
+    has a worker thread wait for it); the thread it is held for writes without taking it
+    again, every other writer — a thread of this process, a store of another process on
+    the same file — waits until it is released; without waiting, a held lock is refused
+    at once."""
+    import threading
+
+    from docaxis.store import Accept
+
+    url = f"sqlite:///{tmp_path / 'node.db'}"
+    store, other = Store(url, tmp_path / "blobs"), Store(url, tmp_path / "blobs")
+    store.migrate()
+
+    logged: list[int] = []
+
+    def accept(target: Store, number: int) -> None:
+        [acceptance] = target.accept_many([Accept(f"<edXML>{number}</edXML>".encode(),
+                                                  PackageFacts("document", "000.00.00.G22",
+                                                               f"doc-{number}"), "hanoi")])
+        if not acceptance.duplicate:
+            logged.append(number)
+
+    go, wrote, finish = threading.Event(), threading.Event(), threading.Event()
+
+    def hold_for() -> None:  # alive until the end: a thread's id is reused once it ends
+        go.wait(30)
+        accept(store, 1)
+        wrote.set()
+        finish.wait(30)
+
+    holder = threading.Thread(target=hold_for, daemon=True)
+    holder.start()
+    me = holder.ident or 0
+    taker = threading.Thread(target=store.hold_writer, kwargs={"for_thread": me})
+    taker.start()
+    taker.join(timeout=10)
+    assert not taker.is_alive()
+    go.set()  # the thread it is held for writes without taking it again
+    assert wrote.wait(10) and logged == [1]
+    assert not other.hold_writer(for_thread=me, wait=False)  # another process's view
+    assert not store.hold_writer(for_thread=me + 1, wait=False)  # another thread's
+    waiters = [threading.Thread(target=accept, args=(store, 2)),
+               threading.Thread(target=accept, args=(other, 3))]
+    for waiter in waiters:
+        waiter.start()
+    for waiter in waiters:
+        waiter.join(timeout=0.3)
+    assert all(waiter.is_alive() for waiter in waiters)  # they wait for the lock
+    store.release_writer(me + 1)  # not held for that thread: nothing happens
+    assert all(waiter.is_alive() for waiter in waiters)
+    store.release_writer(me)
+    for waiter in waiters:
+        waiter.join(timeout=30)
+    assert not any(waiter.is_alive() for waiter in waiters)
+    finish.set()
+    assert sorted(logged) == [1, 2, 3]
+    assert other.hold_writer(for_thread=me, wait=False)
+    other.release_writer(me)
+    other.close()
+    store.close()
+
+
 def test_directory_entries_round_trip_and_replace(store: Store) -> None:
     from docaxis.directory import Agency, Node, SignerRule
 

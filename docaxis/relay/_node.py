@@ -29,6 +29,7 @@ import json
 import logging
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -67,6 +68,10 @@ _log = logging.getLogger("docaxis.relay")
 #: packages up to this size are checked on the event loop (a fraction of a millisecond
 #: each); larger ones in a worker thread, so that the loop never stalls on one
 INLINE_CHECK_BYTES = 256 * 1024
+
+#: the most API submissions committed in one transaction on the event loop (see
+#: :meth:`RelayNode._commit_on_loop`); a larger batch is committed in a worker thread
+INLINE_COMMIT_PACKAGES = 64
 
 
 def _size(data: bytes | ParsedPackage) -> int:
@@ -132,6 +137,9 @@ class RelayNode:
     #: back-off (seconds) between looks at a store that is down
     store_backoff_min: float = 0.2
     store_backoff_max: float = 10.0
+    #: whether the API's transactions may run on the event loop (see
+    #: :meth:`_commit_on_loop`); False: always in a worker thread
+    commit_on_loop: bool = True
     #: background tasks that died and were started again (for metrics and tests)
     task_restarts: int = field(default=0, init=False)
     metrics: NodeMetrics = field(default_factory=NodeMetrics, init=False, repr=False)
@@ -159,6 +167,9 @@ class RelayNode:
     #: check, or a whole batch is checked
     _commit_ready: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
     _loop: asyncio.AbstractEventLoop | None = field(default=None, init=False, repr=False)
+    #: whether the API's last transaction reached the store (an outage is waited out in
+    #: worker threads, never on the event loop)
+    _api_store_answered: bool = field(default=True, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.receipts = HopEvidence(self)
@@ -399,17 +410,24 @@ class RelayNode:
         whole batch), not with the first checked submission alone: with a few requests in
         flight, the one that arrived a moment later would otherwise wait for a
         transaction of its own (interleaved A/B, ``workers = 2``, 16 requests in flight:
-        6–27 % more packages per second, 15–23 % less CPU per package)."""
+        6–27 % more packages per second, 15–23 % less CPU per package).
+
+        The transaction runs on the event loop when :meth:`_commit_on_loop` says it may,
+        else in a worker thread."""
         while True:
             batch = [await self._checked_submissions.get()]
             await self._commit_ready.wait()  # what has arrived meanwhile joins this batch
             while not self._checked_submissions.empty():
                 batch.append(self._checked_submissions.get_nowait())
+            plans = [plan for plan, _ in batch]
             try:
-                outcomes = await asyncio.to_thread(self._commit_submissions,
-                                                   [plan for plan, _ in batch])
+                outcomes = (await self._commit_submissions_on_loop(plans)
+                            if self._commit_on_loop(plans)
+                            else await asyncio.to_thread(self._commit_submissions, plans))
             except Exception as exc:  # the batch as a whole failed: every request hears it
                 outcomes = [exc] * len(batch)
+            self._api_store_answered = not any(isinstance(outcome, UNAVAILABLE)
+                                               for outcome in outcomes)
             for (_plan, future), outcome in zip(batch, outcomes, strict=True):
                 if future.done():
                     continue
@@ -417,6 +435,44 @@ class RelayNode:
                     future.set_exception(outcome)
                 else:
                     future.set_result(outcome)
+
+    def _commit_on_loop(self, plans: list[Plan]) -> bool:
+        """Whether the API's transaction of ``plans`` runs on the event loop, not in a
+        worker thread: a small batch of packages held in memory, on a local SQLite store
+        that answered the last time.
+
+        Handing a transaction to a worker thread costs more than the transaction of a
+        small batch: the thread and the loop contend for the GIL and the batch's objects
+        cross cores (measured, ``python -m benchmarks.ab_ingress``: docs/benchmarks.md,
+        "2026-12-01 (twelfth session)"). The loop then stalls for the transaction
+        (≈ 2–4 ms for 8–16 small packages), as it does for a small package's check —
+        never for a network round trip (PostgreSQL), a spooled file's bytes, another
+        writer's turn (:meth:`_commit_submissions_on_loop`) or a store that is failing
+        (its outage is met in threads until a transaction gets through again)."""
+        return (self.commit_on_loop and self.store.local and self._api_store_answered
+                and len(plans) <= INLINE_COMMIT_PACKAGES
+                and all(plan.accept.file is None for plan in plans))
+
+    async def _commit_submissions_on_loop(self, plans: list[Plan],
+                                          ) -> list[Acceptance | BaseException]:
+        """:meth:`_commit_submissions` on the event loop, the store's writer lock held for
+        it: taken at once when it is free, else waited for in a worker thread (the loop
+        goes on serving meanwhile; another process's transaction, or a stuck one, never
+        stalls it)."""
+        loop_thread = threading.get_ident()
+        if not self.store.hold_writer(for_thread=loop_thread, wait=False):
+            waiting = asyncio.ensure_future(asyncio.to_thread(
+                self.store.hold_writer, for_thread=loop_thread))
+            try:
+                await asyncio.shield(waiting)
+            except asyncio.CancelledError:  # (stopping) the lock, once taken, is given back
+                waiting.add_done_callback(
+                    lambda _taken: self.store.release_writer(loop_thread))
+                raise
+        try:
+            return self._commit_submissions(plans)
+        finally:
+            self.store.release_writer(loop_thread)
 
     def _check_submissions(self, items: list[tuple[bytes | ParsedPackage, str | None]],
                            ) -> list[Plan | BaseException]:
@@ -439,9 +495,10 @@ class RelayNode:
         return outcomes
 
     def _commit_submissions(self, plans: list[Plan]) -> list[Acceptance | BaseException]:
-        """(In a thread.) Commit checked submissions together; when the store refuses the
-        batch for something other than an outage, commit them one by one to find the
-        package it will not take (that one is refused, the others accepted)."""
+        """(On the loop or in a thread: :meth:`_commit_on_loop`.) Commit checked
+        submissions together; when the store refuses the batch for something other than an
+        outage, commit them one by one to find the package it will not take (that one is
+        refused, the others accepted)."""
         try:
             started = time.perf_counter()
             acceptances = self._commit_many(plans)

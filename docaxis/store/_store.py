@@ -329,6 +329,10 @@ class Store:
                  bytes_in_database: bool | None = None) -> None:
         self.url = url
         sqlite = url.startswith("sqlite")
+        #: a SQLite database on this machine: a transaction costs this machine's CPU and
+        #: disk, never a network round trip (a caller may run a small one on its event
+        #: loop, see :meth:`writer_free`)
+        self.local = sqlite
         #: where new packages' bytes go: database rows (every instance of a node reads
         #: them; the default on PostgreSQL) or this machine's blob log (the default on
         #: SQLite, a one-machine node). Reads follow each package's own record.
@@ -351,6 +355,8 @@ class Store:
         self._chain_heads: dict[str, str] = {}  # committed heads of this process's chain
         self._chain_open: dict[str, str] = {}  # heads written by the open transaction
         self._chain_for, self._chain_name = 0, ""
+        #: the thread the writer lock is held for (:meth:`hold_writer`), if any
+        self._writer_held_for: int | None = None
 
     def migrate(self) -> None:
         """Bring the schema to the newest Alembic revision.
@@ -428,11 +434,46 @@ class Store:
         with self._write_turn(), connection.begin():
             yield
 
+    def hold_writer(self, *, for_thread: int, wait: bool = True) -> bool:
+        """Take the writer lock (of :meth:`transaction`) and hold it for thread
+        ``for_thread``: that thread's transactions then run without taking it again, until
+        :meth:`release_writer`. Any thread may take it for another — a worker thread
+        waits for it (``wait``) so that an event loop's thread never does; without
+        ``wait``, False at once when another writer holds it (a thread of this process,
+        or another process on the same SQLite file).
+
+        Examples
+        --------
+        >>> loop_thread = threading.get_ident()  # doctest: +SKIP
+        >>> if not store.hold_writer(for_thread=loop_thread, wait=False):  # doctest: +SKIP
+        ...     await asyncio.to_thread(store.hold_writer, for_thread=loop_thread)
+        >>> try:  # doctest: +SKIP
+        ...     store.accept_many(accepts)
+        ... finally:
+        ...     store.release_writer(loop_thread)
+        """
+        lock = self._write_lock
+        if isinstance(lock, _WriterLock):
+            if not lock.acquire(wait=wait):
+                return False
+        elif not cast(threading.Lock, lock).acquire(blocking=wait):
+            return False
+        self._writer_held_for = for_thread
+        return True
+
+    def release_writer(self, for_thread: int) -> None:
+        """Give up the writer lock held for ``for_thread`` (by :meth:`hold_writer`); nothing
+        when it is not held for that thread."""
+        if self._writer_held_for == for_thread:
+            self._writer_held_for = None
+            self._write_lock.__exit__(None, None, None)
+
     @contextlib.contextmanager
     def _write_turn(self) -> Iterator[None]:
         """This writer's turn (the lock of :meth:`transaction`) around one transaction; the
         chain head it wrote is remembered once the transaction inside has committed."""
-        with self._write_lock:
+        with (contextlib.nullcontext() if self._writer_held_for == threading.get_ident()
+              else self._write_lock):
             self._chain_open.clear()
             yield  # an exception here (the commit failed) leaves the head as it was
             self._chain_heads.update(self._chain_open)  # committed: the chain's new head
@@ -1516,15 +1557,7 @@ class _WriterLock:
         self._fd: int | None = None
 
     def __enter__(self) -> None:
-        self._thread.acquire()
-        try:
-            if self._path is not None and fcntl is not None:
-                if self._fd is None:
-                    self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
-                fcntl.flock(self._fd, fcntl.LOCK_EX)
-        except BaseException:
-            self._thread.release()
-            raise
+        self.acquire()
 
     def __exit__(self, *exc: object) -> None:
         try:
@@ -1532,6 +1565,25 @@ class _WriterLock:
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
         finally:
             self._thread.release()
+
+    def acquire(self, *, wait: bool = True) -> bool:
+        """Take the lock (as ``with`` does); without ``wait``, False at once when another
+        thread or process holds it."""
+        if not self._thread.acquire(blocking=wait):
+            return False
+        try:
+            if self._path is not None and fcntl is not None:
+                if self._fd is None:
+                    self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+                try:
+                    fcntl.flock(self._fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+                except BlockingIOError:
+                    self._thread.release()
+                    return False
+        except BaseException:
+            self._thread.release()
+            raise
+        return True
 
     def close(self) -> None:
         with self._thread:
