@@ -189,8 +189,10 @@ def test_api_commits_small_batches_on_the_event_loop_never_waiting_there_for_a_w
     loop (a worker thread's hand-off cost more than the transaction); while another
     writer — another process of the node on the same file — holds the writer lock, the
     wait for it happens in a worker thread: the loop goes on serving, and the
-    submission is committed (on the loop) once the lock is free. On a store that is not
-    local (PostgreSQL) the transaction runs in a worker thread."""
+    submission is committed (on the loop) once the lock is free. After a transaction the
+    store failed (an outage: 503), the next runs in a worker thread, and once one gets
+    through the loop takes them again. On a store that is not local (PostgreSQL) the
+    transaction runs in a worker thread."""
     import threading
 
     from docaxis.store import Store
@@ -202,13 +204,17 @@ def test_api_commits_small_batches_on_the_event_loop_never_waiting_there_for_a_w
         committed_on: list[int] = []
         accept_many = node.store.accept_many
 
+        outage: list[OSError] = []
+
         def recorded(accepts):  # type: ignore[no-untyped-def]
             committed_on.append(threading.get_ident())
+            if outage:
+                raise outage.pop()
             return accept_many(accepts)
 
         node.store.accept_many = recorded  # type: ignore[method-assign]
         documents = [network.document(sender, ["000.00.00.H01"], number=f"L{i}")
-                     for i in range(3)]
+                     for i in range(6)]
         assert not (await node.submit_async(documents[0], agency=sender)).duplicate
         assert committed_on == [loop_thread]
 
@@ -230,9 +236,17 @@ def test_api_commits_small_batches_on_the_event_loop_never_waiting_there_for_a_w
         assert committed_on == [loop_thread] * 2
         other.close()
 
+        outage.append(OSError(28, "No space left on device"))  # the store fails once
+        with pytest.raises(OSError):
+            await node.submit_async(documents[2], agency=sender)
+        assert not (await node.submit_async(documents[3], agency=sender)).duplicate
+        assert not (await node.submit_async(documents[4], agency=sender)).duplicate
+        assert committed_on[2:] == [loop_thread, committed_on[3], loop_thread]
+        assert committed_on[3] != loop_thread  # the one after the outage: in a thread
+
         node.store.local = False  # as on PostgreSQL: a network round trip
-        assert not (await node.submit_async(documents[2], agency=sender)).duplicate
-        assert committed_on[2] != loop_thread
+        assert not (await node.submit_async(documents[5], agency=sender)).duplicate
+        assert committed_on[5] != loop_thread
         await _stop(network, broker)
 
     run(scenario())

@@ -331,7 +331,7 @@ class Store:
         sqlite = url.startswith("sqlite")
         #: a SQLite database on this machine: a transaction costs this machine's CPU and
         #: disk, never a network round trip (a caller may run a small one on its event
-        #: loop, see :meth:`writer_free`)
+        #: loop, see :meth:`hold_writer`)
         self.local = sqlite
         #: where new packages' bytes go: database rows (every instance of a node reads
         #: them; the default on PostgreSQL) or this machine's blob log (the default on
