@@ -401,6 +401,9 @@ class Store:
         probe.unlink()
 
     def close(self) -> None:
+        held_for = self._writer_held_for  # (taken for a loop that stopped before using it)
+        if held_for is not None:
+            self.release_writer(held_for)
         self.engine.dispose()
         self.blobs.close()
         if isinstance(self._write_lock, _WriterLock):
