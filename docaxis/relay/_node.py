@@ -443,9 +443,9 @@ class RelayNode:
 
         Handing a small batch's transaction to a worker thread cost the process more than
         running it here (measured with ``python -m benchmarks.ab_ingress``, one worker
-        +11 % packages a second, two +3–4 %: docs/benchmarks.md, "2026-12-01 (twelfth
-        session)"; likely the thread and the loop contending for the GIL, not measured
-        apart). The loop then stalls for the transaction
+        +11 % packages a second, two +3 %, inside the noise: docs/benchmarks.md,
+        "2026-12-01 (twelfth session)"; likely the thread and the loop contending for the
+        GIL, not measured apart). The loop then stalls for the transaction
         (≈ 2–4 ms for 8–16 small packages), as it does for a small package's check —
         never for a network round trip (PostgreSQL), a spooled file's bytes, another
         writer's turn (:meth:`_commit_submissions_on_loop`) or a store that is failing
