@@ -203,7 +203,6 @@ def test_api_commits_small_batches_on_the_event_loop_never_waiting_there_for_a_w
         loop_thread = threading.get_ident()
         committed_on: list[int] = []
         accept_many = node.store.accept_many
-
         outage: list[OSError] = []
 
         def recorded(accepts):  # type: ignore[no-untyped-def]

@@ -339,7 +339,7 @@ class Store:
         self.bytes_in_database = not sqlite if bytes_in_database is None else bytes_in_database
         # a server connection can go stale; a SQLite file cannot: no ping per checkout
         self.engine: Engine = create_engine(url, pool_pre_ping=not sqlite)
-        self._write_lock: contextlib.AbstractContextManager[Any] = (
+        self._write_lock: _WriterLock | threading.Lock = (
             # PostgreSQL: one writer per process, so that a process's log chain never forks
             _WriterLock(self.engine.url.database) if sqlite else threading.Lock())
         if sqlite:
@@ -455,11 +455,7 @@ class Store:
         ... finally:
         ...     store.release_writer(loop_thread)
         """
-        lock = self._write_lock
-        if isinstance(lock, _WriterLock):
-            if not lock.acquire(wait=wait):
-                return False
-        elif not cast(threading.Lock, lock).acquire(blocking=wait):
+        if not self._write_lock.acquire(blocking=wait):
             return False
         self._writer_held_for = for_thread
         return True
@@ -469,7 +465,7 @@ class Store:
         when it is not held for that thread."""
         if self._writer_held_for == for_thread:
             self._writer_held_for = None
-            self._write_lock.__exit__(None, None, None)
+            self._write_lock.release()
 
     @contextlib.contextmanager
     def _write_turn(self) -> Iterator[None]:
@@ -1563,23 +1559,19 @@ class _WriterLock:
         self.acquire()
 
     def __exit__(self, *exc: object) -> None:
-        try:
-            if self._fd is not None and fcntl is not None:
-                fcntl.flock(self._fd, fcntl.LOCK_UN)
-        finally:
-            self._thread.release()
+        self.release()
 
-    def acquire(self, *, wait: bool = True) -> bool:
-        """Take the lock (as ``with`` does); without ``wait``, False at once when another
-        thread or process holds it."""
-        if not self._thread.acquire(blocking=wait):
+    def acquire(self, blocking: bool = True) -> bool:
+        """Take the lock (as ``threading.Lock.acquire``); not ``blocking``: False at once
+        when another thread or process holds it."""
+        if not self._thread.acquire(blocking=blocking):
             return False
         try:
             if self._path is not None and fcntl is not None:
                 if self._fd is None:
                     self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
                 try:
-                    fcntl.flock(self._fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+                    fcntl.flock(self._fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
                 except BlockingIOError:
                     self._thread.release()
                     return False
@@ -1587,6 +1579,13 @@ class _WriterLock:
             self._thread.release()
             raise
         return True
+
+    def release(self) -> None:
+        try:
+            if self._fd is not None and fcntl is not None:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            self._thread.release()
 
     def close(self) -> None:
         with self._thread:
