@@ -70,8 +70,11 @@ _log = logging.getLogger("docaxis.relay")
 INLINE_CHECK_BYTES = 256 * 1024
 
 #: the most API submissions committed in one transaction on the event loop (see
-#: :meth:`RelayNode._commit_on_loop`); a larger batch is committed in a worker thread
-INLINE_COMMIT_PACKAGES = 64
+#: :meth:`RelayNode._commit_on_loop`): the 16 a batch of one worker at 16 requests in
+#: flight, twice over; a larger batch is committed in a worker thread, so the loop never
+#: stalls for more than a few milliseconds (64 on the loop or in a thread, one worker, 64
+#: in flight: the thread 1.04× — docs/benchmarks.md, "thirteenth session")
+INLINE_COMMIT_PACKAGES = 32
 
 
 def _size(data: bytes | ParsedPackage) -> int:
