@@ -312,6 +312,38 @@ def test_the_default_cut_and_structure_cap_bound_a_crafted_file_and_take_many_sc
     assert [c[2] for c in _contents(streamed)] == [hashlib.sha256(s).hexdigest() for s in scans]
 
 
+def test_a_node_toml_can_raise_the_structure_cap_for_packages_of_many_small_scans(
+        tmp_path: Path) -> None:
+    """Scans under the 8 KiB cut stay in the structure: 350 of them (2.5 MiB of base64)
+    pass the default 2 MiB cap and the package is refused, naming the node's setting;
+    ``[limits] max_structure_bytes`` raised to 4 MiB in node.toml, the node's parser
+    (:attr:`NodeConfig.limits`, streamed as the API streams an upload) reads it whole."""
+    from docaxis.node import NodeConfig
+
+    builder = (DocumentBuilder().sender(organization("000.00.00.G22"))
+               .recipient(organization("000.00.00.H41")).code("13", "VPCP-TTĐT")
+               .promulgation(dt.date(2024, 5, 2), "Hà Nội").document_type(1, "Công văn")
+               .subject("V/v hồ sơ nhiều trang nhỏ").trace_time(dt.datetime(2024, 5, 2, 9)))
+    scans = [os.urandom(5_500) for _ in range(350)]  # 7,336 base64 characters each
+    for index, scan in enumerate(scans):
+        builder = builder.attach(f"page-{index}.jpg", scan, content_type="image/jpeg",
+                                 content_id=f"cid:{index}")
+    many = tmp_path / "many-small.edxml"
+    many.write_bytes(write(builder.build()))
+
+    default = NodeConfig.new("central", tmp_path)
+    with pytest.raises(StreamingRefused, match="structure") as refused:
+        parse_file(many, limits=dataclasses.replace(default.limits, stream_above=0))
+    assert "[limits] max_structure_bytes" in refused.value.message  # what to raise
+
+    (tmp_path / "node.toml").write_text(
+        '[node]\nid = "central"\n\n[limits]\nmax_structure_bytes = 4194304\n',
+        encoding="utf-8")
+    raised = NodeConfig.load(tmp_path / "node.toml")
+    streamed = parse_file(many, limits=dataclasses.replace(raised.limits, stream_above=0))
+    assert [c[2] for c in _contents(streamed)] == [hashlib.sha256(s).hexdigest() for s in scans]
+
+
 def test_the_parser_defences_still_hold_on_the_skeleton(tmp_path: Path) -> None:
     data = package(attachment=os.urandom(5_000))
     doctype = data.replace(b"?>", b"?><!DOCTYPE edXML [<!ENTITY x 'y'>]>", 1)

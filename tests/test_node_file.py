@@ -34,7 +34,8 @@ def _every_setting(folder: Path) -> NodeConfig:
         uplink_node="national", uplink_endpoint="https://truc.gov.vn/vxp",
         uplink_system_id="000.00.00.H01-TRUC", uplink_secret_file="uplink.secret",
         uplink_poll=2.0, log_chain=True, tsa_url="http://tsa.example.vn/",
-        tsa_anchors=["keys/tsa-root.pem"], stamp_interval=30.0, max_package_bytes=1 << 20)
+        tsa_anchors=["keys/tsa-root.pem"], stamp_interval=30.0, max_package_bytes=1 << 20,
+        max_structure_bytes=4 << 20)
 
 
 def test_every_setting_survives_a_round_trip_through_node_toml(tmp_path: Path) -> None:

@@ -54,6 +54,8 @@ def _node_toml(folder: Path, pki: DevPKI, *, extra_node: str = "", extra_trust: 
     ('prefetch = "many"\n', "", "[node] prefetch must be a whole number from 1 to 65535"),
     ("", "[limits]\nmax_package_bytes = 10\n",
      "[limits] max_package_bytes must be a whole number from 1024 to 2147483648"),
+    ("", "[limits]\nmax_structure_bytes = 10\n",
+     "[limits] max_structure_bytes must be a whole number from 65536 to 268435456"),
     ("", "[limits]\nmax_bytes = 10\n",
      "unknown key 'max_bytes' in [limits] (did you mean 'max_package_bytes'?)"),
 ])
@@ -68,10 +70,13 @@ def test_a_misspelt_key_is_an_error_naming_it_and_the_file(
 
 
 def test_the_package_size_limit_is_a_node_setting(tmp_path: Path, pki: DevPKI) -> None:
-    path = _node_toml(tmp_path, pki, extra_trust="[limits]\nmax_package_bytes = 65536\n")
-    assert NodeConfig.load(path).limits.max_bytes == 65536
+    path = _node_toml(tmp_path, pki, extra_trust="[limits]\nmax_package_bytes = 65536\n"
+                      "max_structure_bytes = 4194304\n")
+    limits = NodeConfig.load(path).limits
+    assert (limits.max_bytes, limits.max_structure_bytes) == (65536, 4 << 20)
     (tmp_path / "d").mkdir()
-    assert NodeConfig.load(_node_toml(tmp_path / "d", pki)).limits.max_bytes == 512 << 20
+    limits = NodeConfig.load(_node_toml(tmp_path / "d", pki)).limits
+    assert (limits.max_bytes, limits.max_structure_bytes) == (512 << 20, 2 << 20)
 
 
 def test_prefetch_and_heartbeat_are_node_settings(tmp_path: Path, pki: DevPKI) -> None:

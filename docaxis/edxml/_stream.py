@@ -235,7 +235,7 @@ def scan(path: str | os.PathLike[str], *, max_bytes: int, max_structure_bytes: i
             raise StreamingRefused(
                 f"the package's structure (everything but long attachment content) is over "
                 f"{max_structure_bytes} bytes: long text outside attachments, or too much "
-                "markup")
+                "markup ([limits] max_structure_bytes on a node)")
 
     def end_run(current: _Run, terminator: bytes) -> None:
         current.finish()

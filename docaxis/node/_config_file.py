@@ -106,9 +106,14 @@ def node_toml(config: NodeConfig, folder: Path | str) -> str:
         for name, value, comment in audit:
             key(name, value, comment)
 
-    if config.max_package_bytes != default["max_package_bytes"]:
+    limits = [(name, getattr(config, name), comment) for name, comment in (
+        ("max_package_bytes", "refused by its size first"),
+        ("max_structure_bytes", "of a package over 8 MiB: all but long attachment text"))
+        if getattr(config, name) != default[name]]
+    if limits:
         lines += ["", "[limits]"]
-        key("max_package_bytes", config.max_package_bytes, "refused by its size first")
+        for name, value, comment in limits:
+            key(name, value, comment)
 
     if config.vxp_prefix != default["vxp_prefix"] or config.vxp_secret_key is not None:
         lines += ["", "[vxp]"]

@@ -64,6 +64,9 @@ class ConfigError(DocaxisError):
 
 #: [limits] max_package_bytes unless node.toml says otherwise
 DEFAULT_MAX_PACKAGE_BYTES = 512 * 1024 * 1024
+#: [limits] max_structure_bytes unless node.toml says otherwise: the parser's own default
+DEFAULT_MAX_STRUCTURE_BYTES = ParseLimits().max_structure_bytes
+
 
 @dataclass(frozen=True)
 class NodeConfig:
@@ -127,6 +130,13 @@ class NodeConfig:
     #: over 8 MiB is spooled and checked by streaming, and crosses hops in chunks; VXP
     #: bodies and single hop messages are held in memory and capped at 10 MiB
     max_package_bytes: int = DEFAULT_MAX_PACKAGE_BYTES
+    #: [limits] max_structure_bytes: of a package over 8 MiB (checked by streaming), the
+    #: most its structure — everything but attachment text of 8 KiB or more — may take;
+    #: held and parsed in memory (a few times this), so a crafted file whose bytes all
+    #: stay in the structure costs at most ≈ 2.4× a valid one of its size at the default
+    #: (``python -m benchmarks hostile``). Raise it for packages of hundreds of small
+    #: attachments over 8 MiB in all (refused with ``EDX-XML-STREAM`` naming it)
+    max_structure_bytes: int = DEFAULT_MAX_STRUCTURE_BYTES
 
     @classmethod
     def load(cls, path: Path | str) -> NodeConfig:
@@ -220,6 +230,10 @@ class NodeConfig:
         max_package_bytes = _whole(path, "limits", "max_package_bytes",
                                    limits.get("max_package_bytes", DEFAULT_MAX_PACKAGE_BYTES),
                                    1024, 1 << 31)
+        max_structure_bytes = _whole(path, "limits", "max_structure_bytes",
+                                     limits.get("max_structure_bytes",
+                                                DEFAULT_MAX_STRUCTURE_BYTES),
+                                     64 * 1024, 256 << 20)
         return cls(node_id, directory, data, database, amqp_url,
                    node.get("listen", "127.0.0.1:8100"),
                    tuple(base / p for p in trust.get("anchors", [])),
@@ -235,7 +249,8 @@ class NodeConfig:
                    uplink_poll=float(uplink.get("poll_interval", 5)),
                    log_chain=audit.get("chain", True), tsa_url=tsa_url,
                    tsa_anchors=tuple(base / a for a in tsa_anchors),
-                   stamp_interval=float(interval), max_package_bytes=max_package_bytes)
+                   stamp_interval=float(interval), max_package_bytes=max_package_bytes,
+                   max_structure_bytes=max_structure_bytes)
 
     @classmethod
     def new(cls, node_id: str, folder: Path | str, **settings: Any) -> NodeConfig:
@@ -279,7 +294,8 @@ class NodeConfig:
     @property
     def limits(self) -> ParseLimits:
         """What the node's parser accepts (``[limits]``)."""
-        return ParseLimits(max_bytes=self.max_package_bytes)
+        return ParseLimits(max_bytes=self.max_package_bytes,
+                           max_structure_bytes=self.max_structure_bytes)
 
     def log_stamper(self, store: Store) -> LogStamper | None:
         """The stamper of this node's log (None without ``[audit] tsa_url``)."""
@@ -405,7 +421,7 @@ CONFIG_KEYS: dict[str, frozenset[str]] = {
     "vxp": frozenset({"prefix", "secret_key"}),
     "uplink": frozenset({"node", "endpoint", "system_id", "secret_file", "poll_interval"}),
     "audit": frozenset({"chain", "tsa_url", "tsa_anchors", "stamp_interval"}),
-    "limits": frozenset({"max_package_bytes"}),
+    "limits": frozenset({"max_package_bytes", "max_structure_bytes"}),
 }
 
 
