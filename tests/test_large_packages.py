@@ -171,6 +171,39 @@ def test_attachment_content_in_cdata_is_streamed_as_its_text_is(
     assert _contents(streamed) == _contents(in_memory)
 
 
+@pytest.mark.parametrize("around", [(b"\n      ", b"\n    "), (b"\r\n\t", b"\t"), (b" ", b"")])
+@pytest.mark.parametrize("valid", [True, False])
+def test_an_indented_cdata_section_is_streamed_as_it_is_read_in_memory(
+        tmp_path: Path, around: tuple[bytes, bytes], valid: bool) -> None:
+    """White space around an attachment's CDATA section (a pretty-printing writer's) is
+    text a parser reads and base64 ignores: streamed, the package gives the same
+    digests, findings and contents as in memory (before, it was refused as a long run
+    outside attachment content); base64 text beside the section is still refused."""
+    data = _in_cdata(_rewrap(package(attachment=os.urandom(20_000)), 76, b"\n"))
+    if not valid:  # padding where it cannot be: cut all the same, named as in memory
+        data = data.replace(b"<![CDATA[", b"<![CDATA[QQ==", 1)
+    before, after = around
+    indented = data.replace(b"<![CDATA[", before + b"<![CDATA[").replace(b"]]>", b"]]>" + after)
+    in_memory, streamed = _both(tmp_path, indented)
+    assert streamed.streamed is not None and len(streamed.streamed.cuts) == 1
+    for method in _METHODS:
+        assert _whole_digest(streamed, method) == _whole_digest(in_memory, method)
+    assert _judgement(streamed) == _judgement(in_memory)
+    assert any(code == "EDX-ATTACHMENT-BASE64" for code, _, _ in _judgement(streamed)) != valid
+    # the model reads the content from the file, never the marker's text (decoding one
+    # that stands for bad base64 would raise, not report)
+    assert isinstance(streamed.package, m.DocumentPackage)
+    assert [a.content is not None and a.content.in_file
+            for a in streamed.package.attachments] == [True]
+    if valid:
+        assert _contents(streamed) == _contents(in_memory)
+
+    mixed = data.replace(b"<![CDATA[", b"QUJD<![CDATA[")
+    (tmp_path / "mixed.edxml").write_bytes(mixed)
+    with pytest.raises(StreamingRefused, match="not the content of an attachment"):
+        parse_file(tmp_path / "mixed.edxml", limits=STREAM, cut_at=CUT)
+
+
 @pytest.mark.parametrize("chunk", [1, 2, 3, 5, 9, 10, 4096])
 def test_a_cdata_section_split_across_reads_is_cut_all_the_same(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int) -> None:

@@ -26,6 +26,8 @@ PackageKind = Literal["document", "status"]
 _DECODE_CHUNK = 4 * 64 * 1024
 #: An attached file is read in chunks of this many bytes (a multiple of 3).
 _FILE_CHUNK = 3 << 20
+#: what XML calls white space (XML 1.0 §2.3 S)
+_XML_SPACE = " \t\r\n"
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,6 +321,11 @@ class AttachmentContent:
         if self._raw is not None:
             return self._raw
         return b"".join(self.iter_chunks())
+
+    def text_as_found(self) -> str | None:
+        """The text the content was read from, without the XML whitespace around it (an
+        indented CDATA section's); None when it was not read from text."""
+        return self._text.strip(_XML_SPACE) if self._text is not None else None
 
     def base64_text(self) -> str:
         """The content as unwrapped base64 text (what the writer emits)."""

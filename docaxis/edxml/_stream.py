@@ -20,7 +20,8 @@ hashes a canonical form of the skeleton with each marker replaced by the text it
 for (libxml2 normalises line ends in text to ``\\n``; base64 characters and whitespace
 need no escaping in C14N), which is exactly the canonical form of the whole file.
 
-A marker may only be the whole text of an attachment's ``ContentTransferEncoded``: a long
+A marker may only be the whole text of an attachment's ``ContentTransferEncoded`` (but
+for white space around it: an indented CDATA section's): a long
 run anywhere else (a subject, a comment) is refused (``EDX-XML-STREAM``), and so is a
 skeleton larger than :attr:`ParseLimits.max_structure_bytes`.
 """
@@ -146,7 +147,7 @@ class StreamedSource:
         attachments = []
         for attachment in package.attachments:
             content = attachment.content
-            region = regions.get(content.base64_text()) if content is not None else None
+            region = regions.get(content.text_as_found() or "") if content is not None else None
             attachments.append(replace(attachment, content=m.AttachmentContent.from_region(
                 region)) if region is not None else attachment)
         return replace(package, attachments=tuple(attachments))
@@ -319,7 +320,8 @@ def check_markers(root: object, streamed: StreamedSource) -> dict[bytes, FileReg
     wanted = {cut.marker.decode(): cut for cut in streamed.cuts}
     found: dict[bytes, FileRegion] = {}
     for element in root.iter(_CONTENT):
-        cut = wanted.get(element.text or "")
+        # the whole text, but for the white space around it: an indented CDATA section
+        cut = wanted.get((element.text or "").strip(" \t\r\n"))
         parent = element.getparent()
         if cut is not None and parent is not None and parent.tag == _ATTACHMENT:
             found[cut.marker] = cut.region
