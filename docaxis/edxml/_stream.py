@@ -21,9 +21,9 @@ for (libxml2 normalises line ends in text to ``\\n``; base64 characters and whit
 need no escaping in C14N), which is exactly the canonical form of the whole file.
 
 A marker may only be the whole text of an attachment's ``ContentTransferEncoded`` (but
-for white space around it: an indented CDATA section's): a long
-run anywhere else (a subject, a comment) is refused (``EDX-XML-STREAM``), and so is a
-skeleton larger than :attr:`ParseLimits.max_structure_bytes`.
+for white space around it: an indented CDATA section's): a long run anywhere else (a
+subject, a comment) is refused (``EDX-XML-STREAM``), and so is a skeleton larger than
+:attr:`ParseLimits.max_structure_bytes`.
 """
 
 from __future__ import annotations
@@ -63,6 +63,7 @@ _TAIL = re.compile(rb"(?:" + _OPENER + rb")[" + _B64 + rb"]*\Z|<[!\[CDAT]{0,8}\Z
 _CONTENT = q("ContentTransferEncoded")
 _ATTACHMENT = q("Attachment")
 _ALPHANUMERIC = string.ascii_letters + string.digits
+_XML_SPACE = " \t\r\n"
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,7 +322,7 @@ def check_markers(root: object, streamed: StreamedSource) -> dict[bytes, FileReg
     found: dict[bytes, FileRegion] = {}
     for element in root.iter(_CONTENT):
         # the whole text, but for the white space around it: an indented CDATA section
-        cut = wanted.get((element.text or "").strip(" \t\r\n"))
+        cut = wanted.get((element.text or "").strip(_XML_SPACE))
         parent = element.getparent()
         if cut is not None and parent is not None and parent.tag == _ATTACHMENT:
             found[cut.marker] = cut.region
