@@ -363,3 +363,60 @@ def test_rows_rendered_once_write_and_read_what_sqlalchemy_would(store: Store) -
     assert [(read[a].state, read[a].acknowledged_at) for a in agencies[1:]] == [
         ("acknowledged", read[agencies[2]].acknowledged_at)] * 2
     assert read[agencies[2]].acknowledged_at.replace(tzinfo=dt.UTC) == at + dt.timedelta(1)
+
+
+def test_a_transaction_its_frozen_process_left_open_does_not_hold_another_up(
+        tmp_path: Path) -> None:
+    """Two instances of a node on one PostgreSQL. One is frozen (SIGSTOP, a hang) inside
+    its transaction, a package's row inserted and not committed; the package is
+    redelivered to the other, whose INSERT of the same business key waits on that row's
+    lock — for as long as the freeze lasts, and with it every package of its batch (seen
+    as an intermittent failure of
+    ``tests/test_crash.py::test_an_instance_frozen_past_the_bounds_loses_nothing_and_doubles_nothing``).
+    PostgreSQL ends a transaction left idle longer than the store's
+    ``stalled_transaction_timeout`` (a node's lease): the other instance logs the package
+    within that, and the frozen one, thawed, finds its transaction gone (an outage to it,
+    retried) — the package logged once."""
+    import threading
+    import time
+
+    from docaxis.store import UNAVAILABLE, Accept
+
+    with pg_database() as (_name, url):
+        frozen = Store(url, tmp_path / "a", stalled_transaction_timeout=1.0)
+        frozen.migrate()
+        other = Store(url, tmp_path / "b", stalled_transaction_timeout=1.0)
+        item = Accept(b"<edXML>frozen</edXML>", FACTS, "central")
+        inside, thaw = threading.Event(), threading.Event()
+        append_events = frozen._append_events
+
+        def stalled(*args):  # type: ignore[no-untyped-def]
+            append_events(*args)
+            inside.set()
+            thaw.wait(20)  # frozen, its package's row inserted, not committed
+
+        frozen._append_events = stalled  # type: ignore[method-assign]
+        outcome: list[object] = []
+
+        def log_frozen() -> None:
+            try:
+                outcome.append(frozen.accept_many([item]))
+            except Exception as exc:
+                outcome.append(exc)
+
+        thread = threading.Thread(target=log_frozen)
+        thread.start()
+        try:
+            assert inside.wait(10)
+            started = time.monotonic()
+            [acceptance] = other.accept_many([item])
+            assert time.monotonic() - started < 8  # not the freeze's 20 s
+            assert not acceptance.duplicate
+        finally:
+            thaw.set()
+            thread.join(30)
+        assert isinstance(outcome[0], UNAVAILABLE), outcome  # its transaction was ended
+        with other.engine.connect() as connection:
+            assert connection.exec_driver_sql("SELECT count(*) FROM packages").scalar() == 1
+        frozen.close()
+        other.close()

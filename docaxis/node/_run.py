@@ -47,7 +47,14 @@ from docaxis.relay import (
     share_between_processes,
     transfer_lane,
 )
-from docaxis.store import UNAVAILABLE, SecretBox, Store, SystemRegistry, Trace
+from docaxis.store import (
+    STALLED_TRANSACTION_TIMEOUT,
+    UNAVAILABLE,
+    SecretBox,
+    Store,
+    SystemRegistry,
+    Trace,
+)
 from docaxis.transport import HEARTBEAT, Broker, InMemoryBroker, RabbitMQBroker
 from docaxis.vxp import VxpClient
 
@@ -383,21 +390,26 @@ class NodeConfig:
         self.data.mkdir(parents=True, exist_ok=True)
         store = open_store(self.database, self.data / "blobs", migrate=migrate,
                            bytes_in_database=None if self.blobs is None
-                           else self.blobs == "database")
+                           else self.blobs == "database",
+                           stalled_transaction_timeout=self.lease)
         store.log_chain = self.log_chain
         return store
 
 
 def open_store(url: str, blobs: Path, *, migrate: bool = True,
-               bytes_in_database: bool | None = None) -> Store:
-    """A store at ``url`` with its blobs in ``blobs`` (see :meth:`NodeConfig.open_store`).
+               bytes_in_database: bool | None = None,
+               stalled_transaction_timeout: float = STALLED_TRANSACTION_TIMEOUT) -> Store:
+    """A store at ``url`` with its blobs in ``blobs`` (see :meth:`NodeConfig.open_store`);
+    PostgreSQL ends a transaction left idle longer than ``stalled_transaction_timeout``
+    seconds (the node's lease: a frozen process's row locks pass on with its hand-overs).
 
     Raises
     ------
     ConfigError
         Unreachable, missing or out-of-date database — one line saying what to do.
     """
-    store = Store(url, blobs, bytes_in_database=bytes_in_database)
+    store = Store(url, blobs, bytes_in_database=bytes_in_database,
+                  stalled_transaction_timeout=stalled_transaction_timeout)
     try:
         if migrate:
             store.migrate()

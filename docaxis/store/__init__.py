@@ -16,6 +16,7 @@ from docaxis.store._documents import (
     working_days_between,
 )
 from docaxis.store._store import (
+    STALLED_TRANSACTION_TIMEOUT,
     UNAVAILABLE,
     Accept,
     Acceptance,
@@ -37,6 +38,7 @@ __all__ = [
     "KINDS",
     "LOCAL_TIME",
     "QUERY_STATES",
+    "STALLED_TRANSACTION_TIMEOUT",
     "TYPE_OF_KIND",
     "UNAVAILABLE",
     "Accept",

@@ -221,9 +221,23 @@ class Rows:
         try:
             cursor.execute(sql, values)
         except error as exc:  # as SQLAlchemy would raise it: IntegrityError, OperationalError…
-            from sqlalchemy.exc import DBAPIError
+            from sqlalchemy.exc import DBAPIError, OperationalError
 
+            if ended_by_the_server(exc):
+                raise OperationalError(sql, None, exc) from exc
             raise DBAPIError.instance(sql, None, exc, error) from exc
+
+
+#: PostgreSQL's idle_in_transaction_session_timeout (SQLSTATE 25P03)
+ENDED_IDLE_TRANSACTION = "25P03"
+
+
+def ended_by_the_server(error: BaseException) -> bool:
+    """Whether PostgreSQL ended this session's transaction for being idle too long (its
+    process frozen past the store's ``stalled_transaction_timeout``): an outage to that
+    process, retried like a lost connection, not a fault of what it was writing
+    (psycopg names it an ``InternalError``)."""
+    return getattr(error, "sqlstate", None) == ENDED_IDLE_TRANSACTION
 
 
 def _bound(processor: _Processor, value: Any) -> Any:

@@ -84,7 +84,7 @@ from docaxis.store._models import (
     StampRow,
     utcnow,
 )
-from docaxis.store._rows import Rows
+from docaxis.store._rows import Rows, ended_by_the_server
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -304,6 +304,13 @@ IN_DATABASE = "@database"
 #: the PostgreSQL advisory lock key that migrations take (any constant unique to docaxis)
 MIGRATION_LOCK = 0x646F6361_78697300 >> 1  # "docaxis", positive in a bigint
 
+#: seconds after which PostgreSQL ends a transaction its process left idle (frozen, hung,
+#: its machine lost): its row locks would otherwise hold up another instance logging the
+#: same package (redelivered to it) for as long as the process stays frozen. A node sets
+#: its lease (``[node] lease``): by then the process's other work has passed on too. Our
+#: own transactions never wait on anything between two statements.
+STALLED_TRANSACTION_TIMEOUT: float = 10.0
+
 UNAVAILABLE: tuple[type[Exception], ...] = (OperationalError, InterfaceError, PoolTimeout,
                                             OSError)
 
@@ -326,7 +333,8 @@ class Store:
     """
 
     def __init__(self, url: str, blobs: Path | str, *,
-                 bytes_in_database: bool | None = None) -> None:
+                 bytes_in_database: bool | None = None,
+                 stalled_transaction_timeout: float = STALLED_TRANSACTION_TIMEOUT) -> None:
         self.url = url
         sqlite = url.startswith("sqlite")
         #: a SQLite database on this machine: a transaction costs this machine's CPU and
@@ -338,12 +346,16 @@ class Store:
         #: SQLite, a one-machine node). Reads follow each package's own record.
         self.bytes_in_database = not sqlite if bytes_in_database is None else bytes_in_database
         # a server connection can go stale; a SQLite file cannot: no ping per checkout
-        self.engine: Engine = create_engine(url, pool_pre_ping=not sqlite)
+        self.engine: Engine = create_engine(
+            url, pool_pre_ping=not sqlite,
+            connect_args=_server_settings(url, stalled_transaction_timeout))
         self._write_lock: _WriterLock | threading.Lock = (
             # PostgreSQL: one writer per process, so that a process's log chain never forks
             _WriterLock(self.engine.url.database) if sqlite else threading.Lock())
         if sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
+        else:
+            event.listen(self.engine, "handle_error", _ended_transaction_is_an_outage)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         #: the message log's hot statements, rendered once for this database (_rows)
         self._rows = Rows(self.engine.dialect)
@@ -1592,6 +1604,26 @@ class _WriterLock:
             if self._fd is not None:
                 os.close(self._fd)
                 self._fd = None
+
+
+def _server_settings(url: str, stalled_transaction_timeout: float) -> dict[str, Any]:
+    """PostgreSQL's settings for each of the store's sessions: a transaction its process
+    leaves idle longer than ``stalled_transaction_timeout`` seconds is ended by the server
+    (see :data:`STALLED_TRANSACTION_TIMEOUT`)."""
+    if not url.startswith("postgresql") or stalled_transaction_timeout <= 0:
+        return {}
+    milliseconds = max(1, round(stalled_transaction_timeout * 1000))
+    return {"options": f"-c idle_in_transaction_session_timeout={milliseconds}"}
+
+
+def _ended_transaction_is_an_outage(context: Any) -> OperationalError | None:
+    """SQLAlchemy's ``handle_error``: a transaction the server ended is an outage
+    (:func:`~docaxis.store._rows.ended_by_the_server`); the pool drops its session."""
+    if not ended_by_the_server(context.original_exception):
+        return None
+    context.is_disconnect = True
+    return OperationalError(context.statement, context.parameters,
+                            context.original_exception)
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:
