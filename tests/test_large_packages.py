@@ -873,6 +873,72 @@ def test_two_large_transfers_and_many_small_packages_interleave(tmp_path: Path) 
     asyncio.run(scenario())
 
 
+def test_a_repeated_chunk_written_as_its_package_is_logged_leaves_nothing(
+        tmp_path: Path) -> None:
+    """A sender whose hand-over was cut (a broker restart) sends its transfer again. A
+    repeated chunk can find its package not yet logged, and be written to the spool just
+    after the first sending completed, was logged and forgot its files: the node sees
+    the package logged once it has written the chunk, and removes what it wrote — no
+    ``.transfer``/``.chunks`` left behind for an hour (seen as an intermittent failure
+    of ``tests/test_crash.py::test_a_large_transfer_survives_a_broker_restart``)."""
+    import asyncio
+    import hashlib
+
+    from docaxis.relay._transfers import (
+        CHUNK_COUNT,
+        CHUNK_INDEX,
+        TRANSFER,
+        TRANSFER_CHUNK,
+        TRANSFER_SIZE,
+        chunk_count,
+    )
+    from docaxis.transport import InMemoryBroker, Message
+    from tests.relay_support import build_network, network_pki
+    from tests.test_relay import FAST
+    from tests.test_transport import wait_until
+    from tests.test_trust_node import _auth, _client
+
+    async def scenario() -> None:
+        broker = InMemoryBroker(FAST)
+        await broker.connect()
+        network = build_network(tmp_path / "net", network_pki(tmp_path / "pki"),
+                                lambda _node: broker)
+        for node in network.nodes.values():
+            node.limits = BIG
+        await network.start()
+        try:
+            central, hanoi = network.nodes["central"], network.nodes["hanoi"]
+            token = central.store.issue_credential("000.00.00.G22")
+            package_bytes = _signed(network, "000.00.00.G22", "000.00.00.H01", "12")
+            async with _client(central) as api:
+                posted = await api.post("/v1/packages", content=package_bytes,
+                                        headers=_auth(token))
+                assert posted.status_code == 202, posted.text
+            await wait_until(lambda: bool(hanoi.store.inbox("000.00.00.H01")), timeout=60)
+            sha = hashlib.sha256(package_bytes).hexdigest()
+            logged = hanoi.store.has_package
+            reads: list[bool] = []
+
+            def read_before_the_commit(sha256: str) -> bool:  # the race's stale first read
+                reads.append(logged(sha256))
+                return len(reads) > 1 and reads[-1]
+
+            hanoi.store.has_package = read_before_the_commit  # type: ignore[method-assign]
+            await hanoi.on_chunk(Message(package_bytes[:TRANSFER_CHUNK], {
+                TRANSFER: sha, CHUNK_INDEX: "0", TRANSFER_SIZE: str(len(package_bytes)),
+                CHUNK_COUNT: str(chunk_count(len(package_bytes)))}))
+            assert reads[0]  # (it was logged: the first read only said otherwise)
+            assert hanoi.spool is not None
+            assert sorted(p.name for p in hanoi.spool.iterdir()
+                          if p.suffix != ".upload") == []
+            assert len(hanoi.store.inbox("000.00.00.H01")) == 1
+        finally:
+            await network.stop()
+            await broker.close()
+
+    asyncio.run(scenario())
+
+
 def test_a_full_disk_at_the_receiving_node_holds_the_transfer_until_space_returns(
         tmp_path: Path, disk: Path, caplog: pytest.LogCaptureFixture) -> None:
     """Central's spool on a 16 MiB tmpfs, 10 MiB of it taken: a 12 MiB package from Đà

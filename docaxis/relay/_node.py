@@ -546,6 +546,11 @@ class RelayNode:
                 if await asyncio.to_thread(self.store.has_package, chunk.sha256):
                     return  # logged here already: a repeat (a re-sent transfer)
                 complete = await asyncio.to_thread(reassembly.keep, chunk, message.body)
+                if await asyncio.to_thread(self.store.has_package, chunk.sha256):
+                    # logged while this repeat was written (the first sending completed
+                    # and forgot its files just before): what it wrote is a leftover
+                    await asyncio.to_thread(reassembly.forget, chunk.sha256)
+                    return
                 break
             except ValueError as exc:
                 raise Reject(f"RELAY-TRANSFER: {exc}") from None
