@@ -559,3 +559,58 @@ def test_a_consumer_whose_resubscription_failed_subscribes_again(rabbitmq_vhost:
     the consumer's watch subscribes again, and later messages are handled — not a live
     node that takes nothing."""
     run(_across_dropped_connections(rabbitmq_vhost, after=3, forget_reopen=True))
+
+
+def test_a_queue_that_cannot_be_consumed_after_a_reconnect_does_not_take_the_others_down(
+        rabbitmq_vhost: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two nodes' consumers on one connection; one node's inbound queue is gone (deleted;
+    in a failover, a quorum queue without a leader yet) when the connection is dropped.
+    aio-pika restores every channel of the connection, declaring again what each channel
+    declared or looked up: had the consumer's check that its queue exists (or a publish's
+    that its exchange does) been left in aio-pika's registry, the restoration failed on it
+    and the connection was torn down and reconnected again and again — the other node's
+    consumer and every publish with it. The other node's messages flow on a connection
+    that stays up; the lost consumer's watch subscribes again once its queue is back.
+    (The watch is slowed so that the reconnect, not the watch, subscribes first.)"""
+    from docaxis.transport import _rabbitmq
+
+    monkeypatch.setattr(_rabbitmq, "CONSUMER_CHECK_INTERVAL", 4.0)
+    run(_one_queue_gone_across_a_reconnect(rabbitmq_vhost))
+
+
+async def _one_queue_gone_across_a_reconnect(vhost: str) -> None:
+    broker = await _started(lambda: RabbitMQBroker(
+        f"amqp://guest:guest@127.0.0.1:5672/{vhost}", FAST))
+    assert isinstance(broker, RabbitMQBroker)
+    await broker.declare_node("danang")
+    received: dict[str, set[str]] = {"hanoi": set(), "danang": set()}
+
+    def handler(node: str) -> Callable[[Message], Awaitable[None]]:
+        async def handle(message: Message) -> None:
+            received[node].add(message.message_id)
+        return handle
+
+    consumers = [await broker.consume(node, handler(node)) for node in received]
+    closings: list[object] = []
+    assert broker._connection is not None
+    broker._connection.close_callbacks.add(lambda *_args: closings.append(_args))
+    await broker.delete_node("danang")  # its consumer is cancelled; its watch retries
+    assert RABBITMQCTL is not None
+    subprocess.run([RABBITMQCTL, "close_all_connections", "-p", vhost, "test"],
+                   check=True, capture_output=True)
+    for i in range(30):  # the connection stays up while hanoi's messages go through
+        for _attempt in range(100):
+            try:
+                await broker.publish("hanoi", Message(b"<p/>", message_id=f"h{i}"))
+                break
+            except TransportError:
+                await asyncio.sleep(0.1)
+        await asyncio.sleep(0.05)  # (spread over 1.5 s: time for a restoration to fail)
+    await wait_until(lambda: len(received["hanoi"]) == 30, 20)
+    assert len(closings) == 1, closings  # the operator's close, and no other since
+    await broker.declare_node("danang")  # the queue is back: its consumer subscribes again
+    await broker.publish("danang", Message(b"<p/>", message_id="d"))
+    await wait_until(lambda: received["danang"] == {"d"}, 20)
+    for consumer in consumers:
+        await consumer.stop()
+    await broker.close()

@@ -25,7 +25,6 @@ from typing import Any, cast
 import aio_pika
 import aiormq
 from aio_pika.abc import (
-    AbstractChannel,
     AbstractIncomingMessage,
     AbstractRobustChannel,
     AbstractRobustConnection,
@@ -62,6 +61,8 @@ HEARTBEAT = 10
 CONFIRM_TIMEOUT = 15.0
 #: how often a consumer checks that its subscription is still there (seconds)
 CONSUMER_CHECK_INTERVAL = 1.0
+#: seconds a consumer's attempt to subscribe again (reopen its channel, consume) may take
+RESUBSCRIBE_TIMEOUT = 10.0
 
 
 def _delay_key(delay_ms: int) -> str:
@@ -113,7 +114,7 @@ class RabbitMQBroker(Broker):
         self.heartbeat = heartbeat
         self.confirm_timeout = confirm_timeout
         self._connection: AbstractRobustConnection | None = None
-        self._channel: AbstractChannel | None = None
+        self._channel: AbstractRobustChannel | None = None
         self._renewing = asyncio.Lock()
         self._known_exchanges: set[str] = set()
 
@@ -140,20 +141,29 @@ class RabbitMQBroker(Broker):
         self._connection = self._channel = None
 
     @property
-    def channel(self) -> AbstractChannel:
+    def channel(self) -> AbstractRobustChannel:
         if self._channel is None:
             raise TransportError("the broker is not connected")
         return self._channel
 
     async def declare_node(self, node: str) -> None:
+        # robust=False, here and wherever a queue or an exchange is named: aio-pika would
+        # declare it again whenever it restores the connection, and one declaration that
+        # fails there (a queue deleted, without a leader yet in a failover) fails the
+        # whole restoration — every channel of the connection, again and again. The
+        # topology is durable on the broker; what cannot be consumed or published to is
+        # a failure of that consumer or that hand-over alone, logged and retried.
         channel = self.channel
         exchange = await channel.declare_exchange(exchange_name(node),
-                                                  aio_pika.ExchangeType.DIRECT, durable=True)
+                                                  aio_pika.ExchangeType.DIRECT, durable=True,
+                                                  robust=False)
         inbound = await channel.declare_queue(inbound_queue_name(node), durable=True,
-                                              arguments={"x-queue-type": "quorum"})
+                                              arguments={"x-queue-type": "quorum"},
+                                              robust=False)
         await inbound.bind(exchange, routing_key=_INBOUND)
         parked = await channel.declare_queue(dead_letter_queue_name(inbound_queue_name(node)),
-                                             durable=True, arguments={"x-queue-type": "quorum"})
+                                             durable=True, arguments={"x-queue-type": "quorum"},
+                                             robust=False)
         await parked.bind(exchange, routing_key=_PARKED)
         for delay in sorted(set(self.retry.delays_ms)):
             waiting = await channel.declare_queue(
@@ -163,7 +173,7 @@ class RabbitMQBroker(Broker):
                            "x-dead-letter-routing-key": _INBOUND,
                            # at-least-once dead-lettering needs reject-publish overflow
                            "x-dead-letter-strategy": "at-least-once",
-                           "x-overflow": "reject-publish"})
+                           "x-overflow": "reject-publish"}, robust=False)
             await waiting.bind(exchange, routing_key=_delay_key(delay))
             await self._unbind_legacy(node, delay)
 
@@ -201,7 +211,7 @@ class RabbitMQBroker(Broker):
         publisher = self.channel
         try:
             if exchange not in self._known_exchanges:  # once per exchange: a clear error
-                await publisher.get_exchange(exchange, ensure=True)
+                await publisher.declare_exchange(exchange, passive=True, robust=False)
                 self._known_exchanges.add(exchange)
             # straight to the channel: aio-pika's Message object costs more than the frame
             channel = await publisher.get_underlay_channel()
@@ -225,7 +235,7 @@ class RabbitMQBroker(Broker):
             raise TransportError(f"hand-over to node {node!r} was not confirmed "
                                  f"({type(confirmation).__name__})")
 
-    async def _renew_publisher(self, stale: AbstractChannel, error: BaseException, *,
+    async def _renew_publisher(self, stale: AbstractRobustChannel, error: BaseException, *,
                                code: str = "TRANSPORT-NACKED") -> None:
         """Publish on a new channel from now on. After a quorum queue's leader died, a
         channel went on being nacked for minutes while a new one was not (seen on
@@ -253,15 +263,16 @@ class RabbitMQBroker(Broker):
             raise TransportError("the broker is not connected")
         channel = await self._connection.channel()
         await channel.set_qos(prefetch_count=prefetch)
-        await channel.get_queue(inbound_queue_name(node), ensure=True)  # a clear error
+        await channel.declare_queue(inbound_queue_name(node), passive=True,  # a clear error
+                                    robust=False)
         consumer = _RabbitConsumer(self, node, channel, handler)
         await consumer.subscribe()
         return consumer
 
     async def _drain(self, node: str) -> list[AbstractIncomingMessage]:
         """Take every parked message without acknowledging (caller settles them)."""
-        queue = await self.channel.get_queue(dead_letter_queue_name(inbound_queue_name(node)),
-                                             ensure=True)
+        queue = await self.channel.declare_queue(
+            dead_letter_queue_name(inbound_queue_name(node)), passive=True, robust=False)
         taken: list[AbstractIncomingMessage] = []
         while True:
             incoming = await queue.get(no_ack=False, fail=False)
@@ -389,8 +400,24 @@ class _RabbitConsumer(Consumer):
         return not underlay.is_closed and tag in underlay.consumers
 
     async def _on_reopen(self, _channel: object) -> None:
-        if not self._stopped:  # deliveries of the lost channel come again on the new one
-            await self.subscribe()
+        """aio-pika's call after it reopened the channel (a reconnect): subscribe again —
+        deliveries of the lost channel come again on the new one. Bounded (it runs inside
+        aio-pika's restoration of the connection, before the channels after it); a
+        failure (a quorum queue without a leader yet in a failover, a deleted queue) is
+        logged as ours and left to the watch, which tries again every
+        ``CONSUMER_CHECK_INTERVAL``."""
+        if self._stopped:
+            return
+        try:
+            async with asyncio.timeout(RESUBSCRIBE_TIMEOUT):
+                await self.subscribe()
+        except Exception as exc:
+            self._lost(exc)
+
+    def _lost(self, error: BaseException) -> None:
+        _log.warning("broker.consumer_lost", extra={
+            "code": "TRANSPORT-CONSUMER-LOST", "node": self._node,
+            "error": (str(error) or type(error).__name__)[:300]})
 
     async def _watch_forever(self) -> None:
         """Subscribe again whenever the subscription is gone while the connection is up
@@ -399,14 +426,13 @@ class _RabbitConsumer(Consumer):
             await asyncio.sleep(CONSUMER_CHECK_INTERVAL)
             if self._stopped or not self._broker.connected or self._subscribed():
                 continue
-            try:
-                if self._channel.is_closed:
-                    await self._channel.reopen()  # its reopen callback subscribes
-                await self.subscribe()
+            try:  # bounded: a call that never answers must not end the watching
+                async with asyncio.timeout(RESUBSCRIBE_TIMEOUT):
+                    if self._channel.is_closed:
+                        await self._channel.reopen()  # its reopen callback subscribes
+                    await self.subscribe()
             except Exception as exc:  # the queue may be without a leader: next round
-                _log.warning("broker.consumer_lost", extra={
-                    "code": "TRANSPORT-CONSUMER-LOST", "node": self._node,
-                    "error": (str(exc) or type(exc).__name__)[:300]})
+                self._lost(exc)
                 continue
             if self._subscribed():
                 _log.warning("broker.consumer_restored", extra={
