@@ -873,6 +873,35 @@ def test_two_large_transfers_and_many_small_packages_interleave(tmp_path: Path) 
     asyncio.run(scenario())
 
 
+async def _network_in_memory(tmp_path: Path) -> tuple[Any, Any]:
+    """The test network on one connected in-process broker, every node taking packages
+    up to 64 MiB (not started)."""
+    from docaxis.transport import InMemoryBroker
+    from tests.relay_support import build_network, network_pki
+    from tests.test_relay import FAST
+
+    broker = InMemoryBroker(FAST)
+    await broker.connect()
+    network = build_network(tmp_path / "net", network_pki(tmp_path / "pki"),
+                            lambda _node: broker)
+    for node in network.nodes.values():
+        node.limits = BIG
+    return broker, network
+
+
+async def _post_signed(network: Any, node: Any, sender: str, number: str) -> bytes:
+    """A large package (:func:`_signed`) from ``sender`` to Hà Nội, posted to ``node``'s
+    API and accepted (202); its bytes."""
+    from tests.test_trust_node import _auth, _client
+
+    token = node.store.issue_credential(sender)
+    package_bytes = _signed(network, sender, "000.00.00.H01", number)
+    async with _client(node) as api:
+        posted = await api.post("/v1/packages", content=package_bytes, headers=_auth(token))
+        assert posted.status_code == 202, posted.text
+    return package_bytes
+
+
 def test_a_repeated_chunk_written_as_its_package_is_logged_leaves_nothing(
         tmp_path: Path) -> None:
     """A sender whose hand-over was cut (a broker restart) sends its transfer again. A
@@ -892,28 +921,15 @@ def test_a_repeated_chunk_written_as_its_package_is_logged_leaves_nothing(
         TRANSFER_SIZE,
         chunk_count,
     )
-    from docaxis.transport import InMemoryBroker, Message
-    from tests.relay_support import build_network, network_pki
-    from tests.test_relay import FAST
+    from docaxis.transport import Message
     from tests.test_transport import wait_until
-    from tests.test_trust_node import _auth, _client
 
     async def scenario() -> None:
-        broker = InMemoryBroker(FAST)
-        await broker.connect()
-        network = build_network(tmp_path / "net", network_pki(tmp_path / "pki"),
-                                lambda _node: broker)
-        for node in network.nodes.values():
-            node.limits = BIG
+        broker, network = await _network_in_memory(tmp_path)
         await network.start()
         try:
             central, hanoi = network.nodes["central"], network.nodes["hanoi"]
-            token = central.store.issue_credential("000.00.00.G22")
-            package_bytes = _signed(network, "000.00.00.G22", "000.00.00.H01", "12")
-            async with _client(central) as api:
-                posted = await api.post("/v1/packages", content=package_bytes,
-                                        headers=_auth(token))
-                assert posted.status_code == 202, posted.text
+            package_bytes = await _post_signed(network, central, "000.00.00.G22", "12")
             await wait_until(lambda: bool(hanoi.store.inbox("000.00.00.H01")), timeout=60)
             sha = hashlib.sha256(package_bytes).hexdigest()
             logged = hanoi.store.has_package
@@ -947,34 +963,20 @@ def test_a_full_disk_at_the_receiving_node_holds_the_transfer_until_space_return
     import asyncio
     import logging
 
-    from docaxis.transport import InMemoryBroker
-    from tests.relay_support import build_network, network_pki
-    from tests.test_relay import FAST
     from tests.test_transport import wait_until
-    from tests.test_trust_node import _auth, _client
 
     filler = disk / "filler"
     filler.write_bytes(b"\0" * (10 << 20))
 
     async def scenario() -> None:
-        broker = InMemoryBroker(FAST)
-        await broker.connect()
-        network = build_network(tmp_path / "net", network_pki(tmp_path / "pki"),
-                                lambda _node: broker)
-        for node in network.nodes.values():
-            node.limits = BIG
+        broker, network = await _network_in_memory(tmp_path)
         central, hanoi = network.nodes["central"], network.nodes["hanoi"]
         central.spool = disk / "spool"
         central.store_backoff_max = 0.5
         await network.start()
         try:
-            danang = network.nodes["danang"]
-            token = danang.store.issue_credential("000.00.00.H43")
-            package_bytes = _signed(network, "000.00.00.H43", "000.00.00.H01", "11")
-            async with _client(danang) as api:
-                posted = await api.post("/v1/packages", content=package_bytes,
-                                        headers=_auth(token))
-                assert posted.status_code == 202, posted.text
+            package_bytes = await _post_signed(network, network.nodes["danang"],
+                                               "000.00.00.H43", "11")
             await wait_until(lambda: any(getattr(r, "code", "") == "RELAY-TRANSFER-WAIT"
                                          for r in caplog.records), timeout=30)
             assert not hanoi.store.inbox("000.00.00.H01")

@@ -373,12 +373,7 @@ async def _across_dropped_connections(vhost: str, *, after: int,
     subprocess.run([RABBITMQCTL, "close_all_connections", "-p", vhost, "test"],
                    check=True, capture_output=True)
     for i in range(after):  # publishing waits for the reconnect (retried by the caller)
-        for _attempt in range(100):
-            try:
-                await broker.publish("hanoi", Message(b"<p/>", message_id=f"after-{i}"))
-                break
-            except TransportError:
-                await asyncio.sleep(0.1)
+        await _publish_until_taken(broker, "hanoi", f"after-{i}")
     await wait_until(lambda: len(received) == after + 1, 30)
     await consumer.stop()
     await broker.close()
@@ -552,6 +547,18 @@ def test_a_publish_the_broker_never_confirms_fails_in_bounded_time(rabbitmq_vhos
     run(scenario())
 
 
+async def _publish_until_taken(broker: Broker, node: str, message_id: str) -> None:
+    """Publish one message, retried every 0.1 s while the connection is being restored
+    (as the outbox's sweep would); fails after 100 tries."""
+    for _attempt in range(100):
+        try:
+            await broker.publish(node, Message(b"<p/>", message_id=message_id))
+            return
+        except TransportError:
+            await asyncio.sleep(0.1)
+    raise AssertionError(f"{message_id} was never taken")
+
+
 def test_a_consumer_whose_resubscription_failed_subscribes_again(rabbitmq_vhost: str) -> None:
     """After a reconnect aio-pika reopens the consumer's channel and calls it to subscribe
     again; when that fails (during a failover the queue may have no leader yet) nothing
@@ -599,12 +606,7 @@ async def _one_queue_gone_across_a_reconnect(vhost: str) -> None:
     subprocess.run([RABBITMQCTL, "close_all_connections", "-p", vhost, "test"],
                    check=True, capture_output=True)
     for i in range(30):  # the connection stays up while hanoi's messages go through
-        for _attempt in range(100):
-            try:
-                await broker.publish("hanoi", Message(b"<p/>", message_id=f"h{i}"))
-                break
-            except TransportError:
-                await asyncio.sleep(0.1)
+        await _publish_until_taken(broker, "hanoi", f"h{i}")
         await asyncio.sleep(0.05)  # (spread over 1.5 s: time for a restoration to fail)
     await wait_until(lambda: len(received["hanoi"]) == 30, 20)
     assert len(closings) == 1, closings  # the operator's close, and no other since
