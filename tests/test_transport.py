@@ -616,3 +616,40 @@ async def _one_queue_gone_across_a_reconnect(vhost: str) -> None:
     for consumer in consumers:
         await consumer.stop()
     await broker.close()
+
+
+def test_connected_says_false_while_the_broker_is_unreachable(
+        rabbitmq_vhost: str, caplog: pytest.LogCaptureFixture) -> None:
+    """``connected`` (what ``/ready`` and ``docaxis_broker_up`` report) turns False when
+    the broker drops the connection and True again once aio-pika has reconnected — it
+    said True all through an outage (a robust connection is never "closed"). Each
+    change is one event: ``TRANSPORT-DISCONNECTED``, then ``TRANSPORT-RECONNECTED``;
+    our own close is neither."""
+    import logging
+    async def scenario() -> None:
+        broker = await _started(lambda: RabbitMQBroker(
+            f"amqp://guest:guest@127.0.0.1:5672/{rabbitmq_vhost}", FAST))
+        seen: list[bool] = []
+
+        async def watch() -> None:
+            while True:
+                seen.append(broker.connected)
+                await asyncio.sleep(0.005)
+
+        watching = asyncio.create_task(watch())
+        assert RABBITMQCTL is not None
+        await asyncio.to_thread(subprocess.run, [RABBITMQCTL, "close_all_connections",
+                                                 "-p", rabbitmq_vhost, "test"],
+                                check=True, capture_output=True)
+        await wait_until(lambda: False in seen, 10)  # down: reconnecting 1 s later
+        await wait_until(lambda: seen[-1], 10)  # and up again
+        watching.cancel()
+        await _publish_until_taken(broker, "hanoi", "after")
+        await broker.close()
+        assert not broker.connected
+
+    with caplog.at_level(logging.INFO, logger="docaxis.transport"):
+        run(scenario())
+    codes = [getattr(r, "code", "") for r in caplog.records]
+    assert [c for c in codes if c in ("TRANSPORT-DISCONNECTED", "TRANSPORT-RECONNECTED")] == [
+        "TRANSPORT-DISCONNECTED", "TRANSPORT-RECONNECTED"]

@@ -120,7 +120,13 @@ class RabbitMQBroker(Broker):
 
     @property
     def connected(self) -> bool:
-        return self._connection is not None and not self._connection.is_closed
+        """Whether the broker is reachable now: False from the moment the connection is
+        lost until aio-pika has connected again (``is_closed`` alone stays False through
+        a reconnect — it says only whether :meth:`close` was called: ``/ready`` and
+        ``docaxis_broker_up`` said "up" all through an outage)."""
+        connection = self._connection
+        return (connection is not None and not connection.is_closed
+                and connection.connected.is_set())
 
     async def connect(self) -> None:
         try:
@@ -130,6 +136,19 @@ class RabbitMQBroker(Broker):
             self._channel = await self._connection.channel(publisher_confirms=True)
         except Exception as exc:  # aio-pika raises many types for "cannot connect"
             raise TransportError(f"cannot connect to RabbitMQ at {self._safe_url}: {exc}") from exc
+        self._connection.close_callbacks.add(self._on_connection_lost)
+        self._connection.reconnect_callbacks.add(self._on_reconnected)
+
+    def _on_connection_lost(self, _connection: object, error: BaseException | None) -> None:
+        if self._connection is None or self._connection.close_called:
+            return  # closed by us
+        _log.warning("broker.disconnected", extra={
+            "code": "TRANSPORT-DISCONNECTED", "broker": self._safe_url,
+            "error": (str(error) or type(error).__name__)[:300]})
+
+    def _on_reconnected(self, _connection: object) -> None:
+        _log.warning("broker.reconnected", extra={
+            "code": "TRANSPORT-RECONNECTED", "broker": mask_url(str(_connection))})
 
     @property
     def _safe_url(self) -> str:
