@@ -58,17 +58,19 @@ def test_a_member_killed_under_the_nodes_loses_nothing_and_doubles_nothing(
         sender, recipient = "000.01.05.H43", "000.00.00.H01"
         origin, target = network.nodes["hoatien"], network.nodes["hanoi"]
         killed_at = 0.0
-        try:
-            for number in range(count):
-                document = network.document(sender, [recipient], number=f"K{number}")
-                await asyncio.to_thread(origin.submit, document, agency=sender)
-                if number == count // 3:
-                    cluster.kill(0)
-                    killed_at = time.monotonic()
-            await wait_until(lambda: len(target.store.inbox(recipient)) >= count, 120)
-            recovered = time.monotonic() - killed_at
-            await wait_until(lambda: all(not n.store.pending_outbox()
-                                         for n in network.nodes.values()), 60)
+        try:  # the scenario bounded, its clean-up not: a cancelled clean-up leaves
+            # aio-pika's reconnecting task alive, and asyncio.run waits on it for ever
+            async with asyncio.timeout(220):
+                for number in range(count):
+                    document = network.document(sender, [recipient], number=f"K{number}")
+                    await asyncio.to_thread(origin.submit, document, agency=sender)
+                    if number == count // 3:
+                        cluster.kill(0)
+                        killed_at = time.monotonic()
+                await wait_until(lambda: len(target.store.inbox(recipient)) >= count, 120)
+                recovered = time.monotonic() - killed_at
+                await wait_until(lambda: all(not n.store.pending_outbox()
+                                             for n in network.nodes.values()), 60)
             inbox = target.store.inbox(recipient)
             assert len(inbox) == count
             assert len({item.document_id for item in inbox}) == count
@@ -79,12 +81,8 @@ def test_a_member_killed_under_the_nodes_loses_nothing_and_doubles_nothing(
             await broker.close()
         return recovered
 
-    recovered = run_long(scenario())
+    recovered = asyncio.run(scenario())
     print(f"{count} packages delivered once each, {recovered:.1f} s after member 1 died")
-
-
-def run_long(coro):  # type: ignore[no-untyped-def]
-    return asyncio.run(asyncio.wait_for(coro, timeout=240))
 
 
 __all__ = ["RabbitCluster", "run", "wait_until"]
