@@ -569,7 +569,8 @@ def test_a_consumer_whose_resubscription_failed_subscribes_again(rabbitmq_vhost:
 
 
 def test_a_queue_that_cannot_be_consumed_after_a_reconnect_does_not_take_the_others_down(
-        rabbitmq_vhost: str, monkeypatch: pytest.MonkeyPatch) -> None:
+        rabbitmq_vhost: str, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
     """Two nodes' consumers on one connection; one node's inbound queue is gone (deleted;
     in a failover, a quorum queue without a leader yet) when the connection is dropped.
     aio-pika restores every channel of the connection, declaring again what each channel
@@ -577,15 +578,24 @@ def test_a_queue_that_cannot_be_consumed_after_a_reconnect_does_not_take_the_oth
     that its exchange does) been left in aio-pika's registry, the restoration failed on it
     and the connection was torn down and reconnected again and again — the other node's
     consumer and every publish with it. The other node's messages flow on a connection
-    that stays up; the lost consumer's watch subscribes again once its queue is back.
-    (The watch is slowed so that the reconnect, not the watch, subscribes first.)"""
+    that stays up; the lost consumer's watch declares its node's queues again
+    (``TRANSPORT-REDECLARED``) and takes its messages. (The watch is slowed so that the
+    reconnect, not the watch, subscribes first.)"""
+    import logging
+
     from docaxis.transport import _rabbitmq
 
     monkeypatch.setattr(_rabbitmq, "CONSUMER_CHECK_INTERVAL", 4.0)
-    run(_one_queue_gone_across_a_reconnect(rabbitmq_vhost))
+
+    def redeclared() -> bool:
+        return any(getattr(r, "code", "") == "TRANSPORT-REDECLARED" for r in caplog.records)
+
+    with caplog.at_level(logging.INFO, logger="docaxis.transport"):
+        run(_one_queue_gone_across_a_reconnect(rabbitmq_vhost, redeclared))
 
 
-async def _one_queue_gone_across_a_reconnect(vhost: str) -> None:
+async def _one_queue_gone_across_a_reconnect(vhost: str,
+                                             redeclared: Callable[[], bool]) -> None:
     broker = await _started(lambda: RabbitMQBroker(
         f"amqp://guest:guest@127.0.0.1:5672/{vhost}", FAST))
     assert isinstance(broker, RabbitMQBroker)
@@ -610,7 +620,7 @@ async def _one_queue_gone_across_a_reconnect(vhost: str) -> None:
         await asyncio.sleep(0.05)  # (spread over 1.5 s: time for a restoration to fail)
     await wait_until(lambda: len(received["hanoi"]) == 30, 20)
     assert len(closings) == 1, closings  # the operator's close, and no other since
-    await broker.declare_node("danang")  # the queue is back: its consumer subscribes again
+    await wait_until(redeclared, 20)  # its consumer's watch declared danang again
     await broker.publish("danang", Message(b"<p/>", message_id="d"))
     await wait_until(lambda: received["danang"] == {"d"}, 20)
     for consumer in consumers:

@@ -171,8 +171,19 @@ class RabbitMQBroker(Broker):
         # fails there (a queue deleted, without a leader yet in a failover) fails the
         # whole restoration — every channel of the connection, again and again. The
         # topology is durable on the broker; what cannot be consumed or published to is
-        # a failure of that consumer or that hand-over alone, logged and retried.
-        channel = self.channel
+        # a failure of that consumer or that hand-over alone, logged and retried (a
+        # consumer whose queue is gone declares its node again: _RabbitConsumer).
+        # On a channel of its own: a failed declaration closes its channel.
+        if self._connection is None:
+            raise TransportError("the broker is not connected")
+        channel = await self._connection.channel()
+        try:
+            await self._declare_on(channel, node)
+        finally:
+            if not channel.is_closed:
+                await channel.close()
+
+    async def _declare_on(self, channel: AbstractRobustChannel, node: str) -> None:
         exchange = await channel.declare_exchange(exchange_name(node),
                                                   aio_pika.ExchangeType.DIRECT, durable=True,
                                                   robust=False)
@@ -392,6 +403,8 @@ class _RabbitConsumer(Consumer):
         self._acks: _Acknowledger | None = None
         self._in_flight: set[asyncio.Task[Any]] = set()
         self._stopped = False
+        #: the broker said the queue does not exist (the watch declares the node again)
+        self._queue_missing = False
         self._subscribing = asyncio.Lock()
         self._watch: asyncio.Task[None] | None = None
         channel.reopen_callbacks.add(self._on_reopen)
@@ -434,6 +447,8 @@ class _RabbitConsumer(Consumer):
             self._lost(exc)
 
     def _lost(self, error: BaseException) -> None:
+        if isinstance(error, aiormq.exceptions.ChannelNotFoundEntity):
+            self._queue_missing = True
         _log.warning("broker.consumer_lost", extra={
             "code": "TRANSPORT-CONSUMER-LOST", "node": self._node,
             "error": (str(error) or type(error).__name__)[:300]})
@@ -452,10 +467,28 @@ class _RabbitConsumer(Consumer):
                     await self.subscribe()
             except Exception as exc:  # the queue may be without a leader: next round
                 self._lost(exc)
+                if self._queue_missing:  # (said by this attempt, or by the reopen's)
+                    await self._declare_again()
                 continue
             if self._subscribed():
                 _log.warning("broker.consumer_restored", extra={
                     "code": "TRANSPORT-CONSUMER-RESTORED", "node": self._node})
+
+    async def _declare_again(self) -> None:
+        """Its queue is gone (deleted under the running node, a broker that lost its
+        definitions): declare the node's queues again — once aio-pika did so at every
+        reconnect, at the cost of the whole connection when one declaration failed."""
+        try:
+            async with asyncio.timeout(RESUBSCRIBE_TIMEOUT):
+                await self._broker.declare_node(self._node)
+        except Exception as exc:  # (a queue without a leader answers so too): next round
+            _log.warning("broker.redeclare_failed", extra={
+                "code": "TRANSPORT-REDECLARE-FAILED", "node": self._node,
+                "error": (str(exc) or type(exc).__name__)[:300]})
+            return
+        self._queue_missing = False
+        _log.warning("broker.redeclared", extra={
+            "code": "TRANSPORT-REDECLARED", "node": self._node})
 
     async def _on_delivery(self, acks: _Acknowledger,
                            delivered: aiormq.abc.DeliveredMessage) -> None:
