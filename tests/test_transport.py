@@ -340,6 +340,33 @@ def test_publishing_to_an_undeclared_node_is_an_error(make_broker: Callable[[], 
     run(scenario())
 
 
+def test_a_hand_over_to_an_undeclared_node_fails_alone(
+        make_broker: Callable[[], Broker]) -> None:
+    """A hand-over to a node that has declared nothing yet (a neighbour never started)
+    fails; the hand-overs to other nodes in flight with it go through. (Its exchange was
+    looked up on the shared publisher channel, which the broker closes on a missing
+    exchange: every publish in flight on it failed with it.)"""
+    async def scenario() -> None:
+        broker = await _started(make_broker)
+
+        async def hand_over(node: str, number: int) -> str:
+            try:
+                await broker.publish(node, Message(b"<p/>", message_id=f"{node}-{number}"))
+            except TransportError:
+                return f"{node} failed"
+            return f"{node} ok"
+
+        for _round in range(3):
+            outcomes = await asyncio.gather(*(
+                hand_over("atlantis" if number == 10 else "hanoi", number)
+                for number in range(40)))
+            assert sorted(set(outcomes)) == ["atlantis failed", "hanoi ok"], outcomes
+            assert outcomes.count("hanoi ok") == 39
+        await broker.close()
+
+    run(scenario())
+
+
 @pytest.fixture
 def rabbitmq_vhost() -> Iterator[str]:
     with _vhost() as vhost:

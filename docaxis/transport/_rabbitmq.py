@@ -241,7 +241,7 @@ class RabbitMQBroker(Broker):
         publisher = self.channel
         try:
             if exchange not in self._known_exchanges:  # once per exchange: a clear error
-                await publisher.declare_exchange(exchange, passive=True, robust=False)
+                await self._check_exchange(exchange)
                 self._known_exchanges.add(exchange)
             # straight to the channel: aio-pika's Message object costs more than the frame
             channel = await publisher.get_underlay_channel()
@@ -264,6 +264,21 @@ class RabbitMQBroker(Broker):
         if not isinstance(confirmation, aiormq.spec.Basic.Ack):  # returned: unroutable
             raise TransportError(f"hand-over to node {node!r} was not confirmed "
                                  f"({type(confirmation).__name__})")
+
+    async def _check_exchange(self, exchange: str) -> None:
+        """Raise unless ``exchange`` exists — asked on a channel of its own: the broker
+        closes the channel a missing exchange is asked on, and on the shared publisher's
+        that failed every hand-over to other nodes in flight at that moment (a node
+        whose neighbour has not yet run once, and so declared nothing, asked at every
+        sweep)."""
+        if self._connection is None:
+            raise TransportError("the broker is not connected")
+        probe = await self._connection.channel(publisher_confirms=False)
+        try:
+            await probe.declare_exchange(exchange, passive=True, robust=False)
+        finally:
+            if not probe.is_closed:
+                await probe.close()
 
     async def _renew_publisher(self, stale: AbstractRobustChannel, error: BaseException, *,
                                code: str = "TRANSPORT-NACKED") -> None:
