@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import heapq
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from functools import partial
 from typing import Any, cast
 
@@ -63,6 +63,11 @@ CONFIRM_TIMEOUT = 15.0
 CONSUMER_CHECK_INTERVAL = 1.0
 #: seconds a consumer's attempt to subscribe again (reopen its channel, consume) may take
 RESUBSCRIBE_TIMEOUT = 10.0
+
+
+def _said(error: BaseException | None) -> str:
+    """An error as one log field: its message (or its type, when it has none), cut."""
+    return (str(error) or type(error).__name__)[:300]
 
 
 def _delay_key(delay_ms: int) -> str:
@@ -144,11 +149,11 @@ class RabbitMQBroker(Broker):
             return  # closed by us
         _log.warning("broker.disconnected", extra={
             "code": "TRANSPORT-DISCONNECTED", "broker": self._safe_url,
-            "error": (str(error) or type(error).__name__)[:300]})
+            "error": _said(error)})
 
-    def _on_reconnected(self, _connection: object) -> None:
-        _log.warning("broker.reconnected", extra={
-            "code": "TRANSPORT-RECONNECTED", "broker": mask_url(str(_connection))})
+    def _on_reconnected(self, connection: object) -> None:
+        _log.warning("broker.reconnected", extra={  # (the member it is on now)
+            "code": "TRANSPORT-RECONNECTED", "broker": mask_url(str(connection))})
 
     @property
     def _safe_url(self) -> str:
@@ -174,14 +179,8 @@ class RabbitMQBroker(Broker):
         # a failure of that consumer or that hand-over alone, logged and retried (a
         # consumer whose queue is gone declares its node again: _RabbitConsumer).
         # On a channel of its own: a failed declaration closes its channel.
-        if self._connection is None:
-            raise TransportError("the broker is not connected")
-        channel = await self._connection.channel()
-        try:
+        async with self._own_channel() as channel:
             await self._declare_on(channel, node)
-        finally:
-            if not channel.is_closed:
-                await channel.close()
 
     async def _declare_on(self, channel: AbstractRobustChannel, node: str) -> None:
         exchange = await channel.declare_exchange(exchange_name(node),
@@ -210,17 +209,13 @@ class RabbitMQBroker(Broker):
     async def _unbind_legacy(self, node: str, delay: int) -> None:
         """A classic delay queue left by an older docaxis gets no new message (what waits
         in it still comes back when its TTL ends); an operator deletes it once empty."""
-        assert self._connection is not None
         name = legacy_delay_queue_name(inbound_queue_name(node), delay)
-        probe = await self._connection.channel()  # a missing queue closes the channel
         try:
-            legacy = await probe.declare_queue(name, passive=True)
-            await legacy.unbind(exchange_name(node), routing_key=_delay_key(delay))
+            async with self._own_channel() as probe:  # a missing queue closes the channel
+                legacy = await probe.declare_queue(name, passive=True, robust=False)
+                await legacy.unbind(exchange_name(node), routing_key=_delay_key(delay))
         except aiormq.exceptions.ChannelNotFoundEntity:
             return  # none: a node declared by this version
-        finally:
-            if not probe.is_closed:
-                await probe.close()
 
     async def delete_node(self, node: str) -> None:
         channel = self.channel
@@ -271,14 +266,22 @@ class RabbitMQBroker(Broker):
         that failed every hand-over to other nodes in flight at that moment (a node
         whose neighbour has not yet run once, and so declared nothing, asked at every
         sweep)."""
+        async with self._own_channel() as probe:
+            await probe.declare_exchange(exchange, passive=True, robust=False)
+
+    @contextlib.asynccontextmanager
+    async def _own_channel(self) -> AsyncIterator[AbstractRobustChannel]:
+        """A channel for one question or declaration, closed after it: the broker
+        closes the channel an error is raised on (a missing queue or exchange), and the
+        shared ones — the publisher's, the consumers' — must not be that channel."""
         if self._connection is None:
             raise TransportError("the broker is not connected")
-        probe = await self._connection.channel(publisher_confirms=False)
+        channel = await self._connection.channel(publisher_confirms=False)
         try:
-            await probe.declare_exchange(exchange, passive=True, robust=False)
+            yield channel
         finally:
-            if not probe.is_closed:
-                await probe.close()
+            if not channel.is_closed:
+                await channel.close()
 
     async def _renew_publisher(self, stale: AbstractRobustChannel, error: BaseException, *,
                                code: str = "TRANSPORT-NACKED") -> None:
@@ -291,13 +294,13 @@ class RabbitMQBroker(Broker):
             if self._channel is not stale or self._connection is None:
                 return  # renewed already, by a publish nacked at the same moment
             _log.warning("broker.publisher_renewed", extra={
-                "code": code, "error": (str(error) or type(error).__name__)[:300]})
+                "code": code, "error": _said(error)})
             try:  # bounded: a broker that does not answer does not open channels either
                 self._channel = await asyncio.wait_for(
                     self._connection.channel(publisher_confirms=True), self.confirm_timeout)
             except Exception as exc:  # keep the old one; the next failure tries again
                 _log.warning("broker.publisher_not_renewed", extra={
-                    "code": code, "error": (str(exc) or type(exc).__name__)[:300]})
+                    "code": code, "error": _said(exc)})
                 return
             self._known_exchanges.clear()
         with contextlib.suppress(Exception):  # it may be closed already
@@ -466,7 +469,7 @@ class _RabbitConsumer(Consumer):
             self._queue_missing = True
         _log.warning("broker.consumer_lost", extra={
             "code": "TRANSPORT-CONSUMER-LOST", "node": self._node,
-            "error": (str(error) or type(error).__name__)[:300]})
+            "error": _said(error)})
 
     async def _watch_forever(self) -> None:
         """Subscribe again whenever the subscription is gone while the connection is up
@@ -499,7 +502,7 @@ class _RabbitConsumer(Consumer):
         except Exception as exc:  # (a queue without a leader answers so too): next round
             _log.warning("broker.redeclare_failed", extra={
                 "code": "TRANSPORT-REDECLARE-FAILED", "node": self._node,
-                "error": (str(exc) or type(exc).__name__)[:300]})
+                "error": _said(exc)})
             return
         self._queue_missing = False
         _log.warning("broker.redeclared", extra={
@@ -609,7 +612,7 @@ class _Acknowledger:
                 await self.channel.basic_ack(last, multiple=True, wait=False)
         except Exception as exc:  # the channel is gone: its unacknowledged deliveries come again
             _log.info("broker.acks_dropped", extra={
-                "code": "TRANSPORT-CHANNEL-GONE", "error": (str(exc) or type(exc).__name__)[:300],
+                "code": "TRANSPORT-CHANNEL-GONE", "error": _said(exc),
                 "unacknowledged": len(self._finished) + len(self._abandoned)})
 
     async def drain(self) -> None:
