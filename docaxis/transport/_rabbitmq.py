@@ -440,6 +440,7 @@ class _RabbitConsumer(Consumer):
                 no_ack=False)
             self._acks = acks
             self._subscription = (underlay, str(result.consumer_tag))
+            self._queue_missing = False  # (declared again, here or by another process)
         if self._watch is None:
             self._watch = asyncio.get_running_loop().create_task(self._watch_forever())
 
@@ -456,7 +457,13 @@ class _RabbitConsumer(Consumer):
         failure (a quorum queue without a leader yet in a failover, a deleted queue) is
         logged as ours and left to the watch, which tries again every
         ``CONSUMER_CHECK_INTERVAL``."""
-        if self._stopped:
+        if self._stopped or self._queue_missing:
+            # the queue is gone: the watch declares it again, then subscribes on its next
+            # round. A consume here — at each reopen of the channel its last failed consume
+            # closed — could land while that declaration is creating the queue: RabbitMQ
+            # 3.10 answers a consume on a quorum queue whose Raft member has not started by
+            # crashing the channel, and closes the whole connection (INTERNAL_ERROR, 541),
+            # every other consumer and publish on it with it
             return
         try:
             async with asyncio.timeout(RESUBSCRIBE_TIMEOUT):
@@ -486,7 +493,7 @@ class _RabbitConsumer(Consumer):
             except Exception as exc:  # the queue may be without a leader: next round
                 self._lost(exc)
                 if self._queue_missing:  # (said by this attempt, or by the reopen's)
-                    await self._declare_again()
+                    await self._declare_again()  # subscribed at the next round, not now
                 continue
             if self._subscribed():
                 _log.warning("broker.consumer_restored", extra={
@@ -496,8 +503,8 @@ class _RabbitConsumer(Consumer):
         """Its queue is gone (deleted under the running node, a broker that lost its
         definitions): declare the node's queues again — once aio-pika did so at every
         reconnect, at the cost of the whole connection when one declaration failed."""
-        try:
-            async with asyncio.timeout(RESUBSCRIBE_TIMEOUT):
+        try:  # no subscription of ours meanwhile (see _on_reopen)
+            async with self._subscribing, asyncio.timeout(RESUBSCRIBE_TIMEOUT):
                 await self._broker.declare_node(self._node)
         except Exception as exc:  # (a queue without a leader answers so too): next round
             _log.warning("broker.redeclare_failed", extra={
