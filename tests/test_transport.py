@@ -659,9 +659,10 @@ def test_a_consumer_whose_queue_is_gone_tries_it_only_at_its_watch(
         rabbitmq_vhost: str, monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture) -> None:
     """A consumer whose queue was deleted under it consumes it again only at a reconnect
-    and from its watch, once a round, declaring the node again in between — never at each reopen of the
-    channel its failed consume closed. Those reopens consumed over and over while the
-    watch was declaring the queue again, and one landed while RabbitMQ was creating it:
+    and from its watch, once a round, declaring the node again in between — never at each
+    reopen of the channel its failed consume closed. Those reopens consumed over and over
+    while the watch was declaring the queue again, and one landed while RabbitMQ was
+    creating it:
     RabbitMQ 3.10 crashes the channel on a consume of a quorum queue whose Raft member
     has not started (``{badmatch,{error,noproc}}`` in ``rabbit_quorum_queue:consume``)
     and closes the whole connection (INTERNAL_ERROR, 541) — the flake of
