@@ -43,13 +43,15 @@ def broker_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
     subprocess.run([RABBITMQCTL, "delete_vhost", vhost], check=False, capture_output=True)
 
 
-async def _start(tmp_path: Path, pki: DevPKI, url: str | None) -> tuple[Network, Broker]:
+async def _start(tmp_path: Path, pki: DevPKI, url: str | None, *,
+                 journal: bool = True) -> tuple[Network, Broker]:
     broker: Broker = InMemoryBroker(FAST) if url is None else RabbitMQBroker(url, FAST)
     await broker.connect()
     network = build_network(tmp_path, pki, lambda _node: broker)
     for node in network.nodes.values():
         await broker.declare_node(node.node_id)
     for node in network.nodes.values():
+        node.journal_intake = journal
         await node.start()
     return network, broker
 
@@ -151,14 +153,17 @@ def test_duplicate_post_gets_the_same_acceptance_and_one_delivery(
     run(scenario())
 
 
+@pytest.mark.parametrize("journal", [False, True], ids=["answered-after-commit", "journaled"])
 def test_api_submissions_arriving_while_others_are_checked_share_one_transaction(
-    tmp_path: Path, pki: DevPKI,
+    tmp_path: Path, pki: DevPKI, journal: bool,
 ) -> None:
     """Group commit at the API: a submission that arrives while earlier ones are being
     checked joins their transaction (one ``accepted_at`` for all) instead of waiting
-    for one of its own; a refused one among them takes nobody down with it."""
+    for one of its own; a refused one among them takes nobody down with it. Answered
+    from the intake journal, each has the time of its own append, and they are logged
+    together all the same (their log events share the transaction's time)."""
     async def scenario() -> None:
-        network, broker = await _start(tmp_path, pki, None)
+        network, broker = await _start(tmp_path, pki, None, journal=journal)
         node, sender = network.nodes["danang"], "000.00.00.H43"
         documents = [network.document(sender, ["000.00.00.H01"], number=f"G{i}")
                      for i in range(6)]
@@ -175,8 +180,18 @@ def test_api_submissions_arriving_while_others_are_checked_share_one_transaction
         outcomes = await asyncio.gather(*(post(d, turns) for turns, d in enumerate(documents)))
         refused = outcomes.pop(3)
         assert isinstance(refused, Rejection) and refused.code == "EDX-SIG-DIGEST"
-        assert len({outcome.accepted_at for outcome in outcomes}) == 1  # type: ignore[attr-defined]
         assert not any(outcome.duplicate for outcome in outcomes)  # type: ignore[attr-defined]
+        if not journal:
+            assert len({outcome.accepted_at  # type: ignore[attr-defined]
+                        for outcome in outcomes}) == 1
+        else:
+            assert node.intake is not None
+            await wait_until(lambda: node.intake is not None and node.intake.unlogged == 0, 10)
+            logged = {event.at for outcome in outcomes
+                      for event in node.store.trace(
+                          outcome.business_key.split("|")[1]).events  # type: ignore[attr-defined]
+                      if event.kind == "received"}
+            assert len(logged) == 1  # one transaction (its time on each log event)
         await _stop(network, broker)
 
     run(scenario())
@@ -192,13 +207,14 @@ def test_api_commits_small_batches_on_the_event_loop_never_waiting_there_for_a_w
     submission is committed (on the loop) once the lock is free. After a transaction the
     store failed (an outage: 503), the next runs in a worker thread, and once one gets
     through the loop takes them again. On a store that is not local (PostgreSQL) the
-    transaction runs in a worker thread."""
+    transaction runs in a worker thread. (Without the intake journal: with it, the API
+    answers from the journal and logs in a worker thread.)"""
     import threading
 
     from docaxis.store import Store
 
     async def scenario() -> None:
-        network, broker = await _start(tmp_path, pki, None)
+        network, broker = await _start(tmp_path, pki, None, journal=False)
         node, sender = network.nodes["danang"], "000.00.00.H43"
         loop_thread = threading.get_ident()
         committed_on: list[int] = []

@@ -81,7 +81,8 @@ def node_toml(config: NodeConfig, folder: Path | str) -> str:
     for name, comment in (("prefetch", "deliveries one process holds unacknowledged"),
                           ("heartbeat", "s: a hung process's deliveries return after ≈ 2×"),
                           ("lease", "s: a silent process's hand-overs pass on after this"),
-                          ("blobs", "package bytes: \"database\" or \"segments\"")):
+                          ("blobs", "package bytes: \"database\" or \"segments\""),
+                          ("intake_journal", "answer API posts from the intake journal")):
         if getattr(config, name) != default[name]:
             key(name, getattr(config, name), comment)
 

@@ -112,6 +112,10 @@ class NodeConfig:
     #: [node] lease: seconds after which the hand-overs of a process that stopped renewing
     #: its lease (dead, hung, its machine lost) pass to a live one
     lease: int = 10
+    #: [node] intake_journal: with a SQLite store, a checked API submission is answered
+    #: once it is in the posting process's intake journal (``data``/intake, the same
+    #: disk) and logged in the store right after; false: answered after its transaction
+    intake_journal: bool = True
     #: [vxp] prefix: where the VXP operations are served (the SDK's endpoint URL's path)
     vxp_prefix: str = "/vxp"
     #: [vxp] secret_key: the key sealing document systems' secrets (default: in ``data``)
@@ -176,6 +180,8 @@ class NodeConfig:
                    for name, default, low, high in (("prefetch", 256, 1, 65535),
                                                     ("heartbeat", HEARTBEAT, 1, 600),
                                                     ("lease", 10, 2, 3600))}
+        if not isinstance(node.get("intake_journal", True), bool):
+            raise ConfigError(f"{path}: [node] intake_journal is true or false")
         blobs = node.get("blobs")
         if blobs not in (None, "database", "segments"):
             raise ConfigError(f'{path}: [node] blobs is "database" or "segments", not '
@@ -248,7 +254,9 @@ class NodeConfig:
                    bool(trust.get("allow_sha1", False)), workers, **timings,
                    node_key=key, node_certificate=certificate,
                    prefetch=numbers["prefetch"], heartbeat=numbers["heartbeat"], blobs=blobs,
-                   lease=numbers["lease"], vxp_prefix="/" + prefix.strip("/"),
+                   lease=numbers["lease"],
+                   intake_journal=node.get("intake_journal", True),
+                   vxp_prefix="/" + prefix.strip("/"),
                    vxp_secret_key=secret_key, uplink_node=uplink.get("node"),
                    uplink_endpoint=uplink.get("endpoint"),
                    uplink_system_id=uplink.get("system_id"),
@@ -427,7 +435,7 @@ def open_store(url: str, blobs: Path, *, migrate: bool = True,
 CONFIG_KEYS: dict[str, frozenset[str]] = {
     "node": frozenset({"id", "directory", "data", "database", "amqp_url", "listen", "workers",
                        "key", "certificate", "prefetch", "heartbeat", "blobs",
-                       "lease"}),
+                       "lease", "intake_journal"}),
     "trust": frozenset({"anchors", "crls", "allow_sha1", "crl_check", "crl_reload",
                         "crl_grace"}),
     "vxp": frozenset({"prefix", "secret_key"}),
@@ -650,7 +658,9 @@ async def open_node(config: NodeConfig, store: Store, *,
                      node_signer=config.node_signer(), uplink=uplink,
                      poll_uplink=poll_uplink, directory_source=current_directory,
                      stamper=config.log_stamper(store),
-                     limits=config.limits, spool=config.data / "spool"), pool
+                     limits=config.limits, spool=config.data / "spool",
+                     journal_intake=config.intake_journal,
+                     intake_folder=config.data / "intake"), pool
 
 
 def listen_socket(listen: str) -> socket.socket:

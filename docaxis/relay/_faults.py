@@ -9,6 +9,8 @@ is created just before the kill, so the restarted node runs normally). Points:
 * ``while-consuming`` — a hop message is being processed, not yet committed or acked;
 * ``after-uplink-commit`` — a package polled from a VXP axis is committed, the axis has
   not been told (``updateStatus``).
+* ``api-commit`` — API submissions answered from the intake journal are about to be
+  logged in the store (with ``DOCAXIS_FAULT_RAISE``: their transaction fails).
 
 ``DOCAXIS_FAULT_RAISE=<point>`` makes the node raise :class:`InjectedFault` (an
 unexpected ``RuntimeError``) there instead — once per ``DOCAXIS_FAULT_ONCE`` file as
@@ -23,7 +25,7 @@ import signal
 from pathlib import Path
 
 FAULT_POINTS = ("after-commit", "after-publish", "while-consuming", "after-uplink-commit",
-                "check", "plan", "commit", "mid-transfer", "mid-reassembly")
+                "check", "plan", "commit", "api-commit", "mid-transfer", "mid-reassembly")
 
 
 class InjectedFault(RuntimeError):

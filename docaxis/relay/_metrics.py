@@ -20,6 +20,13 @@ Names (all prefixed ``docaxis_``):
 ``log_stamp_failing``               1 while the TSA does not stamp (unreachable, refusing)
 ``connections_rebalanced_total``    HTTP connections asked to reconnect (``Connection:
                                     close``): their process held more than its share
+``intake_journaled_total``          API submissions answered from the intake journal
+``intake_logged_total``             of those, logged in the store since (the difference:
+                                    answered, not logged yet)
+``intake_recovered_total``          packages a process logged from the journal of a
+                                    process that was gone (a crash)
+``intake_retries_total``            journaled submissions whose transaction failed and was
+                                    tried again later
 ==================================  =====================================================
 
 A node served by several processes (``workers`` > 1) shares its counters and histograms
@@ -75,6 +82,17 @@ class NodeMetrics:
         self.rebalanced = Counter("docaxis_connections_rebalanced", "HTTP connections "
                                   "asked to reconnect because their worker process held "
                                   "more than its share of the node's", registry=self.registry)
+        self.intake_journaled = Counter("docaxis_intake_journaled", "API submissions "
+                                        "answered from the intake journal",
+                                        registry=self.registry)
+        self.intake_logged = Counter("docaxis_intake_logged", "Journaled submissions logged "
+                                     "in the store", registry=self.registry)
+        self.intake_recovered = Counter("docaxis_intake_recovered", "Packages logged from "
+                                        "the journal of a process that was gone",
+                                        registry=self.registry)
+        self.intake_retries = Counter("docaxis_intake_retries", "Journaled submissions "
+                                      "whose transaction failed and was tried again",
+                                      registry=self.registry)
 
     def watch(self, node: RelayNode) -> None:
         """Read the node's state at each scrape."""

@@ -39,6 +39,7 @@ from docaxis.directory import Directory
 from docaxis.dsig import StatementSigner, Verifier
 from docaxis.edxml import ParsedPackage, ParseLimits
 from docaxis.relay._faults import fault_point
+from docaxis.relay._intake import Answered, Intake
 from docaxis.relay._metrics import NodeMetrics
 from docaxis.relay._outbox import Outbox
 from docaxis.relay._pipeline import (
@@ -143,6 +144,15 @@ class RelayNode:
     #: whether the API's transactions may run on the event loop (see
     #: :meth:`_commit_on_loop`); False: always in a worker thread
     commit_on_loop: bool = True
+    #: whether the API answers a checked submission once it is in this process's intake
+    #: journal, and logs it afterwards (:mod:`docaxis.relay._intake`) — on a local SQLite
+    #: store only (the journal is then on the same disk); False: after its transaction
+    journal_intake: bool = True
+    #: where the node's processes keep their intake journals (None: ``intake`` in the
+    #: store's blob folder)
+    intake_folder: Path | None = None
+    #: the intake journal's part while the node runs (None: answers after the transaction)
+    intake: Intake | None = field(default=None, init=False, repr=False)
     #: background tasks that died and were started again (for metrics and tests)
     task_restarts: int = field(default=0, init=False)
     metrics: NodeMetrics = field(default_factory=NodeMetrics, init=False, repr=False)
@@ -164,8 +174,10 @@ class RelayNode:
     _ingress: asyncio.Queue[tuple[bytes | ParsedPackage, str | None,
                                   asyncio.Future[Acceptance]]] = field(
         default_factory=asyncio.Queue, init=False, repr=False)
-    _checked_submissions: asyncio.Queue[tuple[Plan, asyncio.Future[Acceptance]]] = field(
-        default_factory=asyncio.Queue, init=False, repr=False)
+    #: checked submissions for the commit stage: each with the request's future, or
+    #: already answered from the intake journal
+    _checked_submissions: asyncio.Queue[tuple[Plan, asyncio.Future[Acceptance] | Answered]] = (
+        field(default_factory=asyncio.Queue, init=False, repr=False))
     #: set when the API's commit stage should take what is checked: nothing is left to
     #: check, or a whole batch is checked
     _commit_ready: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
@@ -209,6 +221,12 @@ class RelayNode:
         self._clear_spool()
         self.receipts.start(self._loop)
         self.outbox.start(self._loop)
+        if self.journal_intake and self.store.local:
+            self.intake = Intake(self.node_id, self.store,
+                                 self.intake_folder or self.store.blobs.root / "intake",
+                                 self.metrics, self._commit_submissions)
+            self.intake.open()
+            await self.intake.recover()  # what a process that is gone answered
         if not self._watched:
             self.metrics.watch(self)
             self._watched = True
@@ -230,6 +248,10 @@ class RelayNode:
                               ("hand-over", self.outbox.hand_over_forever),
                               ("mark sent", self.outbox.mark_sent_forever),
                               ("sweep", self.outbox.sweep_forever),
+                              *((("intake recovery", self._recover_intake_forever),
+                                 ("intake retries", functools.partial(
+                                     self.intake.retry_forever, self._wait_for_store)))
+                                if self.intake is not None else ()),
                               *((("vxp uplink", functools.partial(self.uplink.poll_forever, self)),)
                                 if self.uplink is not None and self.poll_uplink else ()),
                               *((("directory", self._follow_directory),)
@@ -258,6 +280,14 @@ class RelayNode:
                 _log.warning("node.transfer_abandoned", extra={
                     "code": "RELAY-TRANSFER-ABANDONED", "node": self.node_id,
                     "sha256": sha256})
+
+    async def _recover_intake_forever(self) -> None:
+        """Every ``lease`` seconds, log what the intake journals of this node's processes
+        that are gone hold (a worker killed and not replaced, say)."""
+        while True:
+            await asyncio.sleep(self.lease)
+            if self.intake is not None:
+                await self.intake.recover()
 
     async def _follow_directory(self) -> None:
         """Take the directory's changes (read in a thread) every ``directory_interval``."""
@@ -310,6 +340,9 @@ class RelayNode:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._parts
             self._parts = None
+        if self.intake is not None:  # what it answered is logged, or left for the next start
+            intake, self.intake = self.intake, None
+            await intake.close()
         if self._recording:  # refusals still being written to the log
             await asyncio.gather(*self._recording, return_exceptions=True)
         await self.receipts.close()
@@ -381,6 +414,9 @@ class RelayNode:
             # take on packages this node cannot forward as fast (their bytes wait in
             # memory, and the sweep would read every row still pending, again and again)
             await self.outbox.wait_while_lagging(self._lag_limit)
+            if self.intake is not None and self.intake.unlogged >= self._lag_limit:
+                self._commit_ready.set()  # answered faster than logged: let the store catch up
+                await self.intake.wait_while_behind(self._lag_limit)
             batch = [await self._ingress.get()]
             self._commit_ready.clear()
             while len(batch) < self.batch_size and not self._ingress.empty():
@@ -396,11 +432,18 @@ class RelayNode:
                         self._check_submissions, [(data, agency) for data, agency, _ in batch])
             except Exception as exc:  # the batch as a whole failed: every request hears it
                 outcomes = [exc] * len(batch)
+            journaled: list[tuple[Plan, asyncio.Future[Acceptance]]] = []
             for (_data, _agency, future), outcome in zip(batch, outcomes, strict=True):
-                if isinstance(outcome, Plan):
+                if not isinstance(outcome, Plan):
+                    if not future.done():
+                        future.set_exception(outcome)
+                elif self.intake is not None and outcome.accept.file is None:
+                    journaled.append((outcome, future))
+                else:  # answered after its transaction
                     self._checked_submissions.put_nowait((outcome, future))
-                elif not future.done():
-                    future.set_exception(outcome)
+            if journaled and self.intake is not None:  # answered now, logged after
+                for answered in await self.intake.answer(journaled):
+                    self._checked_submissions.put_nowait((answered.plan, answered))
             if self._checked_submissions.qsize() >= self.batch_size:
                 self._commit_ready.set()  # a whole batch waits: no reason to wait longer
 
@@ -416,12 +459,21 @@ class RelayNode:
         6–27 % more packages per second, 15–23 % less CPU per package).
 
         The transaction runs on the event loop when :meth:`_commit_on_loop` says it may,
-        else in a worker thread."""
+        else in a worker thread. Submissions answered from the intake journal are logged
+        by :meth:`Intake.log` (in a worker thread: the event loop goes on checking and
+        answering meanwhile, so the next transaction takes all it answered)."""
         while True:
-            batch = [await self._checked_submissions.get()]
+            waiting = [await self._checked_submissions.get()]
             await self._commit_ready.wait()  # what has arrived meanwhile joins this batch
             while not self._checked_submissions.empty():
-                batch.append(self._checked_submissions.get_nowait())
+                waiting.append(self._checked_submissions.get_nowait())
+            if self.intake is not None:
+                answered = [item for _, item in waiting if isinstance(item, Answered)]
+                if answered:
+                    await self.intake.log(answered, self._wait_for_store)
+            batch = [(plan, item) for plan, item in waiting if not isinstance(item, Answered)]
+            if not batch:
+                continue
             plans = [plan for plan, _ in batch]
             try:
                 outcomes = (await self._commit_submissions_on_loop(plans)
@@ -505,6 +557,7 @@ class RelayNode:
         refused, the others accepted)."""
         try:
             started = time.perf_counter()
+            fault_point("api-commit")
             acceptances = self._commit_many(plans)
             self.metrics.stage.labels("commit").observe(time.perf_counter() - started)
         except UNAVAILABLE as exc:

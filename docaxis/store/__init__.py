@@ -15,6 +15,13 @@ from docaxis.store._documents import (
     RecipientOutcome,
     working_days_between,
 )
+from docaxis.store._intake import (
+    IntakeJournal,
+    IntakeUnavailable,
+    JournalEntry,
+    OrphanedJournal,
+    orphaned_journals,
+)
 from docaxis.store._store import (
     STALLED_TRANSACTION_TIMEOUT,
     UNAVAILABLE,
@@ -55,6 +62,10 @@ __all__ = [
     "Head",
     "InboxCopy",
     "InboxItem",
+    "IntakeJournal",
+    "IntakeUnavailable",
+    "JournalEntry",
+    "OrphanedJournal",
     "OutboxItem",
     "PackageFacts",
     "PackageFile",
@@ -72,6 +83,7 @@ __all__ = [
     "business_key",
     "is_alive",
     "manifest",
+    "orphaned_journals",
     "process_token",
     "token_for",
     "working_days_between",

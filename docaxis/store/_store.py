@@ -145,6 +145,9 @@ class Accept:
     status: tuple[str, str, str] | None = None
     #: the package's bytes are in this file, not in ``data`` (a large package)
     file: PackageFile | None = None
+    #: when this node accepted it, if before its transaction (an API submission answered
+    #: from the intake journal): its log row's ``received_at``; None: the transaction's time
+    accepted_at: dt.datetime | None = None
 
     @property
     def sha256(self) -> str:
@@ -549,7 +552,8 @@ class Store:
                 now = utcnow()
                 inserted = {key for key, in self._rows.insert(
                     connection, _table(PackageRow),
-                    [self._package_row(items[index].facts, items[index], key, refs[key], now)
+                    [self._package_row(items[index].facts, items[index], key, refs[key],
+                                       items[index].accepted_at or now)
                      for key, index in fresh.items()],
                     skip_conflicts=True, returning=("business_key",))}
                 outbox: list[dict[str, Any]] = []
@@ -619,7 +623,7 @@ class Store:
         for index, key in enumerate(keys):
             sha256 = key.rsplit("|", 1)[1]
             if key in inserted and fresh[key] == index:
-                results.append(Acceptance(sha256, key, now, False,
+                results.append(Acceptance(sha256, key, items[index].accepted_at or now, False,
                                           tuple(handovers.get(sha256, ()))))
             else:
                 at = logged.get(key, now)
@@ -646,6 +650,12 @@ class Store:
         if self.engine.dialect.name == "postgresql":
             return postgresql.insert(_table(model))
         return sqlite.insert(_table(model))
+
+    def logged_acceptances(self, keys: Iterable[str]) -> dict[str, dt.datetime]:
+        """When each of these business keys was accepted, for those logged here (what a
+        repeat is answered with)."""
+        with self.engine.connect() as connection:
+            return self._accepted_at(connection, set(keys))
 
     def _accepted_at(self, connection: Connection, keys: set[str]) -> dict[str, dt.datetime]:
         if not keys:
