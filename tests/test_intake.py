@@ -186,7 +186,7 @@ def test_a_repeat_of_an_answered_submission_not_logged_yet_is_a_duplicate(
     run(scenario())
 
 
-def test_a_journal_on_a_full_disk_answers_unavailable_and_keeps_what_it_holds(
+def test_a_journal_on_a_full_disk_answers_unavailable_until_there_is_room(
         tmp_path: Path, pki: DevPKI, disk: Path) -> None:
     async def scenario() -> None:
         network, broker = await idle_network(tmp_path, pki)
