@@ -10,7 +10,8 @@ durable in its process's journal, and logs it in the store right after.
   ``tests/test_crash.py``, fault point ``api-commit``);
 * a repeat of a submission answered and not logged yet is answered as a duplicate;
 * a journal that cannot be written (a full disk: a small tmpfs) answers 503, nothing
-  accepted, and keeps what it held.
+  accepted, and keeps what it held;
+* while too many answered posts wait for the store, the API takes no more.
 """
 
 from __future__ import annotations
@@ -231,3 +232,32 @@ def document_id(document: bytes) -> str:
     from docaxis.edxml import parse
 
     return parse(document).package.document_id or ""
+
+
+def test_the_api_takes_no_more_while_answered_posts_wait_for_the_store(
+        tmp_path: Path, pki: DevPKI, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Backpressure: while as many answered posts wait for their transaction as the node
+    lets hand-overs lag (``2 × prefetch``), a new post waits (its bytes are not piled up
+    behind them); it is answered once they are logged."""
+    async def scenario() -> None:
+        network, broker = await idle_network(tmp_path, pki)
+        danang, hanoi = network.nodes["danang"], network.nodes["hanoi"]
+        danang.prefetch = 2  # at most 4 answered and not logged
+        for node in network.nodes.values():
+            await node.start()
+        monkeypatch.setenv("DOCAXIS_FAULT_RAISE", "api-commit")  # every transaction fails
+        documents = [network.document(SENDER, [RECIPIENT], number=f"B{i}") for i in range(5)]
+        for document in documents[:4]:
+            assert not (await danang.submit_async(document, agency=SENDER)).duplicate
+        assert danang.intake is not None and danang.intake.unlogged == 4
+        fifth = asyncio.ensure_future(danang.submit_async(documents[4], agency=SENDER))
+        done, _ = await asyncio.wait({fifth}, timeout=1.0)
+        assert not done  # held back while the four wait for the store
+        monkeypatch.delenv("DOCAXIS_FAULT_RAISE")  # their next try gets through
+        assert not (await asyncio.wait_for(fifth, 30)).duplicate
+        await wait_until(lambda: len(hanoi.store.inbox(RECIPIENT)) == 5, 30)
+        for node in network.nodes.values():
+            await node.stop()
+        await broker.close()
+
+    run(scenario())
