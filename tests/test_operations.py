@@ -12,6 +12,7 @@ import pytest
 
 from docaxis.node import ConfigError, NodeConfig
 from docaxis.pki import DevPKI
+from docaxis.store import IntakeJournal, JournalEntry
 from tests.test_transport import _vhost
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,8 +106,15 @@ def test_node_check_says_what_is_missing_and_then_passes(tmp_path: Path, pki: De
     assert upgrade.returncode == 0, upgrade.stderr
     after = cli("node", "check", "--config", str(path))
     assert after.returncode == 0, after.stdout
-    for line in ("database", "directory", "trust anchors", "CRLs", "node key", "listen"):
+    for line in ("database", "directory", "data folder", "trust anchors", "CRLs",
+                 "node key", "listen"):
         assert line in after.stdout
+    # a crash left an intake journal with answered posts: said (a warning), not an error
+    crashed = IntakeJournal.create(tmp_path / "var" / "intake")
+    crashed.append([JournalEntry("k|d|s", "{}", b"x")])
+    crashed.close(remove=False)
+    left = cli("node", "check", "--config", str(path))
+    assert left.returncode == 0 and "1 intake" in left.stdout.replace("\n", " "), left.stdout
 
 
 def test_a_missing_postgresql_database_is_one_line_saying_how_to_create_it(

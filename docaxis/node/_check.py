@@ -1,9 +1,9 @@
 """``docaxis node check``: everything a node needs, checked before it serves.
 
 Each check is a line an operator can act on: the database reachable and at the newest
-schema, the directory consistent and holding this node, trust anchors and CRLs present
-and fresh, the node's signing key, the broker's vhost and permissions, the listen
-address free.
+schema, the directory consistent and holding this node, the data folder writable (and
+any intake journals a crash left), trust anchors and CRLs present and fresh, the node's
+signing key, the broker's vhost and permissions, the listen address free.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from cryptography import x509
 from docaxis.directory import Directory, mask_url
 from docaxis.dsig import SignatureError, TrustStore
 from docaxis.node._run import ConfigError, NodeConfig, load_directory
+from docaxis.store import orphaned_journals
 from docaxis.transport import RabbitMQBroker, TransportError
 
 Outcome = Literal["ok", "warning", "failed"]
@@ -53,11 +54,35 @@ def check_node(config: NodeConfig) -> list[Check]:
             checks.append(Check("directory", "failed", exc.message))
         finally:
             store.close()
+    checks.append(_data(config))
     checks += _trust(config)
     checks.append(_node_key(config))
     checks.append(_broker(config))
     checks.append(_listen(config.listen))
     return checks
+
+
+def _data(config: NodeConfig) -> Check:
+    """The data folder writable (blob log, spool, intake journals), and the intake
+    journals processes that are gone left (logged by the next start)."""
+    folder = config.data
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".node-check"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as exc:
+        return Check("data folder", "failed", f"{folder} cannot be written: "
+                                              f"{exc.strerror or exc}")
+    left = 0
+    for journal in orphaned_journals(folder / "intake"):
+        left += 1
+        journal.release(remove=False)
+    if left:
+        return Check("data folder", "warning", f"{folder} writable; {left} intake "
+                     "journal(s) of stopped processes hold answered posts: the next start "
+                     "logs them")
+    return Check("data folder", "ok", f"{folder} writable")
 
 
 def _trust(config: NodeConfig) -> list[Check]:
